@@ -1,0 +1,164 @@
+"""The `rrft-studio` command: a dispatcher over the stages, the evaluator and the data generators.
+
+    rrft-studio train presets/demo.yaml [key=value ...]     run the preset's stages (sft, grpo) and evaluate
+    rrft-studio train --resume runs/<run>                   continue a stopped or killed run
+    rrft-studio config show presets/demo.yaml [key=value]   the resolved config, each field with its doc
+    rrft-studio eval runs/<run> | <checkpoint> [key=value]  accuracy on the eval split
+    rrft-studio data generate counting --n 100 --out DIR    write a synthetic dataset (Reason-RFT schema)
+
+A user mistake exits with status 2 and one line naming the problem and the fix, before anything is written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from . import config, runs
+from .config import ConfigError
+
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def _checked_data(cfg: config.Config) -> None:
+    """Read the records before a run directory exists, so a bad file costs nothing."""
+    from . import data
+
+    data.records(cfg, "train")
+    if cfg.eval.enabled:
+        data.records(cfg, "eval")
+
+
+def cmd_train(args) -> int:
+    from . import models, tracking
+
+    if args.resume:
+        run_dir = Path(args.resume)
+        cfg = runs.load_config(run_dir)
+        if runs.read_status(run_dir).get("state") == "finished":
+            raise ConfigError(f"run '{run_dir}' is already finished: start a new run with rrft-studio train PRESET")
+    else:
+        if not args.preset:
+            raise ConfigError("train needs a preset: rrft-studio train presets/demo.yaml [key=value ...]")
+        cfg = config.load(args.preset, args.overrides)
+    backend, why = models.choose_backend(cfg)
+    _checked_data(cfg)
+    if not args.resume:
+        run_dir = runs.create(cfg)
+    from . import pipeline, report
+
+    tracking.StopRequested.install()
+    result = pipeline.train(cfg, run_dir, backend, why)
+    if result is None:
+        print(f"stopped; resume with: rrft-studio train --resume {run_dir}")
+        return 0
+    print(report.text(result))
+    return 0
+
+
+def cmd_config_show(args) -> int:
+    cfg = config.load(args.preset, args.overrides)
+    print(config.describe(cfg))
+    return 0
+
+
+def cmd_eval(args) -> int:
+    from . import evaluate
+
+    target = Path(args.target)
+    if (target / "config.yaml").is_file():  # a run directory: its config, its last stage's output
+        cfg = runs.load_config(target)
+        for override in args.overrides:
+            config._apply(cfg, config.parse_override(override))
+        config.validate(cfg)
+        done = [s for s in reversed(cfg.run.stages) if runs.is_done(target, s)]
+        if not done:
+            raise ConfigError(f"run '{target}' has no finished stage to evaluate: wait for it or resume it")
+        checkpoint = str(runs.stage_dir(target, "final", done[0]))
+    elif (target / "config.json").is_file():
+        cfg = config.load(None, args.overrides)
+        checkpoint = str(target)
+    else:
+        raise ConfigError(f"'{target}' is neither a run directory nor a checkpoint (no config.yaml or config.json)")
+    from . import models
+
+    models.choose_backend(cfg)
+    rows = evaluate.eval_rows(cfg, args.split)
+    result = evaluate.evaluate(checkpoint, cfg, rows, label=args.label or Path(checkpoint).name)
+    print(evaluate.summary_line(result))
+    if args.out:
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        runs.write_atomic(out, json.dumps(result, indent=1))
+        print(f"wrote {out}")
+    return 0
+
+
+def cmd_data_generate(args) -> int:
+    from . import tasks
+
+    task = tasks.get(args.task)
+    if args.n < 1:
+        raise ConfigError("--n must be at least 1")
+    out = Path(args.out)
+    if (out / f"{args.split}.json").exists():
+        raise ConfigError(f"'{out / (args.split + '.json')}' exists: choose another --out or --split")
+    path = task.generate(out, n=args.n, seed=args.seed, spec=task.SceneSpec(), split=args.split)
+    print(f"wrote {args.n} records to {path}")
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="rrft-studio", description="Reason-RFT (CoT-SFT then GRPO) on Qwen2-VL.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="run a preset's stages, then evaluate and report")
+    t.add_argument("preset", nargs="?", help="presets/<name>.yaml")
+    t.add_argument("overrides", nargs="*", help="key=value, e.g. sft.lr=1e-5 (see `config show`)")
+    t.add_argument("--resume", metavar="RUN_DIR", help="continue a stopped or killed run")
+    t.set_defaults(func=cmd_train)
+
+    c = sub.add_parser("config", help="inspect configs")
+    csub = c.add_subparsers(dest="config_command", required=True)
+    show = csub.add_parser("show", help="print the resolved config with each field's doc")
+    show.add_argument("preset")
+    show.add_argument("overrides", nargs="*")
+    show.set_defaults(func=cmd_config_show)
+
+    e = sub.add_parser("eval", help="accuracy of a run's final checkpoint, or of a checkpoint directory")
+    e.add_argument("target", help="a run directory or a checkpoint directory")
+    e.add_argument("overrides", nargs="*", help="key=value, e.g. eval.max_samples=100 data.eval_file=test.json")
+    e.add_argument("--split", choices=["eval", "train"], default="eval")
+    e.add_argument("--label", default="")
+    e.add_argument("--out", help="also write the result (with every prediction) as JSON here")
+    e.set_defaults(func=cmd_eval)
+
+    d = sub.add_parser("data", help="datasets")
+    dsub = d.add_subparsers(dest="data_command", required=True)
+    g = dsub.add_parser("generate", help="write a synthetic dataset in the Reason-RFT schema")
+    g.add_argument("task", choices=["counting"])
+    g.add_argument("--n", type=int, required=True)
+    g.add_argument("--out", required=True)
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--split", default="train")
+    g.set_defaults(func=cmd_data_generate)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    if getattr(args, "preset", None) and "=" in args.preset and args.func is cmd_train:
+        args.overrides.insert(0, args.preset)  # `train --resume X` has no preset
+        args.preset = None
+    try:
+        return args.func(args)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

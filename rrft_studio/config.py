@@ -1,0 +1,377 @@
+"""One typed config tree for a run: defaults < preset YAML < `key=value` overrides, validated after the merge.
+
+Every field is documented once, where it is declared (`doc(default, "...")`); `rrft-studio config show`
+and the studio read those docs. Defaults are the paper's settings (see method.md); presets hold only what
+differs. A user mistake raises `ConfigError`, one line naming the key and the fix, before anything is written.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A user mistake in a preset or an override: one line that names the problem and the fix."""
+
+
+def doc(default: Any, text: str) -> Any:
+    """A dataclass field with a default and its one-line doc."""
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda: type(default)(default), metadata={"doc": text})
+    return field(default=default, metadata={"doc": text})
+
+
+def section(cls: type, text: str) -> Any:
+    return field(default_factory=cls, metadata={"doc": text})
+
+
+@dataclass
+class TinyModel:
+    arch: Literal["qwen2_vl", "qwen2_5_vl"] = doc("qwen2_vl", "architecture of the built-in tiny model")
+    hidden_size: int = doc(256, "tiny model: text hidden size")
+    num_layers: int = doc(4, "tiny model: text decoder layers")
+    num_heads: int = doc(4, "tiny model: attention heads")
+    num_kv_heads: int = doc(2, "tiny model: key/value heads")
+    intermediate_size: int = doc(768, "tiny model: MLP width")
+    vision_depth: int = doc(4, "tiny model: vision transformer blocks")
+    vision_embed_dim: int = doc(128, "tiny model: vision embedding width")
+    vision_heads: int = doc(4, "tiny model: vision attention heads")
+    vocab_size: int = doc(1024, "tiny model: BPE vocabulary trained on the task's text (plus special tokens)")
+    seed: int = doc(0, "tiny model: seed of the random initialisation")
+
+
+@dataclass
+class Model:
+    name: str = doc("tiny", "'tiny' (built locally, no download), a hub id such as Qwen/Qwen2-VL-2B-Instruct, or a local checkpoint directory")
+    backend: Literal["auto", "unsloth", "transformers"] = doc("auto", "auto: Unsloth on CUDA where it supports the model, else transformers + peft")
+    finetune: Literal["full", "lora"] = doc("full", "full fine-tune (the paper) or LoRA adapters (merged into each stage's final checkpoint)")
+    lora_r: int = doc(16, "LoRA rank")
+    lora_alpha: int = doc(32, "LoRA alpha (scale = alpha / r)")
+    lora_dropout: float = doc(0.0, "LoRA dropout")
+    lora_layers: list[str] = doc(["language", "attention", "mlp"], "where LoRA goes: any of vision, language (which towers) and attention, mlp (which modules)")
+    load_in_4bit: bool = doc(False, "QLoRA: load the base weights in 4 bits (Unsloth backend, CUDA only)")
+    dtype: Literal["auto", "bfloat16", "float16", "float32"] = doc("auto", "weights dtype; auto = bfloat16 on CUDA, float32 on CPU")
+    trust_remote_code: bool = doc(False, "run code shipped inside a model repository (off unless you trust it)")
+    tiny: TinyModel = section(TinyModel, "shape of the built-in tiny model (model.name=tiny)")
+
+
+@dataclass
+class Scene:
+    image_size: int = doc(112, "synthetic scenes: square image side in pixels")
+    min_objects: int = doc(1, "synthetic scenes: fewest objects")
+    max_objects: int = doc(6, "synthetic scenes: most objects")
+    subtract_fraction: float = doc(0.6, "synthetic scenes: share of 'Subtract all X' questions (the rest ask for the total)")
+
+
+@dataclass
+class Data:
+    task: Literal["counting"] = doc("counting", "task family: prompts, answer format, checker")
+    train_file: str = doc("", "training records (Reason-RFT JSON); empty = generate synthetic data")
+    eval_file: str = doc("", "evaluation records (Reason-RFT JSON); empty = generate synthetic data")
+    image_root: str = doc("", "folder the records' image paths are relative to; empty = the JSON file's folder")
+    n_train: int = doc(2000, "synthetic data: training samples")
+    n_eval: int = doc(200, "synthetic data: held-out evaluation samples (other seed)")
+    seed: int = doc(0, "synthetic data: generator seed")
+    scene: Scene = section(Scene, "synthetic scene generator settings")
+    sft_samples: int = doc(1600, "Stage 1 trains on the first N training records; Stage 2 on the rest (0 = all records to both)")
+    max_samples: int = doc(0, "use at most N training records (0 = all)")
+
+
+@dataclass
+class SFT:
+    style: Literal["cot", "ans"] = doc("cot", "cot: <think>CoT</think><answer>..</answer> targets (CoT-SFT); ans: answer only (ANS-SFT)")
+    epochs: float = doc(1.0, "passes over the Stage-1 data")
+    max_steps: int = doc(-1, "stop after N optimizer steps (-1 = run the epochs)")
+    lr: float = doc(1e-5, "peak learning rate")
+    scheduler: str = doc("cosine", "learning-rate schedule (transformers name: cosine, linear, constant, ...)")
+    warmup_steps: int = doc(100, "linear warm-up steps")
+    weight_decay: float = doc(0.1, "AdamW weight decay")
+    batch_size: int = doc(2, "samples per forward pass")
+    grad_accum: int = doc(8, "forward passes per optimizer step (global batch = batch_size x grad_accum)")
+    max_pixels: int = doc(262144, "images are down-scaled to at most this many pixels (512x512)")
+    max_length: int = doc(4096, "longest tokenized sample, image tokens included")
+    freeze_vision: bool = doc(True, "freeze the vision tower and merger (the paper's Stage 1)")
+    gradient_checkpointing: bool = doc(False, "trade compute for memory")
+    logging_steps: int = doc(1, "write metrics every N steps")
+    save_steps: int = doc(100, "checkpoint every N steps (a stop also checkpoints)")
+
+
+@dataclass
+class GRPO:
+    epochs: float = doc(1.0, "passes over the Stage-2 prompts")
+    max_steps: int = doc(-1, "stop after N optimizer steps (-1 = run the epochs)")
+    lr: float = doc(1e-6, "peak learning rate")
+    scheduler: str = doc("linear", "learning-rate schedule")
+    warmup_steps: int = doc(0, "linear warm-up steps")
+    weight_decay: float = doc(0.0, "AdamW weight decay")
+    num_generations: int = doc(8, "G: completions sampled per prompt")
+    prompts_per_step: int = doc(14, "prompts per optimizer step (x G completions; the paper: 14 x 8 = 112)")
+    micro_batch: int = doc(8, "completions per forward/backward pass")
+    beta: float = doc(0.04, "KL coefficient against the reference (the Stage-1 model), k3 estimator")
+    loss_type: str = doc("grpo", "TRL loss aggregation; grpo = mean over sequences of per-sequence token means (the paper)")
+    epsilon: float = doc(0.2, "PPO ratio clip (inactive with one update per rollout batch)")
+    scale_rewards: Literal["group", "batch", "none"] = doc("group", "advantage = (r - mean_G) / std_G (group) as in the paper")
+    temperature: float = doc(0.9, "rollout sampling temperature")
+    top_p: float = doc(0.9, "rollout nucleus sampling")
+    top_k: int = doc(50, "rollout top-k sampling")
+    max_completion_length: int = doc(512, "most new tokens per rollout")
+    max_pixels: int = doc(480000, "images are down-scaled to at most this many pixels")
+    freeze_vision: bool = doc(False, "freeze the vision tower and merger (the paper trains the whole model)")
+    rewards: list[str] = doc(["format", "accuracy"], "reward functions by name, or package.module:function")
+    reward_weights: list[float] = doc([1.0, 1.0], "weight of each reward in the total")
+    gradient_checkpointing: bool = doc(False, "trade compute for memory")
+    logging_steps: int = doc(1, "write metrics every N steps")
+    save_steps: int = doc(50, "checkpoint every N steps (a stop also checkpoints)")
+    samples_every: int = doc(1, "write the rollouts of every N-th step to samples.jsonl")
+
+
+@dataclass
+class Eval:
+    enabled: bool = doc(True, "evaluate the starting model and each stage's output on the eval split")
+    max_samples: int = doc(0, "evaluate at most N records (0 = all)")
+    temperature: float = doc(0.1, "decoding temperature (the paper: 0.1; 0 = greedy)")
+    top_p: float = doc(0.9, "decoding nucleus sampling")
+    top_k: int = doc(50, "decoding top-k")
+    max_new_tokens: int = doc(768, "most new tokens per answer")
+    batch_size: int = doc(16, "prompts per generate call")
+
+
+@dataclass
+class Run:
+    name: str = doc("", "run directory name prefix (default: the preset's file name)")
+    runs_dir: str = doc("runs", "where run directories go")
+    stages: list[str] = doc(["sft", "grpo"], "stages to run in order: sft, grpo (GRPO starts from SFT's output and uses it as the KL reference)")
+    seed: int = doc(42, "training seed")
+    device: Literal["auto", "cpu", "cuda"] = doc("auto", "auto = CUDA when available")
+    cache_dir: str = doc("~/.cache/rrft-studio", "built tiny models and generated synthetic data")
+
+
+@dataclass
+class Config:
+    run: Run = section(Run, "the run: stages, where it goes, seed, device")
+    model: Model = section(Model, "which model, which backend, which weights train")
+    data: Data = section(Data, "task and records")
+    sft: SFT = section(SFT, "Stage 1: CoT-SFT (or ANS-SFT) with TRL's SFTTrainer")
+    grpo: GRPO = section(GRPO, "Stage 2: GRPO with TRL's GRPOTrainer")
+    eval: Eval = section(Eval, "accuracy on the eval split")
+
+
+STAGES = ("sft", "grpo")
+
+
+# ---------------------------------------------------------------- merge
+
+def _fields(cls: type) -> dict[str, dataclasses.Field]:
+    return {f.name: f for f in dataclasses.fields(cls)}
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def all_keys(cls: type = Config, prefix: str = "") -> dict[str, tuple[Any, str]]:
+    """Every leaf key as 'section.field' -> (type, doc)."""
+    keys: dict[str, tuple[Any, str]] = {}
+    hints = _hints(cls)
+    for name, f in _fields(cls).items():
+        hint = hints[name]
+        if dataclasses.is_dataclass(hint):
+            keys.update(all_keys(hint, f"{prefix}{name}."))
+        else:
+            keys[f"{prefix}{name}"] = (hint, f.metadata.get("doc", ""))
+    return keys
+
+
+def _unknown(key: str) -> ConfigError:
+    near = difflib.get_close_matches(key, list(all_keys()), n=1, cutoff=0.5)
+    if not near:  # a bare field name: look for it under any section
+        near = [k for k in all_keys() if k.rsplit(".", 1)[-1] == key.rsplit(".", 1)[-1]][:1]
+    hint = f"did you mean '{near[0]}'?" if near else "run `rrft-studio config show` for the valid keys"
+    return ConfigError(f"unknown config key '{key}': {hint}")
+
+
+def _coerce(key: str, value: Any, hint: Any) -> Any:
+    """Check a value against a field's type hint; ints are accepted for floats."""
+    origin = typing.get_origin(hint)
+    if origin is Literal:
+        if value not in typing.get_args(hint):
+            choices = ", ".join(map(str, typing.get_args(hint)))
+            raise ConfigError(f"{key}={value!r} is not allowed: choose one of {choices}")
+        return value
+    if origin is list:
+        (item,) = typing.get_args(hint)
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            value = [value]
+        if not isinstance(value, list):
+            raise ConfigError(f"{key} must be a list, got {value!r}: write it as {key}=[a,b]")
+        return [_coerce(key, v, item) for v in value]
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if hint is float and isinstance(value, str):  # YAML 1.1 reads 1e-5 (no dot) as a string
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    if hint is str and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)
+    if not isinstance(value, hint) or (hint is int and isinstance(value, bool)):
+        raise ConfigError(f"{key} must be {hint.__name__}, got {value!r}")
+    return value
+
+
+def _apply(node: Any, tree: dict, prefix: str = "") -> None:
+    if not isinstance(tree, dict):
+        raise ConfigError(f"'{prefix.rstrip('.') or 'preset'}' must be a mapping of keys, got {tree!r}")
+    hints = _hints(type(node))
+    for name, value in tree.items():
+        key = f"{prefix}{name}"
+        if name not in hints:
+            raise _unknown(key)
+        if dataclasses.is_dataclass(hints[name]):
+            _apply(getattr(node, name), value, key + ".")
+        else:
+            setattr(node, name, _coerce(key, value, hints[name]))
+
+
+def parse_override(text: str) -> dict:
+    """'a.b.c=value' -> {'a': {'b': {'c': value}}}, the value read as YAML (1e-5, true, [a,b])."""
+    if "=" not in text:
+        raise ConfigError(f"override '{text}' is not key=value: write it like sft.lr=1e-5")
+    key, raw = text.split("=", 1)
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    if value is None:
+        value = ""
+    tree: dict = {}
+    node = tree
+    parts = key.strip().split(".")
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+    node[parts[-1]] = value
+    return tree
+
+
+def read_preset(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        hint = ", ".join(sorted(p.name for p in Path("presets").glob("*.yaml"))) if Path("presets").is_dir() else ""
+        raise ConfigError(f"preset '{path}' not found" + (f": presets here are {hint}" if hint else ""))
+    try:
+        tree = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"preset '{path}'{where} is not valid YAML: {getattr(e, 'problem', e)}") from None
+    return tree
+
+
+def load(preset: str | Path | None = None, overrides: list[str] = ()) -> Config:
+    """Defaults < preset < overrides, then validate. Raises ConfigError."""
+    cfg = Config()
+    if preset is not None:
+        _apply(cfg, read_preset(preset))
+        if not cfg.run.name:
+            cfg.run.name = Path(preset).stem
+    for text in overrides:
+        _apply(cfg, parse_override(text))
+    validate(cfg)
+    return cfg
+
+
+def from_dict(tree: dict) -> Config:
+    cfg = Config()
+    _apply(cfg, tree)
+    validate(cfg)
+    return cfg
+
+
+def to_dict(cfg: Config) -> dict:
+    return dataclasses.asdict(cfg)
+
+
+def dump(cfg: Config) -> str:
+    return yaml.safe_dump(to_dict(cfg), sort_keys=False)
+
+
+def get(cfg: Config, key: str) -> Any:
+    node: Any = cfg
+    for part in key.split("."):
+        node = getattr(node, part)
+    return node
+
+
+# ---------------------------------------------------------------- validate
+
+def _check(ok: bool, message: str) -> None:
+    if not ok:
+        raise ConfigError(message)
+
+
+def validate(cfg: Config) -> None:
+    """Impossible values and combinations, each with its fix. Files are checked here too."""
+    r, m, d, s, g, e = cfg.run, cfg.model, cfg.data, cfg.sft, cfg.grpo, cfg.eval
+    for stage in r.stages:
+        _check(stage in STAGES, f"run.stages: unknown stage '{stage}': use sft, grpo or both in that order")
+    _check(list(r.stages) == [x for x in STAGES if x in r.stages], "run.stages must be in the order sft, grpo")
+    for part in m.lora_layers:
+        _check(part in ("vision", "language", "attention", "mlp"),
+               f"model.lora_layers: unknown part '{part}': use vision, language, attention, mlp")
+    _check(m.finetune == "lora" or not m.load_in_4bit, "model.load_in_4bit needs model.finetune=lora (QLoRA)")
+    _check(not m.load_in_4bit or m.backend != "transformers", "model.load_in_4bit needs the unsloth backend: set model.backend=auto or unsloth")
+    if m.name != "tiny" and (m.name.startswith((".", "/", "~")) or Path(m.name).expanduser().exists()):
+        _check((Path(m.name).expanduser() / "config.json").is_file(),
+               f"model.name: '{m.name}' is not a checkpoint directory (no config.json): give a hub id, a saved checkpoint or tiny")
+    for key in ("train_file", "eval_file"):
+        value = getattr(d, key)
+        _check(not value or Path(value).expanduser().is_file(), f"data.{key}: '{value}' not found: give an existing Reason-RFT JSON file")
+    _check(not d.image_root or Path(d.image_root).expanduser().is_dir(), f"data.image_root: '{d.image_root}' is not a folder")
+    _check(d.scene.min_objects >= 1 and d.scene.max_objects >= d.scene.min_objects,
+           "data.scene: need 1 <= min_objects <= max_objects")
+    _check(d.n_train > 0 and d.n_eval > 0, "data.n_train and data.n_eval must be positive")
+    for name, stage in (("sft", s), ("grpo", g)):
+        _check(stage.lr > 0, f"{name}.lr must be positive")
+        _check(stage.epochs > 0 or stage.max_steps > 0, f"{name}: set epochs > 0 or max_steps > 0")
+        _check(stage.max_pixels >= 56 * 56, f"{name}.max_pixels must be at least 3136 (56x56)")
+    _check(s.batch_size >= 1 and s.grad_accum >= 1, "sft.batch_size and sft.grad_accum must be at least 1")
+    _check(g.num_generations >= 2, "grpo.num_generations must be at least 2: advantages compare completions within a group")
+    total = g.prompts_per_step * g.num_generations
+    _check(g.micro_batch >= 1 and total % g.micro_batch == 0,
+           f"grpo.micro_batch={g.micro_batch} must divide prompts_per_step x num_generations = {total}")
+    _check(len(g.reward_weights) == len(g.rewards),
+           f"grpo.reward_weights has {len(g.reward_weights)} values for {len(g.rewards)} rewards: give one weight per reward")
+    _check(e.max_new_tokens >= 1 and e.batch_size >= 1, "eval.max_new_tokens and eval.batch_size must be at least 1")
+    if "grpo" in r.stages:
+        from . import rewards
+        for name in g.rewards:
+            try:
+                rewards.resolve(name)
+            except ValueError as err:
+                raise ConfigError(f"grpo.rewards: {err}") from None
+
+
+def describe(cfg: Config) -> str:
+    """The resolved config as YAML with each field's doc as a comment."""
+    lines: list[str] = []
+    _describe(cfg, "", lines)
+    return "\n".join(lines)
+
+
+def _describe(node: Any, indent: str, lines: list[str]) -> None:
+    for name, f in _fields(type(node)).items():
+        value = getattr(node, name)
+        if dataclasses.is_dataclass(value):
+            lines.append(f"{indent}{name}:  # {f.metadata.get('doc', '')}")
+            _describe(value, indent + "  ", lines)
+        else:
+            rendered = yaml.safe_dump(value, default_flow_style=True, width=1000).strip()
+            rendered = rendered.removesuffix("\n...").removesuffix("...").strip()
+            lines.append(f"{indent}{name}: {rendered}  # {f.metadata.get('doc', '')}")

@@ -1,0 +1,93 @@
+"""Accuracy of a checkpoint on an evaluation split, scored as in training: pass@1, the answer-tag text equal
+to the truth (math-verify only where there is no answer tag), plus the format reward and answer lengths.
+
+Decoding follows the paper (temperature 0.1, top-p 0.9, top-k 50, at most 768 new tokens); presets may
+shorten max_new_tokens for small models. Chance is the accuracy of always giving the split's most frequent
+answer.
+
+    rrft-studio eval runs/demo-20261124-101500
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+from . import data, models, rewards, runs
+from .config import Config
+
+
+def chance(rows: list[dict]) -> float:
+    counts = Counter(r["answer"] for r in rows)
+    return counts.most_common(1)[0][1] / len(rows) if rows else 0.0
+
+
+def eval_rows(cfg: Config, split: str = "eval") -> list[dict]:
+    rows = data.records(cfg, split)
+    return rows[: cfg.eval.max_samples] if cfg.eval.max_samples > 0 else rows
+
+
+def generate(model, processor, conversations: list[list[dict]], images: list[list], cfg: Config) -> list[str]:
+    """Batched generation; returns the decoded completions (special tokens stripped)."""
+    import torch
+
+    e = cfg.eval
+    texts = processor.apply_chat_template(conversations, add_generation_prompt=True, tokenize=False)
+    flat = [img for group in images for img in group]
+    inputs = processor(text=texts, images=flat or None, padding=True, return_tensors="pt").to(model.device)
+    sampling = dict(do_sample=True, temperature=e.temperature, top_p=e.top_p, top_k=e.top_k) \
+        if e.temperature > 0 else dict(do_sample=False)
+    with torch.inference_mode():
+        out = model.generate(**inputs, max_new_tokens=e.max_new_tokens, **sampling)  # (B, L + new)
+    new = out[:, inputs["input_ids"].shape[1]:]
+    return processor.batch_decode(new, skip_special_tokens=True)
+
+
+def evaluate(checkpoint: str, cfg: Config, rows: list[dict], label: str = "") -> dict:
+    """Score `checkpoint` on `rows`; returns the summary with every prediction."""
+    import torch
+    from PIL import Image
+
+    task = data.task_of(cfg)
+    torch.manual_seed(cfg.run.seed)
+    model, processor = models.load_for_inference(checkpoint, cfg, cfg.grpo.max_pixels)
+    predictions = []
+    for start in range(0, len(rows), cfg.eval.batch_size):
+        batch = rows[start: start + cfg.eval.batch_size]
+        conversations = [[data.user_turn(task.prompt(r["problem"], "cot"), len(data.images_of(r)))] for r in batch]
+        images = [[Image.open(p).convert("RGB") for p in data.images_of(r)] for r in batch]
+        for r, text in zip(batch, generate(model, processor, conversations, images, cfg)):
+            predictions.append({
+                "id": r["id"], "answer": r["answer"], "completion": text,
+                "correct": rewards.match_answer(text, r["answer"]),
+                "format": rewards.format_reward([text])[0],
+                "length": len(processor.tokenizer(text, add_special_tokens=False)["input_ids"]),
+            })
+    n = max(len(predictions), 1)
+    return {
+        "label": label, "checkpoint": str(checkpoint), "n": len(predictions), "chance": chance(rows),
+        "accuracy": sum(p["correct"] for p in predictions) / n,
+        "format": sum(p["format"] for p in predictions) / n,
+        "mean_length": sum(p["length"] for p in predictions) / n,
+        "predictions": predictions,
+    }
+
+
+def save(result: dict, run_dir: Path) -> Path:
+    folder = Path(run_dir) / "eval"
+    folder.mkdir(exist_ok=True)
+    path = folder / f"{result['label']}.json"
+    runs.write_atomic(path, json.dumps(result, indent=1))
+    return path
+
+
+def load(run_dir: Path, label: str) -> dict | None:
+    path = Path(run_dir) / "eval" / f"{label}.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def summary_line(result: dict) -> str:
+    return (f"{result['label'] or result['checkpoint']}: accuracy {100 * result['accuracy']:.1f}% "
+            f"(chance {100 * result['chance']:.1f}%), format {result['format']:.2f}, "
+            f"mean length {result['mean_length']:.0f} tokens, n={result['n']}")

@@ -1,0 +1,93 @@
+"""Stage 2: GRPO ("reasoning enhancement") through TRL's GRPOTrainer.
+
+Starts from Stage 1's final checkpoint when the run has one, and that checkpoint is the KL reference
+(TRL rebuilds the reference from the path the policy was loaded from; with LoRA it disables the adapter).
+Rewards are format + accuracy (weights 1, 1); the loss is TRL's `grpo` (per-sequence token mean, then
+mean over sequences), beta 0.04 with the k3 estimator, one policy update per rollout batch, as in the paper.
+G completions x grpo.prompts_per_step prompts make one optimizer step (the paper: 8 x 14 = 112).
+
+    rrft-studio train presets/demo.yaml run.stages=[grpo]
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+from . import data, models, rewards, runs, tracking
+from .config import Config
+
+
+def trainer_args(cfg: Config, output_dir: Path, use_cpu: bool):
+    """Our config -> TRL's GRPOConfig, in one place."""
+    from trl import GRPOConfig
+
+    g = cfg.grpo
+    grad_accum = g.prompts_per_step * g.num_generations // g.micro_batch
+    return GRPOConfig(
+        output_dir=str(output_dir), num_train_epochs=g.epochs, max_steps=g.max_steps,
+        learning_rate=g.lr, lr_scheduler_type=g.scheduler, warmup_steps=g.warmup_steps,
+        weight_decay=g.weight_decay, per_device_train_batch_size=g.micro_batch,
+        gradient_accumulation_steps=grad_accum, num_generations=g.num_generations,
+        beta=g.beta, loss_type=g.loss_type, epsilon=g.epsilon, scale_rewards=g.scale_rewards,
+        num_iterations=1, temperature=g.temperature, top_p=g.top_p, top_k=g.top_k,
+        max_completion_length=g.max_completion_length, reward_weights=g.reward_weights,
+        gradient_checkpointing=g.gradient_checkpointing, logging_steps=g.logging_steps,
+        save_steps=g.save_steps, save_total_limit=2, bf16=models.is_bf16(cfg), use_cpu=use_cpu,
+        seed=cfg.run.seed, data_seed=cfg.run.seed, report_to=[], disable_tqdm=True,
+        remove_unused_columns=False, log_completions=False, dataloader_num_workers=0,
+    )
+
+
+def reward_funcs(cfg: Config) -> list:
+    """The configured rewards; the first also records each rollout's id, image and answer for samples.jsonl."""
+    funcs = [rewards.resolve(name) for name in cfg.grpo.rewards]
+    first = funcs[0]
+
+    @functools.wraps(first)
+    def first_with_columns(completions, log_extra=None, **kwargs):
+        if log_extra is not None:
+            for column, key in (("id", "id"), ("image", "image_path"), ("answer", "answer")):
+                if key in kwargs:
+                    log_extra(column, list(kwargs[key]))
+        return first(completions, log_extra=log_extra, **kwargs)
+
+    return [first_with_columns, *funcs[1:]]
+
+
+def run(cfg: Config, run_dir: Path, source: str, backend: str) -> Path | None:
+    """Train Stage 2 from `source`; return final/grpo, or None when a stop was requested (checkpoint saved)."""
+    from transformers import PrinterCallback
+    from trl import GRPOTrainer
+
+    # run dir
+    out = runs.stage_dir(run_dir, "final", "grpo")
+    ckpt_dir = runs.stage_dir(run_dir, "checkpoints", "grpo")
+    resume = runs.last_checkpoint(run_dir, "grpo")
+    if resume is not None:
+        step = int(resume.name.split("-")[1])
+        for log in ("metrics.jsonl", "samples.jsonl"):
+            runs.drop_rows_after(run_dir / log, "grpo", step)
+
+    # model
+    model, processor, peft_config = models.load_for_training(cfg, cfg.grpo, source, backend)
+
+    # data
+    train = data.grpo_dataset(data.stage_records(cfg, "grpo"), data.task_of(cfg))
+
+    # rewards, trainer
+    tracker = tracking.RunTracker(run_dir, "grpo", samples_every=cfg.grpo.samples_every)
+    trainer = GRPOTrainer(model=model, reward_funcs=reward_funcs(cfg),
+                          args=trainer_args(cfg, ckpt_dir, not models.cuda_available(cfg)),
+                          train_dataset=train, processing_class=processor, peft_config=peft_config,
+                          callbacks=[tracker])
+    trainer.remove_callback(PrinterCallback)
+    tracker.trainer = trainer
+
+    # train
+    trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    if tracker.stopped:
+        return None
+
+    # save
+    return models.save_final(trainer.model, processor, out, backend)

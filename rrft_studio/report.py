@@ -1,0 +1,98 @@
+"""The end of a run: report.json, the printed summary, and PNG plots of rewards and completion length.
+
+Everything is read back from the run directory (metrics.jsonl, eval/*.json), so a report can be
+rebuilt for any run at any time.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from . import evaluate, runs
+
+LABELS = {"base": "accuracy_base", "sft": "accuracy_sft", "grpo": "accuracy_grpo"}
+
+
+def build(run_dir: Path, seconds: float) -> dict:
+    """report.json: chance, accuracy before / after each stage, GRPO format reward, seconds."""
+    report: dict = {"run_dir": str(run_dir), "seconds": round(seconds, 1)}
+    for label, key in LABELS.items():
+        result = evaluate.load(run_dir, label)
+        report[key] = None if result is None else round(result["accuracy"], 4)
+        if result is not None:
+            report["chance"] = round(result["chance"], 4)
+            report[f"format_{label}"] = round(result["format"], 4)
+    grpo_rows = [r for r in runs.read_jsonl(run_dir / "metrics.jsonl")
+                 if r.get("stage") == "grpo" and "rewards/format_reward/mean" in r]
+    tail = grpo_rows[-5:]  # the last logging steps: where the policy ended up
+    report["format_reward_grpo"] = round(sum(r["rewards/format_reward/mean"] for r in tail) / len(tail), 4) \
+        if tail else None
+    report.setdefault("chance", None)
+    report["plots"] = [str(p) for p in plot(run_dir)]
+    runs.write_atomic(Path(run_dir) / "report.json", json.dumps(report, indent=1))
+    return report
+
+
+def _series(rows: list[dict], key: str) -> tuple[list[int], list[float]]:
+    points = [(r["step"], r[key]) for r in rows if key in r]
+    return [p[0] for p in points], [p[1] for p in points]
+
+
+def plot(run_dir: Path) -> list[Path]:
+    """rewards.png (total and per-function reward, reward std), length.png (completion length), sft_loss.png."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = runs.read_jsonl(Path(run_dir) / "metrics.jsonl")
+    grpo = [r for r in rows if r.get("stage") == "grpo"]
+    sft = [r for r in rows if r.get("stage") == "sft"]
+    written = []
+    if grpo:
+        reward_keys = ["reward"] + sorted({k for r in grpo for k in r if k.startswith("rewards/") and k.endswith("/mean")})
+        written.append(_figure(run_dir / "rewards.png", "GRPO rewards", grpo,
+                               reward_keys + ["reward_std", "frac_reward_zero_std"], "reward", plt))
+        written.append(_figure(run_dir / "length.png", "GRPO completion length", grpo,
+                               ["completions/mean_length", "completions/min_length", "completions/max_length"],
+                               "tokens", plt))
+    if sft:
+        written.append(_figure(run_dir / "sft_loss.png", "SFT loss", sft, ["loss"], "loss", plt))
+    return written
+
+
+def _figure(path: Path, title: str, rows: list[dict], keys: list[str], ylabel: str, plt) -> Path:
+    fig, ax = plt.subplots(figsize=(7, 4), dpi=110)
+    for key in keys:
+        steps, values = _series(rows, key)
+        if steps:
+            ax.plot(steps, values, label=key.removeprefix("rewards/").removesuffix("/mean"),
+                    marker="o" if len(steps) < 30 else None, markersize=3)
+    ax.set(title=title, xlabel="step", ylabel=ylabel)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def text(report: dict) -> str:
+    def pct(v):
+        return "   n/a" if v is None else f"{100 * v:5.1f}%"
+
+    lines = [
+        f"run directory        {report['run_dir']}",
+        f"chance level         {pct(report.get('chance'))}  (always the most frequent answer)",
+        f"accuracy, base       {pct(report.get('accuracy_base'))}",
+        f"accuracy, after SFT  {pct(report.get('accuracy_sft'))}",
+        f"accuracy, after GRPO {pct(report.get('accuracy_grpo'))}",
+    ]
+    if report.get("format_reward_grpo") is not None:
+        lines.append(f"format reward, GRPO  {report['format_reward_grpo']:.2f}  (mean of the last logged steps)")
+    minutes, seconds = divmod(int(report["seconds"]), 60)
+    lines.append(f"time                 {minutes}m{seconds:02d}s")
+    if report.get("plots"):
+        lines.append("plots                " + ", ".join(Path(p).name for p in report["plots"]))
+    return "\n".join(lines)

@@ -1,0 +1,69 @@
+"""Stage 1: CoT-SFT ("reasoning activation"), or ANS-SFT with sft.style=ans, through TRL's SFTTrainer.
+
+Targets are `<think>\\n{cot}\\n</think>\\n<answer>\\n{answer}\\n</answer>`; the loss covers the assistant turn
+only (prompt/completion dataset); images go through the processor with sft.max_pixels applied. The paper
+fine-tunes the language model with the vision tower frozen (sft.freeze_vision); LoRA is an option, merged
+into the stage's final checkpoint.
+
+    rrft-studio train presets/demo.yaml run.stages=[sft]
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from . import data, models, runs, tracking
+from .config import Config
+
+
+def trainer_args(cfg: Config, output_dir: Path, use_cpu: bool):
+    """Our config -> TRL's SFTConfig, in one place."""
+    from trl import SFTConfig
+
+    s = cfg.sft
+    return SFTConfig(
+        output_dir=str(output_dir), num_train_epochs=s.epochs, max_steps=s.max_steps,
+        learning_rate=s.lr, lr_scheduler_type=s.scheduler, warmup_steps=s.warmup_steps,
+        weight_decay=s.weight_decay, per_device_train_batch_size=s.batch_size,
+        gradient_accumulation_steps=s.grad_accum, gradient_checkpointing=s.gradient_checkpointing,
+        max_length=s.max_length, logging_steps=s.logging_steps, save_steps=s.save_steps,
+        save_total_limit=2, bf16=models.is_bf16(cfg),
+        use_cpu=use_cpu, seed=cfg.run.seed, data_seed=cfg.run.seed, report_to=[], disable_tqdm=True,
+        dataloader_num_workers=0, remove_unused_columns=False,
+    )
+
+
+def run(cfg: Config, run_dir: Path, source: str, backend: str) -> Path | None:
+    """Train Stage 1 from `source`; return final/sft, or None when a stop was requested (checkpoint saved)."""
+    from transformers import PrinterCallback
+    from trl import SFTTrainer
+
+    # run dir
+    out = runs.stage_dir(run_dir, "final", "sft")
+    ckpt_dir = runs.stage_dir(run_dir, "checkpoints", "sft")
+    resume = runs.last_checkpoint(run_dir, "sft")
+    if resume is not None:
+        step = int(resume.name.split("-")[1])
+        runs.drop_rows_after(run_dir / "metrics.jsonl", "sft", step)
+
+    # model
+    model, processor, peft_config = models.load_for_training(cfg, cfg.sft, source, backend)
+
+    # data
+    task = data.task_of(cfg)
+    train = data.sft_dataset(data.stage_records(cfg, "sft"), task, cfg.sft.style)
+
+    # trainer
+    tracker = tracking.RunTracker(run_dir, "sft")
+    trainer = SFTTrainer(model=model, args=trainer_args(cfg, ckpt_dir, not models.cuda_available(cfg)),
+                         train_dataset=train, processing_class=processor, peft_config=peft_config,
+                         callbacks=[tracker])
+    trainer.remove_callback(PrinterCallback)
+
+    # train
+    trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    if tracker.stopped:
+        return None
+
+    # save
+    return models.save_final(trainer.model, processor, out, backend)

@@ -1,0 +1,392 @@
+"""Visual counting: CLEVR-Math-style scenes, questions, prompts and SFT targets.
+
+Reason-RFT's counting family trains on CLEVR-Math: 3-D rendered CLEVR scenes with questions such as
+"Subtract all red cubes. How many objects are left?". Nothing can be downloaded on this project's
+machines, so this module offers two things:
+
+* ``generate``: a seeded, deterministic synthetic generator that writes records in exactly the
+  Reason-RFT JSON schema (``id``, ``image``, ``problem``, ``answer``, ``cot``) plus PNG images.
+  It departs from the real data on purpose: scenes are drawn flat in 2-D with PIL (a square for a
+  cube, a circle for a sphere, a rectangle with an elliptical cap for a cylinder; metal is shown by
+  a white highlight and a light outline) instead of ray-traced 3-D renders with perspective,
+  shadows and occlusion, and the chain of thought is a short template built from the scene facts
+  rather than GPT-4o distillations. It is meant for fast, small-model runs and for tests.
+* ``load``: a loader for real Reason-RFT JSON files (or the synthetic ones), ``prompt`` for the
+  instruction text and ``target`` for the SFT target text.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import random
+import re
+import tempfile
+from collections import Counter
+from dataclasses import dataclass
+
+from PIL import Image, ImageDraw
+
+NAME = "counting"
+INSTRUCTION = (
+    "Output the thinking process in <think> </think> and final answer (number) in <answer> </answer> tags."
+)
+BARE_INSTRUCTION = "Answer with an Arabic numeral only."
+
+# The CLEVR palette (RGB values from the CLEVR rendering properties).
+PALETTE = {
+    "gray": (87, 87, 87),
+    "red": (173, 35, 35),
+    "blue": (42, 75, 215),
+    "green": (29, 105, 20),
+    "brown": (129, 74, 25),
+    "purple": (129, 38, 192),
+    "cyan": (41, 208, 208),
+    "yellow": (255, 238, 51),
+}
+BACKGROUND = (214, 214, 214)
+
+# Half-extent of an object's bounding box as a fraction of the canvas side. Large/small = 1.71, so
+# the two sizes are told apart at a glance, while six large objects still fit in the canvas.
+RADIUS_FRACTION = {"small": 0.07, "large": 0.12}
+GAP_FRACTION = 0.035      # free space kept between objects and to the border, so none touch
+SUPERSAMPLE = 4           # draw large, then downscale: anti-aliased edges without extra dependencies
+PRESENT_PAIR_SHARE = 0.85  # share of subtract questions that name something in the scene (k >= 1)
+# Among subtract questions: colour+shape is the CLEVR-Math staple; size and material add variety.
+SUBTRACT_KINDS = (("color", 0.7), ("size", 0.15), ("material", 0.15))
+STYLES_PROMPT = ("cot", "bare", "ans")
+STYLES_TARGET = ("cot", "ans")
+
+
+@dataclass(frozen=True)
+class SceneSpec:
+    image_size: int = 112          # square canvas, pixels
+    min_objects: int = 1
+    max_objects: int = 6
+    shapes: tuple[str, ...] = ("cube", "sphere", "cylinder")
+    colors: tuple[str, ...] = ("gray", "red", "blue", "green", "brown", "purple", "cyan", "yellow")
+    sizes: tuple[str, ...] = ("small", "large")
+    materials: tuple[str, ...] = ("rubber", "metal")
+    subtract_fraction: float = 0.6  # share of "Subtract all ..." questions vs "How many objects"
+
+
+@dataclass(frozen=True)
+class SceneObject:
+    shape: str
+    color: str
+    size: str
+    material: str
+    x: float  # centre, pixels
+    y: float
+
+
+def plural(shape: str) -> str:
+    return f"{shape}s"  # cube, sphere, cylinder all take a plain "s"
+
+
+# ----------------------------------------------------------------------------------------------
+# Scene sampling
+# ----------------------------------------------------------------------------------------------
+
+def _radius(size: str, image_size: int) -> float:
+    return RADIUS_FRACTION.get(size, RADIUS_FRACTION["small"]) * image_size
+
+
+def _clear_of(x: float, y: float, r: float, placed: list[SceneObject], image_size: int) -> bool:
+    # Bounding boxes (not circles) are compared because cube corners reach the box corners.
+    gap = GAP_FRACTION * image_size
+    for other in placed:
+        reach = r + _radius(other.size, image_size) + gap
+        if abs(x - other.x) < reach and abs(y - other.y) < reach:
+            return False
+    return True
+
+
+def _place(attrs: list[tuple[str, str, str, str]], rng: random.Random, image_size: int):
+    """Rejection-sample non-overlapping positions; None when this attempt got jammed."""
+    placed: list[SceneObject] = []
+    margin = GAP_FRACTION * image_size
+    # Large objects first: they are the hard ones to fit, so they get the emptiest canvas.
+    order = sorted(range(len(attrs)), key=lambda i: attrs[i][2] != "large")
+    for i in order:
+        shape, color, size, material = attrs[i]
+        r = _radius(size, image_size)
+        lo, hi = r + margin, image_size - r - margin
+        for _ in range(200):
+            x, y = rng.uniform(lo, hi), rng.uniform(lo, hi)
+            if _clear_of(x, y, r, placed, image_size):
+                placed.append(SceneObject(shape, color, size, material, x, y))
+                break
+        else:
+            return None
+    return placed
+
+
+def sample_scene(rng: random.Random, spec: SceneSpec = SceneSpec()) -> list[SceneObject]:
+    """Draw attributes and non-overlapping positions for one scene."""
+    n = rng.randint(spec.min_objects, spec.max_objects)
+    attrs = [(rng.choice(spec.shapes), rng.choice(spec.colors), rng.choice(spec.sizes),
+              rng.choice(spec.materials)) for _ in range(n)]
+    for _ in range(100):
+        placed = _place(attrs, rng, spec.image_size)
+        if placed is not None:
+            return placed
+    raise ValueError(f"counting: cannot place {n} objects without overlap on a {spec.image_size}px "
+                     f"canvas; lower SceneSpec.max_objects or raise image_size")
+
+
+# ----------------------------------------------------------------------------------------------
+# Questions, answers and chains of thought
+# ----------------------------------------------------------------------------------------------
+
+def _choose_subtract(rng: random.Random, scene: list[SceneObject], spec: SceneSpec):
+    """Pick (attribute kind, attribute value, shape) to subtract; usually one present in the scene."""
+    kinds = [k for k, _ in SUBTRACT_KINDS]
+    kind = rng.choices(kinds, weights=[w for _, w in SUBTRACT_KINDS])[0]
+    values = {"color": spec.colors, "size": spec.sizes, "material": spec.materials}[kind]
+    present = sorted({(getattr(o, kind), o.shape) for o in scene})
+    absent = [(v, s) for v in values for s in spec.shapes if (v, s) not in present]
+    if absent and rng.random() >= PRESENT_PAIR_SHARE:
+        value, shape = rng.choice(absent)
+    else:
+        value, shape = rng.choice(present)
+    return kind, value, shape
+
+
+def _count_cot(scene: list[SceneObject], spec: SceneSpec) -> str:
+    counts = Counter(o.shape for o in scene)
+    # Always list shapes in the spec's order, so the template is predictable for a small model.
+    shapes = [s for s in spec.shapes if counts[s]]
+    parts = [f"{counts[s]} {s if counts[s] == 1 else plural(s)}" for s in shapes]
+    total = len(scene)
+    if len(shapes) == 1:
+        arithmetic = f"Total: {total}."
+    else:
+        arithmetic = " + ".join(str(counts[s]) for s in shapes) + f" = {total}."
+    return f"I count the objects by shape: {', '.join(parts)}. {arithmetic}"
+
+
+def make_question(rng: random.Random, scene: list[SceneObject], spec: SceneSpec = SceneSpec()):
+    """Return (problem, answer, cot) for a scene, all derived from the scene facts."""
+    n = len(scene)
+    if rng.random() >= spec.subtract_fraction:
+        return "How many objects are there?", str(n), _count_cot(scene, spec)
+    kind, value, shape = _choose_subtract(rng, scene, spec)
+    k = sum(1 for o in scene if o.shape == shape and getattr(o, kind) == value)
+    named = f"{value} {plural(shape)}"
+    problem = f"Subtract all {named}. How many objects are left?"
+    there = "There is 1 object." if n == 1 else f"There are {n} objects."
+    cot = f"{there} The {named}: {k}. {n} - {k} = {n - k}."
+    return problem, str(n - k), cot
+
+
+# ----------------------------------------------------------------------------------------------
+# Drawing
+# ----------------------------------------------------------------------------------------------
+
+def _mix(rgb, other, t: float):
+    return tuple(round(a + (b - a) * t) for a, b in zip(rgb, other))
+
+
+def _draw_object(draw: ImageDraw.ImageDraw, obj: SceneObject, scale: float, r: float) -> None:
+    """Draw one object centred at (obj.x, obj.y) * scale with bounding half-extent r (scaled)."""
+    x, y = obj.x * scale, obj.y * scale
+    base = PALETTE.get(obj.color, PALETTE["gray"])
+    metal = obj.material == "metal"
+    # Metal: light rim; rubber: dark rim. The rim also separates same-coloured neighbours.
+    rim = _mix(base, (255, 255, 255), 0.65) if metal else _mix(base, (0, 0, 0), 0.45)
+    width = max(1, round(0.09 * r))
+    if obj.shape == "cube":
+        h = 0.85 * r  # area close to the sphere's, so size reads the same across shapes
+        draw.rectangle((x - h, y - h, x + h, y + h), fill=base, outline=rim, width=width)
+    elif obj.shape == "sphere":
+        draw.ellipse((x - r, y - r, x + r, y + r), fill=base, outline=rim, width=width)
+    else:
+        _draw_cylinder(draw, x, y, r, base, rim, width)
+    if metal:
+        _draw_highlight(draw, obj.shape, x, y, r)
+
+
+def _draw_cylinder(draw, x, y, r, base, rim, width) -> None:
+    # Upright cylinder seen from slightly above: body, rounded bottom, lighter elliptical top cap.
+    hw, cap = 0.72 * r, 0.28 * r
+    top, bottom = y - r + cap, y + r - cap
+    draw.ellipse((x - hw, bottom - cap, x + hw, bottom + cap), fill=base, outline=rim, width=width)
+    draw.rectangle((x - hw, top, x + hw, bottom), fill=base)
+    draw.line((x - hw, top, x - hw, bottom), fill=rim, width=width)
+    draw.line((x + hw, top, x + hw, bottom), fill=rim, width=width)
+    cap_fill = _mix(base, (255, 255, 255), 0.35)
+    draw.ellipse((x - hw, top - cap, x + hw, top + cap), fill=cap_fill, outline=rim, width=width)
+
+
+def _draw_highlight(draw, shape: str, x: float, y: float, r: float) -> None:
+    white = (255, 255, 255)
+    if shape == "sphere":
+        c, s = (x - 0.38 * r, y - 0.38 * r), 0.24 * r
+        draw.ellipse((c[0] - s, c[1] - s, c[0] + s, c[1] + s), fill=white)
+    elif shape == "cube":
+        # A diagonal glint across the upper-left corner, as on a polished face.
+        h = 0.85 * r
+        draw.polygon([(x - 0.7 * h, y - 0.2 * h), (x - 0.2 * h, y - 0.7 * h),
+                      (x + 0.0 * h, y - 0.5 * h), (x - 0.5 * h, y + 0.0 * h)], fill=white)
+    else:
+        # A vertical band: how a shiny cylinder reflects a light source.
+        hw = 0.72 * r
+        top, bottom = y - r + 0.56 * r, y + r - 0.28 * r
+        draw.rectangle((x - 0.5 * hw, top, x - 0.2 * hw, bottom), fill=white)
+
+
+def render(scene: list[SceneObject], image_size: int) -> Image.Image:
+    """Render a scene onto a light-gray square canvas; deterministic for a given scene."""
+    big = image_size * SUPERSAMPLE
+    img = Image.new("RGB", (big, big), BACKGROUND)
+    draw = ImageDraw.Draw(img)
+    for obj in sorted(scene, key=lambda o: (o.y, o.x)):  # back to front, like a camera view
+        _draw_object(draw, obj, SUPERSAMPLE, _radius(obj.size, image_size) * SUPERSAMPLE)
+    # BOX = exact area average for the integer factor; LANCZOS rings into a light halo at edges.
+    return img.resize((image_size, image_size), Image.BOX)
+
+
+# ----------------------------------------------------------------------------------------------
+# Dataset writing and loading
+# ----------------------------------------------------------------------------------------------
+
+def generate(out_dir, n: int, seed: int, spec: SceneSpec = SceneSpec(), split: str = "train") -> pathlib.Path:
+    """Write n records to out_dir/{split}.json and images to out_dir/images/{split}/.
+
+    Deterministic: the same (n, seed, spec, split) gives byte-identical JSON and PNGs. Records are
+    drawn from one sequential stream, so the first m records of a size-n run equal a size-m run.
+    """
+    out = pathlib.Path(out_dir)
+    image_dir = out / "images" / split
+    image_dir.mkdir(parents=True, exist_ok=True)
+    rng = random.Random(seed)
+    records = []
+    for i in range(n):
+        scene = sample_scene(rng, spec)
+        problem, answer, cot = make_question(rng, scene, spec)
+        rel = f"images/{split}/{i:06d}.png"
+        render(scene, spec.image_size).save(out / rel, format="PNG")
+        records.append({"id": f"{NAME}-{split}-{i:06d}", "image": rel, "problem": problem,
+                        "answer": answer, "cot": cot})
+    json_path = out / f"{split}.json"
+    _write_json_atomic(json_path, records)
+    return json_path
+
+
+def _write_json_atomic(path: pathlib.Path, data) -> None:
+    # JSON goes last and via rename, so a crash never leaves a JSON naming images not yet written.
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(data, f, ensure_ascii=False, indent=1)
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+_ANSWER_TAG = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
+
+
+def _clean_answer(value) -> str:
+    # Same convention as the accuracy reward: the text inside the first answer tag, stripped.
+    text = str(value)
+    match = _ANSWER_TAG.search(text)
+    return (match.group(1) if match else text).strip()
+
+
+def _resolve_image(value, root: pathlib.Path, where: str):
+    paths = value if isinstance(value, list) else [value]
+    if not paths or not all(isinstance(p, str) and p for p in paths):
+        raise ValueError(f"{where}: 'image' must be a path string or a non-empty list of path strings; "
+                         f"fix the record")
+    resolved = []
+    for p in paths:
+        full = p if os.path.isabs(p) else os.path.abspath(os.path.join(root, p))
+        if not os.path.isfile(full):
+            raise ValueError(f"{where}: image file not found: {full}; pass image_root= "
+                             f"pointing at the folder the image paths are relative to")
+        resolved.append(full)
+    return resolved if isinstance(value, list) else resolved[0]
+
+
+def _read_records(path: pathlib.Path) -> list:
+    if not path.is_file():
+        raise ValueError(f"{path}: file not found; check the path to the Reason-RFT JSON file")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        detail = " ".join(str(exc).split())
+        raise ValueError(f"{path}: not valid JSON ({detail}); the file must hold a JSON list of records")
+    if not isinstance(data, list):
+        raise ValueError(f"{path}: top level is {type(data).__name__}, not a list; "
+                         f"the file must hold a JSON list of records")
+    return data
+
+
+def load(json_path, image_root=None) -> list[dict]:
+    """Read a Reason-RFT JSON file into records with absolute image paths and a clean answer.
+
+    Accepts ``answer`` or (when absent) ``solution``; strips an ``<answer>`` tag; ``image`` may be
+    a string or a list of strings; ``cot`` defaults to "". Image files are checked to exist but not
+    opened. Any problem raises ValueError with one line naming the file, the record and the fix.
+    """
+    path = pathlib.Path(json_path)
+    root = pathlib.Path(image_root) if image_root is not None else path.parent
+    out = []
+    for i, rec in enumerate(_read_records(path)):
+        where = f"{path}: record {i}" + (f" (id {rec.get('id')!r})" if isinstance(rec, dict) and
+                                          "id" in rec else "")
+        if not isinstance(rec, dict):
+            raise ValueError(f"{where}: is {type(rec).__name__}, not an object; each record must be a "
+                             f"JSON object")
+        for key in ("problem", "image"):
+            if rec.get(key) is None:
+                raise ValueError(f"{where}: missing '{key}'; add it to the record")
+        raw = rec.get("answer") if rec.get("answer") is not None else rec.get("solution")
+        if raw is None:
+            raise ValueError(f"{where}: missing 'answer' (and no 'solution'); add the answer")
+        answer = _clean_answer(raw)
+        if not answer:
+            raise ValueError(f"{where}: answer is empty; put the answer text in 'answer'")
+        new = dict(rec)
+        new.update(id=str(rec.get("id", f"{path.stem}-{i:06d}")), problem=str(rec["problem"]),
+                   image=_resolve_image(rec["image"], root, where), answer=answer,
+                   cot=str(rec.get("cot") or ""))
+        out.append(new)
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# Prompt and target text
+# ----------------------------------------------------------------------------------------------
+
+def prompt(problem: str, style: str = "cot") -> str:
+    """The user-turn text: cot (think/answer instruction), bare (zero-shot) or ans (question only)."""
+    if style == "cot":
+        return f"{problem} {INSTRUCTION}"
+    if style == "bare":
+        return f"{problem} {BARE_INSTRUCTION}"
+    if style == "ans":
+        return problem
+    raise ValueError(f"counting.prompt: unknown style {style!r}; use one of {', '.join(STYLES_PROMPT)}")
+
+
+def target(record: dict, style: str = "cot") -> str:
+    """The SFT assistant text: cot -> think/answer tags; ans -> the answer alone."""
+    answer = str(record["answer"]).strip()
+    if style == "ans":
+        return answer
+    if style != "cot":
+        raise ValueError(f"counting.target: unknown style {style!r}; use one of {', '.join(STYLES_TARGET)}")
+    cot = str(record.get("cot") or "").strip()
+    if not cot:
+        raise ValueError(f"counting.target: record {record.get('id', '?')!r} has no 'cot'; "
+                         f"use style='ans' or add a chain of thought")
+    return f"<think>\n{cot}\n</think>\n<answer>\n{answer}\n</answer>"

@@ -1,0 +1,22 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+MICRO = ROOT / "tests" / "data" / "micro.yaml"
+
+
+@pytest.fixture(scope="session")
+def cache_dir(tmp_path_factory) -> Path:
+    """One cache (tiny models, synthetic data) for the whole session: each is built once."""
+    return tmp_path_factory.mktemp("cache")
+
+
+def cli(*args: str, cwd: Path | None = None, **popen) -> subprocess.CompletedProcess:
+    """Run the real command line in a fresh process, as a user would."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.run([sys.executable, "-m", "rrft_studio.cli", *args], cwd=cwd or ROOT, env=env,
+                          capture_output=True, text=True, timeout=600, **popen)

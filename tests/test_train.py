@@ -1,0 +1,117 @@
+"""The whole chain on a micro model on the CPU: run directory, metrics, rollouts, weights that change, resume."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from safetensors.torch import load_file
+
+from conftest import MICRO, ROOT, cli
+from rrft_studio import runs
+
+
+def _weights(path: Path) -> dict:
+    return load_file(str(next(Path(path).glob("*.safetensors"))))
+
+
+def _changed(a: dict, b: dict) -> bool:
+    return any(not (a[k] == b[k]).all() for k in a if k in b)
+
+
+@pytest.fixture(scope="module")
+def micro_run(tmp_path_factory, cache_dir):
+    runs_dir = tmp_path_factory.mktemp("runs")
+    done = cli("train", str(MICRO), f"run.runs_dir={runs_dir}", f"run.cache_dir={cache_dir}")
+    assert done.returncode == 0, done.stderr[-3000:]
+    (run_dir,) = runs_dir.iterdir()
+    return run_dir, done
+
+
+def test_run_directory(micro_run):
+    run_dir, done = micro_run
+    for name in ("config.yaml", "status.json", "metrics.jsonl", "samples.jsonl", "report.json",
+                 "rewards.png", "length.png", "final/sft/config.json", "final/grpo/config.json",
+                 "eval/base.json", "eval/sft.json", "eval/grpo.json"):
+        assert (run_dir / name).exists(), name
+    status = runs.read_status(run_dir)
+    assert status["state"] == "finished" and status["backend"] == "transformers" and status["backend_why"]
+    report = json.loads((run_dir / "report.json").read_text())
+    for key in ("chance", "accuracy_base", "accuracy_sft", "accuracy_grpo", "format_reward_grpo", "seconds"):
+        assert report[key] is not None, key
+    assert "accuracy, after GRPO" in done.stdout and str(run_dir) in done.stdout
+
+
+def test_metrics_hold_what_trl_logs(micro_run):
+    run_dir, _ = micro_run
+    rows = runs.read_jsonl(run_dir / "metrics.jsonl")
+    sft = [r for r in rows if r["stage"] == "sft" and "loss" in r]
+    grpo = [r for r in rows if r["stage"] == "grpo" and "reward" in r]
+    assert [r["step"] for r in sft] == [1, 2] and [r["step"] for r in grpo] == [1, 2]
+    for key in ("rewards/format_reward/mean", "rewards/accuracy_reward/mean", "reward", "reward_std",
+                "frac_reward_zero_std", "completions/mean_length", "completions/clipped_ratio", "kl",
+                "entropy", "loss", "learning_rate", "step_time"):
+        assert key in grpo[-1], key
+
+
+def test_samples_hold_each_completion(micro_run):
+    run_dir, _ = micro_run
+    steps = runs.read_jsonl(run_dir / "samples.jsonl")
+    assert [s["step"] for s in steps] == [1, 2]
+    completions = steps[0]["completions"]
+    assert len(completions) == 8  # 2 prompts x 4 generations
+    first = completions[0]
+    assert set(first["rewards"]) == {"format_reward", "accuracy_reward"}
+    assert {"prompt", "completion", "advantage", "length", "answer", "id"} <= set(first)
+    assert Path(first["image"][0]).is_file()
+
+
+def test_weights_changed_in_each_stage(micro_run, cache_dir):
+    run_dir, _ = micro_run
+    (base,) = (cache_dir / "models").glob("tiny-*")
+    sft, grpo = _weights(run_dir / "final/sft"), _weights(run_dir / "final/grpo")
+    assert _changed(_weights(base), sft)
+    assert _changed(sft, grpo)
+
+
+def test_eval_command_on_a_run(micro_run):
+    run_dir, _ = micro_run
+    done = cli("eval", str(run_dir), "eval.max_samples=4")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "accuracy" in done.stdout and "n=4" in done.stdout
+
+
+def test_stop_then_resume_repeats_no_step(tmp_path, cache_dir):
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    args = [sys.executable, "-m", "rrft_studio.cli", "train", str(MICRO), f"run.runs_dir={tmp_path}",
+            f"run.cache_dir={cache_dir}", "run.stages=[sft]", "sft.max_steps=400", "sft.save_steps=1000",
+            "eval.enabled=false"]
+    proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    metrics = None
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        found = list(tmp_path.glob("*/metrics.jsonl"))
+        if found and len(runs.read_jsonl(found[0])) >= 3:
+            metrics = found[0]
+            break
+        time.sleep(0.05)
+    assert metrics is not None, "training never logged"
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=300)
+    run_dir = metrics.parent
+    assert proc.returncode == 0, out[-3000:]
+    assert "resume with" in out
+    assert runs.read_status(run_dir)["state"] == "stopped"
+    stopped_at = runs.last_checkpoint(run_dir, "sft")
+    assert stopped_at is not None
+    assert int(stopped_at.name.split("-")[1]) < 400
+
+    done = cli("train", "--resume", str(run_dir))
+    assert done.returncode == 0, done.stderr[-3000:]
+    steps = [r["step"] for r in runs.read_jsonl(metrics) if r["stage"] == "sft" and "loss" in r]
+    assert steps == list(range(1, 401))
+    assert runs.read_status(run_dir)["state"] == "finished"
