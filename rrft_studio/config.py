@@ -68,6 +68,7 @@ class Scene:
     min_objects: int = doc(1, "synthetic scenes: fewest objects")
     max_objects: int = doc(6, "synthetic scenes: most objects")
     subtract_fraction: float = doc(0.6, "synthetic scenes: share of 'Subtract all X' questions (the rest ask for the total)")
+    layout: Literal["random", "grid"] = doc("random", "synthetic scenes: objects anywhere (CLEVR) or one per 28-pixel cell, i.e. per visual token (learnable by a tiny model)")
 
 
 @dataclass
@@ -336,6 +337,10 @@ def validate(cfg: Config) -> None:
     _check(not d.image_root or Path(d.image_root).expanduser().is_dir(), f"data.image_root: '{d.image_root}' is not a folder")
     _check(d.scene.min_objects >= 1 and d.scene.max_objects >= d.scene.min_objects,
            "data.scene: need 1 <= min_objects <= max_objects")
+    cells = (d.scene.image_size // 28) ** 2
+    _check(d.scene.layout != "grid" or (d.scene.max_objects <= cells and d.scene.image_size <= 116),
+           f"data.scene.layout=grid fits at most {cells} objects and images up to 116 pixels: "
+           "lower data.scene.max_objects / image_size or use layout=random")
     _check(d.n_train > 0 and d.n_eval > 0, "data.n_train and data.n_eval must be positive")
     for name, stage in (("sft", s), ("grpo", g)):
         _check(stage.lr > 0, f"{name}.lr must be positive")

@@ -10,6 +10,11 @@ Reason-RFT trains with two rewards of weight 1 each (total in [0, 2]):
   solution (the whole stripped string where there is no tag), compared as strings. Only when the
   completion has no answer tag does it fall back to symbolic verification with ``math-verify``.
 
+Also offered, as the paper describes for structure perception (its released scripts train with ``accuracy``):
+
+- ``tolerance``: a numeric score in [0, 1] with a cosine ramp between 5% and 20% relative error; letters and
+  other non-numbers compare as strings. See ``tolerance_score`` (including the choice made for a truth of 0).
+
 Where this follows the paper's released code (R1-V style) and where it departs:
 
 - The original tries math-verify first on every completion and the string match second; here, as in
@@ -34,6 +39,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import math
 import re
 import threading
 from collections.abc import Callable
@@ -153,7 +159,58 @@ def accuracy_reward(completions: list, answer: list, **kwargs: Any) -> list[floa
     return [match_answer(completion_text(c), a) for c, a in zip(completions, answer, strict=True)]
 
 
-REWARDS: dict[str, Callable[..., list[float]]] = {"format": format_reward, "accuracy": accuracy_reward}
+TOLERANCE_FULL = 0.05  # relative error below which the tolerance score is 1
+TOLERANCE_ZERO = 0.20  # relative error above which it is 0; a cosine ramp in between
+TOLERANCE_ZERO_GT_SCALE = 1.0  # when the truth is 0, errors are measured against this absolute scale
+# A plain decimal number (sign, digits, optional fraction and exponent), optionally followed by a degree sign.
+_NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?\s*°?")
+
+
+def _as_number(text: str) -> float | None:
+    """The value of a plain decimal number (``70``, ``-3.5``, ``1e3``, ``70°``), else None."""
+    if len(text) > 100 or not _NUMBER.fullmatch(text):
+        return None
+    value = float(text.rstrip("°").strip())
+    return value if math.isfinite(value) else None
+
+
+def tolerance_score(pred: str, gt: str) -> float:
+    """Numeric tolerance score of ``pred`` against ``gt`` (the paper's structure-perception reward).
+
+    Both sides go through ``answer_text`` (first answer tag, stripped). With d = |pred - gt| and g = |gt|:
+    d < 0.05 g gives 1, d > 0.20 g gives 0, and in between 0.5 (1 + cos(pi (d - 0.05 g) / (0.15 g))), a
+    ramp continuous at both ends. The original divides by zero when gt = 0; here g = 0 is replaced by the
+    absolute scale ``TOLERANCE_ZERO_GT_SCALE`` = 1, so an exact 0 scores 1, |pred| < 0.05 scores 1 and
+    |pred| > 0.2 scores 0. When either side is not a plain number (letters A-D, expressions, words) the
+    score is 1 for equal strings and 0 otherwise; there is no math-verify fallback. An empty truth scores 0.
+    Never raises.
+    """
+    pred_text, gold_text = answer_text(_as_str(pred)), answer_text(_as_str(gt))
+    if not gold_text:
+        return 0.0
+    p, g = _as_number(pred_text), _as_number(gold_text)
+    if p is None or g is None:
+        return 1.0 if pred_text == gold_text else 0.0
+    d = abs(p - g)
+    scale = abs(g) if g != 0 else TOLERANCE_ZERO_GT_SCALE
+    full, zero = TOLERANCE_FULL * scale, TOLERANCE_ZERO * scale
+    if d < full:
+        return 1.0
+    if d > zero:
+        return 0.0
+    return 0.5 * (1.0 + math.cos(math.pi * (d - full) / (zero - full)))
+
+
+def tolerance_reward(completions: list, answer: list, **kwargs: Any) -> list[float]:
+    """Per completion, ``tolerance_score`` of its answer-tag text against the ``answer`` column, in [0, 1]."""
+    return [tolerance_score(completion_text(c), a) for c, a in zip(completions, answer, strict=True)]
+
+
+REWARDS: dict[str, Callable[..., list[float]]] = {
+    "format": format_reward,
+    "accuracy": accuracy_reward,
+    "tolerance": tolerance_reward,
+}
 
 
 def resolve(name: str) -> Callable[..., list[float]]:

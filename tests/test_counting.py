@@ -171,3 +171,23 @@ def test_prompt_and_target_styles():
     with pytest.raises(ValueError):
         counting.target(rec, "fancy")
     assert counting.NAME == "counting"
+
+
+def test_grid_layout_puts_one_object_per_visual_token():
+    spec = counting.SceneSpec(layout="grid", max_objects=6)
+    for seed in range(50):
+        scene = counting.sample_scene(random.Random(seed), spec)
+        cells = set()
+        for obj in scene:
+            r = counting._radius(obj.size, spec.image_size)
+            cell = (int(obj.x // spec.grid_cell), int(obj.y // spec.grid_cell))
+            # the whole object lies inside its cell
+            assert int((obj.x - r) // spec.grid_cell) == cell[0] == int((obj.x + r - 1e-6) // spec.grid_cell)
+            assert int((obj.y - r) // spec.grid_cell) == cell[1] == int((obj.y + r - 1e-6) // spec.grid_cell)
+            cells.add(cell)
+        assert len(cells) == len(scene)
+
+
+def test_grid_layout_refuses_what_does_not_fit():
+    with pytest.raises(ValueError, match="grid"):
+        counting.sample_scene(random.Random(0), counting.SceneSpec(layout="grid", image_size=224))

@@ -115,3 +115,32 @@ def test_stop_then_resume_repeats_no_step(tmp_path, cache_dir):
     steps = [r["step"] for r in runs.read_jsonl(metrics) if r["stage"] == "sft" and "loss" in r]
     assert steps == list(range(1, 401))
     assert runs.read_status(run_dir)["state"] == "finished"
+
+
+@pytest.mark.parametrize("extra", [
+    ["model.tiny.arch=qwen2_5_vl"],
+    ["model.finetune=lora", "model.lora_r=4", "model.lora_layers=[vision,language,attention,mlp]"],
+], ids=["qwen2_5_vl", "lora"])
+def test_other_models_and_modes(tmp_path, cache_dir, extra):
+    done = cli("train", str(MICRO), f"run.runs_dir={tmp_path}", f"run.cache_dir={cache_dir}",
+               "eval.enabled=false", *extra)
+    assert done.returncode == 0, done.stderr[-3000:]
+    (run_dir,) = tmp_path.iterdir()
+    sft, grpo = _weights(run_dir / "final/sft"), _weights(run_dir / "final/grpo")
+    assert not any("lora" in k for k in grpo), "LoRA is merged into the final checkpoint"
+    assert _changed(sft, grpo)
+
+
+def test_freeze_vision_keeps_the_vision_tower(tmp_path, cache_dir):
+    done = cli("train", str(MICRO), f"run.runs_dir={tmp_path}", f"run.cache_dir={cache_dir}",
+               "run.stages=[sft]", "sft.freeze_vision=true", "eval.enabled=false")
+    assert done.returncode == 0, done.stderr[-3000:]
+    (run_dir,) = tmp_path.iterdir()
+    config = json.loads((run_dir / "final/sft/config.json").read_text())
+    (base,) = [p for p in (cache_dir / "models").glob("tiny-*")
+               if json.loads((p / "config.json").read_text())["model_type"] == config["model_type"]]
+    before, after = _weights(base), _weights(run_dir / "final/sft")
+    vision = [k for k in before if "visual" in k]
+    language = [k for k in before if "language_model" in k]
+    assert vision and all((before[k] == after[k]).all() for k in vision)
+    assert any(not (before[k] == after[k]).all() for k in language)
