@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 from pathlib import Path
@@ -21,6 +22,8 @@ from . import config, runs
 from .config import ConfigError
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# torchao (pulled in by transformers) registers enums in a way torch now warns about at import: not ours.
+logging.getLogger("torch.utils._pytree").setLevel(logging.ERROR)
 
 
 def _checked_data(cfg: config.Config) -> None:
@@ -33,13 +36,16 @@ def _checked_data(cfg: config.Config) -> None:
 
 
 def cmd_train(args) -> int:
-    from . import models, tracking
+    from . import models
 
     if args.resume:
         run_dir = Path(args.resume)
         cfg = runs.load_config(run_dir)
-        if runs.read_status(run_dir).get("state") == "finished":
+        status = runs.read_status(run_dir)
+        if status.get("state") == "finished":
             raise ConfigError(f"run '{run_dir}' is already finished: start a new run with rrft-studio train PRESET")
+        if runs.is_alive(status) and status["pid"] != os.getpid():
+            raise ConfigError(f"run '{run_dir}' is still running (pid {status['pid']}): stop it first (Ctrl-C or kill -TERM)")
     else:
         if not args.preset:
             raise ConfigError("train needs a preset: rrft-studio train presets/demo.yaml [key=value ...]")
@@ -48,7 +54,7 @@ def cmd_train(args) -> int:
     _checked_data(cfg)
     if not args.resume:
         run_dir = runs.create(cfg)
-    from . import pipeline, report
+    from . import pipeline, report, tracking
 
     tracking.StopRequested.install()
     result = pipeline.train(cfg, run_dir, backend, why)

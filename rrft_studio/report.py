@@ -52,26 +52,30 @@ def plot(run_dir: Path) -> list[Path]:
     written = []
     if grpo:
         reward_keys = ["reward"] + sorted({k for r in grpo for k in r if k.startswith("rewards/") and k.endswith("/mean")})
-        written.append(_figure(run_dir / "rewards.png", "GRPO rewards", grpo,
-                               reward_keys + ["reward_std", "frac_reward_zero_std"], "reward", plt))
-        written.append(_figure(run_dir / "length.png", "GRPO completion length", grpo,
-                               ["completions/mean_length", "completions/min_length", "completions/max_length"],
-                               "tokens", plt))
+        written.append(_figure(run_dir / "rewards.png", "GRPO rewards", grpo, [
+            (reward_keys, "reward"), (["reward_std", "frac_reward_zero_std"], "group spread")], plt))
+        written.append(_figure(run_dir / "length.png", "GRPO completion length", grpo, [
+            (["completions/mean_length", "completions/min_length", "completions/max_length"], "tokens")], plt))
     if sft:
-        written.append(_figure(run_dir / "sft_loss.png", "SFT loss", sft, ["loss"], "loss", plt))
+        written.append(_figure(run_dir / "sft_loss.png", "SFT loss", sft, [(["loss"], "loss")], plt))
     return written
 
 
-def _figure(path: Path, title: str, rows: list[dict], keys: list[str], ylabel: str, plt) -> Path:
-    fig, ax = plt.subplots(figsize=(7, 4), dpi=110)
-    for key in keys:
-        steps, values = _series(rows, key)
-        if steps:
-            ax.plot(steps, values, label=key.removeprefix("rewards/").removesuffix("/mean"),
-                    marker="o" if len(steps) < 30 else None, markersize=3)
-    ax.set(title=title, xlabel="step", ylabel=ylabel)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+def _figure(path: Path, title: str, rows: list[dict], panels: list[tuple[list[str], str]], plt) -> Path:
+    """One panel per (keys, y label), stacked, sharing the step axis; legends outside the data."""
+    fig, axes = plt.subplots(len(panels), 1, figsize=(8, 2.6 + 1.8 * len(panels)), dpi=110, sharex=True,
+                             squeeze=False)
+    for ax, (keys, ylabel) in zip(axes[:, 0], panels):
+        for key in keys:
+            steps, values = _series(rows, key)
+            if steps:
+                ax.plot(steps, values, label=key.removeprefix("rewards/").removesuffix("/mean"),
+                        marker="o" if len(steps) < 30 else None, markersize=3)
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    axes[0, 0].set_title(title)
+    axes[-1, 0].set_xlabel("step")
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)

@@ -76,6 +76,17 @@ def write_status(run_dir: Path, **fields: Any) -> dict[str, Any]:
     return status
 
 
+def is_alive(status: dict[str, Any]) -> bool:
+    """Whether the process that last wrote this status still runs (a killed run leaves 'running' behind)."""
+    if status.get("state") not in ("running", "stopping") or not status.get("pid"):
+        return False
+    try:
+        os.kill(int(status["pid"]), 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return True
+
+
 def append_jsonl(path: Path, record: dict[str, Any]) -> None:
     with open(path, "a") as f:
         f.write(json.dumps(record) + "\n")

@@ -72,3 +72,24 @@ def test_config_show_prints_docs():
     assert done.returncode == 0, done.stderr
     assert "lr: 0.0002  # peak learning rate" in done.stdout
     assert "hidden_size: 64" in done.stdout
+
+
+def test_resume_refuses_a_live_run(tmp_path, capsys):
+    import os
+
+    from rrft_studio import config, runs
+
+    run_dir = runs.create(config.load(MICRO, [f"run.runs_dir={tmp_path}"]))
+    runs.write_status(run_dir, state="running")
+    status = runs.read_status(run_dir)
+    status["pid"] = os.getppid()  # a live process other than this one
+    (run_dir / "status.json").write_text(json.dumps(status))
+    _fails(capsys, ["train", "--resume", str(run_dir)], "still running")
+
+
+def test_resume_refuses_a_finished_run(tmp_path, capsys):
+    from rrft_studio import config, runs
+
+    run_dir = runs.create(config.load(MICRO, [f"run.runs_dir={tmp_path}"]))
+    runs.write_status(run_dir, state="finished")
+    _fails(capsys, ["train", "--resume", str(run_dir)], "already finished")

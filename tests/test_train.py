@@ -120,7 +120,8 @@ def test_stop_then_resume_repeats_no_step(tmp_path, cache_dir):
 @pytest.mark.parametrize("extra", [
     ["model.tiny.arch=qwen2_5_vl"],
     ["model.finetune=lora", "model.lora_r=4", "model.lora_layers=[vision,language,attention,mlp]"],
-], ids=["qwen2_5_vl", "lora"])
+    ["sft.style=ans"],
+], ids=["qwen2_5_vl", "lora", "ans_sft"])
 def test_other_models_and_modes(tmp_path, cache_dir, extra):
     done = cli("train", str(MICRO), f"run.runs_dir={tmp_path}", f"run.cache_dir={cache_dir}",
                "eval.enabled=false", *extra)
