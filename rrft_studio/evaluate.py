@@ -39,7 +39,8 @@ def generate(model, processor, conversations: list[list[dict]], images: list[lis
     sampling = dict(do_sample=True, temperature=e.temperature, top_p=e.top_p, top_k=e.top_k) \
         if e.temperature > 0 else dict(do_sample=False)
     with torch.inference_mode():
-        out = model.generate(**inputs, max_new_tokens=e.max_new_tokens, **sampling)  # (B, L + new)
+        out = model.generate(**inputs, max_new_tokens=e.max_new_tokens,  # (B, L + new)
+                             suppress_tokens=models.vision_token_ids(processor) or None, **sampling)
     new = out[:, inputs["input_ids"].shape[1]:]
     return processor.batch_decode(new, skip_special_tokens=True)
 

@@ -18,7 +18,7 @@ from . import data, models, rewards, runs, tracking
 from .config import Config
 
 
-def trainer_args(cfg: Config, output_dir: Path, use_cpu: bool):
+def trainer_args(cfg: Config, output_dir: Path, use_cpu: bool, suppress_tokens: list[int] = ()):
     """Our config -> TRL's GRPOConfig, in one place."""
     from trl import GRPOConfig
 
@@ -36,6 +36,7 @@ def trainer_args(cfg: Config, output_dir: Path, use_cpu: bool):
         save_steps=g.save_steps, save_total_limit=2, bf16=models.is_bf16(cfg), use_cpu=use_cpu,
         seed=cfg.run.seed, data_seed=cfg.run.seed, report_to=[], disable_tqdm=True,
         remove_unused_columns=False, log_completions=False, dataloader_num_workers=0,
+        generation_kwargs={"suppress_tokens": list(suppress_tokens)} if suppress_tokens else None,
     )
 
 
@@ -78,7 +79,8 @@ def run(cfg: Config, run_dir: Path, source: str, backend: str) -> Path | None:
     # rewards, trainer
     tracker = tracking.RunTracker(run_dir, "grpo", samples_every=cfg.grpo.samples_every)
     trainer = GRPOTrainer(model=model, reward_funcs=reward_funcs(cfg),
-                          args=trainer_args(cfg, ckpt_dir, not models.cuda_available(cfg)),
+                          args=trainer_args(cfg, ckpt_dir, not models.cuda_available(cfg),
+                                            models.vision_token_ids(processor)),
                           train_dataset=train, processing_class=processor, peft_config=peft_config,
                           callbacks=[tracker])
     trainer.remove_callback(PrinterCallback)

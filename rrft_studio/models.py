@@ -105,6 +105,17 @@ def load_processor(path: str, max_pixels: int, trust_remote_code: bool = False):
     return processor
 
 
+VISION_TOKENS = ("<|image_pad|>", "<|video_pad|>", "<|vision_start|>", "<|vision_end|>", "<|vision_pad|>")
+
+
+def vision_token_ids(processor) -> list[int]:
+    """Ids a completion must never contain: one sampled <|image_pad|> makes the image tokens outnumber
+    the image features in the next forward pass, and the step fails."""
+    tokenizer = getattr(processor, "tokenizer", processor)
+    vocab = tokenizer.get_vocab()
+    return sorted(vocab[t] for t in VISION_TOKENS if t in vocab)
+
+
 # ---------------------------------------------------------------- training
 
 def load_for_training(cfg: Config, stage: Any, path: str, backend: str):

@@ -40,7 +40,9 @@ from __future__ import annotations
 import difflib
 import importlib
 import math
+import os
 import re
+import sys
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -226,6 +228,8 @@ def resolve(name: str) -> Callable[..., list[float]]:
     if not module_name or not attr:
         raise ValueError(f"reward {name!r}: expected 'package.module:function' (or one of {valid})")
     try:
+        if os.getcwd() not in sys.path:  # a user's rewards module beside their preset, as with `python -m`
+            sys.path.append(os.getcwd())
         module = importlib.import_module(module_name)
     except ImportError as e:
         reason = " ".join(str(e).split())

@@ -54,7 +54,7 @@ def test_metrics_hold_what_trl_logs(micro_run):
     assert [r["step"] for r in sft] == [1, 2] and [r["step"] for r in grpo] == [1, 2]
     for key in ("rewards/format_reward/mean", "rewards/accuracy_reward/mean", "reward", "reward_std",
                 "frac_reward_zero_std", "completions/mean_length", "completions/clipped_ratio", "kl",
-                "entropy", "loss", "learning_rate", "step_time"):
+                "entropy", "loss", "learning_rate", "step_time", "rewards/length_reward/mean"):
         assert key in grpo[-1], key
 
 
@@ -65,7 +65,7 @@ def test_samples_hold_each_completion(micro_run):
     completions = steps[0]["completions"]
     assert len(completions) == 8  # 2 prompts x 4 generations
     first = completions[0]
-    assert set(first["rewards"]) == {"format_reward", "accuracy_reward"}
+    assert set(first["rewards"]) == {"format_reward", "accuracy_reward", "length_reward"}
     assert {"prompt", "completion", "advantage", "length", "answer", "id"} <= set(first)
     assert Path(first["image"][0]).is_file()
 
@@ -142,6 +142,18 @@ def test_freeze_vision_keeps_the_vision_tower(tmp_path, cache_dir):
                if json.loads((p / "config.json").read_text())["model_type"] == config["model_type"]]
     before, after = _weights(base), _weights(run_dir / "final/sft")
     vision = [k for k in before if "visual" in k]
-    language = [k for k in before if "language_model" in k]
+    language = [k for k in before if "visual" not in k]
     assert vision and all((before[k] == after[k]).all() for k in vision)
     assert any(not (before[k] == after[k]).all() for k in language)
+
+
+def test_rollouts_never_sample_vision_tokens(micro_run, tmp_path):
+    """A sampled <|image_pad|> would outnumber the image features in the next forward pass."""
+    from rrft_studio import config, grpo, models
+
+    run_dir, _ = micro_run
+    processor = models.load_processor(str(run_dir / "final/grpo"), 262144)
+    banned = models.vision_token_ids(processor)
+    assert processor.tokenizer.convert_tokens_to_ids("<|image_pad|>") in banned and len(banned) >= 4
+    args = grpo.trainer_args(config.load(MICRO), tmp_path, True, banned)
+    assert args.generation_kwargs["suppress_tokens"] == banned
