@@ -30,9 +30,10 @@ def _checked_data(cfg: config.Config) -> None:
     """Read the records before a run directory exists, so a bad file costs nothing."""
     from . import data
 
-    data.records(cfg, "train")
-    if cfg.eval.enabled:
-        data.records(cfg, "eval")
+    if cfg.run.stages:
+        data.records(cfg, "train")
+    for split in cfg.eval.splits if cfg.eval.enabled else []:
+        data.records(cfg, split)
 
 
 def cmd_train(args) -> int:
@@ -71,35 +72,65 @@ def cmd_config_show(args) -> int:
     return 0
 
 
-def cmd_eval(args) -> int:
-    from . import evaluate
-
-    target = Path(args.target)
-    if (target / "config.yaml").is_file():  # a run directory: its config, its last stage's output
+def _eval_target(target: Path, overrides: list[str]) -> tuple[config.Config, str, Path | None]:
+    """(config, checkpoint, run_dir or None) for a run directory (its last stage) or a checkpoint."""
+    if (target / "config.yaml").is_file():
         cfg = runs.load_config(target)
-        for override in args.overrides:
+        for override in overrides:
             config._apply(cfg, config.parse_override(override))
         config.validate(cfg)
         done = [s for s in reversed(cfg.run.stages) if runs.is_done(target, s)]
         if not done:
             raise ConfigError(f"run '{target}' has no finished stage to evaluate: wait for it or resume it")
-        checkpoint = str(runs.stage_dir(target, "final", done[0]))
-    elif (target / "config.json").is_file():
-        cfg = config.load(None, args.overrides)
-        checkpoint = str(target)
-    else:
-        raise ConfigError(f"'{target}' is neither a run directory nor a checkpoint (no config.yaml or config.json)")
-    from . import models
+        return cfg, str(runs.stage_dir(target, "final", done[0])), target
+    if (target / "config.json").is_file():
+        return config.load(None, overrides), str(target), None
+    raise ConfigError(f"'{target}' is neither a run directory nor a checkpoint (no config.yaml or config.json)")
 
+
+def cmd_eval(args) -> int:
+    from . import evaluate, models, report
+
+    if args.compare:
+        return _compare(args)
+    if len(args.targets) != 1:
+        raise ConfigError("eval takes one run or checkpoint; to put several in one table use --compare")
+    cfg, checkpoint, _ = _eval_target(Path(args.targets[0]), args.overrides)
     models.choose_backend(cfg)
-    rows = evaluate.eval_rows(cfg, args.split)
-    result = evaluate.evaluate(checkpoint, cfg, rows, label=args.label or Path(checkpoint).name)
-    print(evaluate.summary_line(result))
+    splits = [args.split] if args.split else cfg.eval.splits
+    label = args.label or Path(checkpoint).name
+    results = []
+    for split in splits:
+        rows = evaluate.eval_rows(cfg, split)
+        results.append(evaluate.evaluate(checkpoint, cfg, rows, label=label, split=split))
+        print(evaluate.summary_line(results[-1]))
     if args.out:
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)
-        runs.write_atomic(out, json.dumps(result, indent=1))
+        runs.write_atomic(out, json.dumps(results if len(results) > 1 else results[0], indent=1))
         print(f"wrote {out}")
+    return 0
+
+
+def _compare(args) -> int:
+    """Evaluate each run's finished stages on its splits (what is missing), then one table for all."""
+    from . import evaluate, models, pipeline, report
+
+    run_dirs = [Path(t) for t in args.targets]
+    for run_dir in run_dirs:
+        if not (run_dir / "config.yaml").is_file():
+            raise ConfigError(f"--compare takes run directories: '{run_dir}' has no config.yaml")
+    for run_dir in run_dirs:
+        cfg = runs.load_config(run_dir)
+        for override in args.overrides:
+            config._apply(cfg, config.parse_override(override))
+        config.validate(cfg)
+        models.choose_backend(cfg)
+        pipeline.quiet()
+        for stage in cfg.run.stages:
+            if runs.is_done(run_dir, stage):
+                pipeline.evaluate_splits(cfg, run_dir, str(runs.stage_dir(run_dir, "final", stage)), stage)
+    print(report.results_table(runs.load_config(run_dirs[0]), run_dirs))
     return 0
 
 
@@ -109,12 +140,24 @@ def cmd_data_generate(args) -> int:
     task = tasks.get(args.task)
     if args.n < 1:
         raise ConfigError("--n must be at least 1")
+    splits = ["train", *task.BENCHMARKS]
+    if args.split not in splits:
+        raise ConfigError(f"--split {args.split}: {task.NAME} has the splits {', '.join(splits)}")
     out = Path(args.out)
     if (out / f"{args.split}.json").exists():
         raise ConfigError(f"'{out / (args.split + '.json')}' exists: choose another --out or --split")
-    path = task.generate(out, n=args.n, seed=args.seed, spec=task.SceneSpec(), split=args.split)
+    spec = task.split_spec(task.SceneSpec(), args.split)
+    path = task.generate(out, n=args.n, seed=args.seed, spec=spec, split=args.split)
     print(f"wrote {args.n} records to {path}")
     return 0
+
+
+def cmd_chat(args) -> int:
+    from . import inference
+
+    settings = inference.Settings(args.max_new_tokens, args.temperature, args.top_p, args.top_k)
+    return inference.chat_terminal(args.checkpoint, args.image, settings, device=args.device,
+                                   trust_remote_code=args.trust_remote_code)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -135,9 +178,10 @@ def parser() -> argparse.ArgumentParser:
     show.set_defaults(func=cmd_config_show)
 
     e = sub.add_parser("eval", help="accuracy of a run's final checkpoint, or of a checkpoint directory")
-    e.add_argument("target", help="a run directory or a checkpoint directory")
-    e.add_argument("overrides", nargs="*", help="key=value, e.g. eval.max_samples=100 data.eval_file=test.json")
-    e.add_argument("--split", choices=["eval", "train"], default="eval")
+    e.add_argument("targets", nargs="+", metavar="TARGET",
+                   help="a run directory or a checkpoint directory (several with --compare), then key=value overrides")
+    e.add_argument("--split", help="one evaluation split (default: eval.splits): id, ood, left, right")
+    e.add_argument("--compare", action="store_true", help="evaluate several runs and print one table in the paper's layout")
     e.add_argument("--label", default="")
     e.add_argument("--out", help="also write the result (with every prediction) as JSON here")
     e.set_defaults(func=cmd_eval)
@@ -145,12 +189,22 @@ def parser() -> argparse.ArgumentParser:
     d = sub.add_parser("data", help="datasets")
     dsub = d.add_subparsers(dest="data_command", required=True)
     g = dsub.add_parser("generate", help="write a synthetic dataset in the Reason-RFT schema")
-    g.add_argument("task", choices=["counting"])
+    g.add_argument("task", choices=list(config.TASKS))
     g.add_argument("--n", type=int, required=True)
     g.add_argument("--out", required=True)
     g.add_argument("--seed", type=int, default=0)
-    g.add_argument("--split", default="train")
+    g.add_argument("--split", default="train", help="train, or an evaluation split (id, ood, left, right)")
     g.set_defaults(func=cmd_data_generate)
+    ch = sub.add_parser("chat", help="talk to a checkpoint about images in the terminal (multi-turn, streaming)")
+    ch.add_argument("checkpoint", help="a run directory (its last finished stage), a checkpoint directory or a hub id")
+    ch.add_argument("--image", action="append", default=[], help="an image for the first message (repeat for more)")
+    ch.add_argument("--max-new-tokens", type=int, default=256)
+    ch.add_argument("--temperature", type=float, default=0.7, help="0 = greedy")
+    ch.add_argument("--top-p", type=float, default=0.9)
+    ch.add_argument("--top-k", type=int, default=50)
+    ch.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    ch.add_argument("--trust-remote-code", action="store_true", help="run code shipped in the model repository")
+    ch.set_defaults(func=cmd_chat)
     return p
 
 
@@ -159,6 +213,9 @@ def main(argv: list[str] | None = None) -> int:
     if getattr(args, "preset", None) and "=" in args.preset and args.func is cmd_train:
         args.overrides.insert(0, args.preset)  # `train --resume X` has no preset
         args.preset = None
+    if args.func is cmd_eval:  # targets, then key=value overrides
+        args.overrides = [t for t in args.targets if "=" in t]
+        args.targets = [t for t in args.targets if "=" not in t]
     try:
         return args.func(args)
     except ConfigError as e:

@@ -63,26 +63,47 @@ class Model:
 
 
 @dataclass
-class Scene:
-    image_size: int = doc(112, "synthetic scenes: square image side in pixels")
-    min_objects: int = doc(1, "synthetic scenes: fewest objects")
-    max_objects: int = doc(6, "synthetic scenes: most objects")
-    subtract_fraction: float = doc(0.6, "synthetic scenes: share of 'Subtract all X' questions (the rest ask for the total)")
-    layout: Literal["random", "grid"] = doc("random", "synthetic scenes: objects anywhere (CLEVR) or one per 28-pixel cell, i.e. per visual token (learnable by a tiny model)")
+class Counting:
+    image_size: int = doc(112, "counting scenes: square image side in pixels")
+    min_objects: int = doc(1, "counting scenes: fewest objects")
+    max_objects: int = doc(6, "counting scenes: most objects")
+    subtract_fraction: float = doc(0.6, "counting: share of 'Subtract all X' questions (the rest ask for the total)")
+    layout: Literal["random", "grid"] = doc("random", "counting scenes: objects anywhere (CLEVR) or one per 28-pixel cell, i.e. per visual token (learnable by a tiny model)")
+
+
+@dataclass
+class Structure:
+    image_size: int = doc(224, "geometry diagrams: square image side in pixels")
+    choice_fraction: float = doc(0.5, "geometry: share of multiple-choice (A-D) problems; the rest are numeric")
+
+
+@dataclass
+class Spatial:
+    image_size: int = doc(160, "spatial scenes: square image side in pixels (two images per sample)")
+    min_objects: int = doc(3, "spatial scenes: fewest objects")
+    max_objects: int = doc(6, "spatial scenes: most objects")
+    min_steps: int = doc(1, "spatial: fewest transformations per program")
+    max_steps: int = doc(4, "spatial: most transformations per program")
+
+
+TASKS = ("counting", "structure", "spatial")
 
 
 @dataclass
 class Data:
-    task: Literal["counting"] = doc("counting", "task family: prompts, answer format, checker")
+    task: Literal["counting", "structure", "spatial"] = doc("counting", "task family: visual counting, structure perception (geometry) or spatial transformation")
     train_file: str = doc("", "training records (Reason-RFT JSON); empty = generate synthetic data")
-    eval_file: str = doc("", "evaluation records (Reason-RFT JSON); empty = generate synthetic data")
-    image_root: str = doc("", "folder the records' image paths are relative to; empty = the JSON file's folder")
+    eval_files: list[str] = doc([], "one Reason-RFT JSON per evaluation split, in the task's order (counting: id, ood; structure: id, ood; spatial: id, left, right); empty = synthetic")
+    image_root: str = doc("", "folder the records' image paths are relative to; empty = each JSON file's folder")
     n_train: int = doc(2000, "synthetic data: training samples")
-    n_eval: int = doc(200, "synthetic data: held-out evaluation samples (other seed)")
+    n_eval: int = doc(200, "synthetic data: samples per evaluation split (other seeds)")
     seed: int = doc(0, "synthetic data: generator seed")
-    scene: Scene = section(Scene, "synthetic scene generator settings")
-    sft_samples: int = doc(1600, "Stage 1 trains on the first N training records; Stage 2 on the rest (0 = all records to both)")
-    max_samples: int = doc(0, "use at most N training records (0 = all)")
+    counting: Counting = section(Counting, "synthetic visual-counting scenes (CLEVR-Math-like)")
+    structure: Structure = section(Structure, "synthetic geometry problems (GeoMath-like)")
+    spatial: Spatial = section(Spatial, "synthetic before/after scenes with transformation programs (TRANCE-like)")
+    sft_samples: int = doc(1600, "method rft: Stage 1 trains on the first N training records, Stage 2 on the rest")
+    grpo_all: bool = doc(False, "method rft: Stage 2 trains on all records, Stage 1's included (the paper, for structure perception)")
+    max_samples: int = doc(0, "use at most N training records (0 = all): the data-efficiency knob")
 
 
 @dataclass
@@ -142,13 +163,15 @@ class Eval:
     top_k: int = doc(50, "decoding top-k")
     max_new_tokens: int = doc(768, "most new tokens per answer")
     batch_size: int = doc(16, "prompts per generate call")
+    splits: list[str] = doc(["id"], "evaluation splits (counting, structure: id, ood; spatial: id, left, right)")
+    style: Literal["cot", "bare"] = doc("cot", "prompt: cot asks for <think>/<answer>; bare asks for the answer alone (zero-shot)")
 
 
 @dataclass
 class Run:
     name: str = doc("", "run directory name prefix (default: the preset's file name)")
     runs_dir: str = doc("runs", "where run directories go")
-    stages: list[str] = doc(["sft", "grpo"], "stages to run in order: sft, grpo (GRPO starts from SFT's output and uses it as the KL reference)")
+    stages: list[str] = doc(["sft", "grpo"], "stages in order (set by `method` unless method=custom): sft, grpo; GRPO starts from SFT's output, its KL reference")
     seed: int = doc(42, "training seed")
     device: Literal["auto", "cpu", "cuda"] = doc("auto", "auto = CUDA when available")
     cache_dir: str = doc("~/.cache/rrft-studio", "built tiny models and generated synthetic data")
@@ -156,6 +179,7 @@ class Run:
 
 @dataclass
 class Config:
+    method: Literal["rft", "rft_zero", "cot_sft", "ans_sft", "zero_shot", "custom"] = doc("custom", "rft: CoT-SFT on data.sft_samples then GRPO on the rest; rft_zero: GRPO from the base model; cot_sft / ans_sft: SFT on all; zero_shot: evaluate only; custom: run.stages and sft.style as given")
     run: Run = section(Run, "the run: stages, where it goes, seed, device")
     model: Model = section(Model, "which model, which backend, which weights train")
     data: Data = section(Data, "task and records")
@@ -165,6 +189,25 @@ class Config:
 
 
 STAGES = ("sft", "grpo")
+# method -> (stages, SFT target style, evaluation prompt style): the rows of the paper's table
+METHODS = {
+    "rft": (["sft", "grpo"], "cot", "cot"),
+    "rft_zero": (["grpo"], "cot", "cot"),
+    "cot_sft": (["sft"], "cot", "cot"),
+    "ans_sft": (["sft"], "ans", "bare"),
+    "zero_shot": ([], "cot", "bare"),
+}
+
+
+def apply_method(cfg: Config) -> None:
+    """Set the stages and styles a method implies; a conflicting explicit run.stages is an error."""
+    if cfg.method == "custom":
+        return
+    stages, sft_style, eval_style = METHODS[cfg.method]
+    if cfg.run.stages not in (Run().stages, stages):
+        raise ConfigError(f"run.stages={cfg.run.stages} conflicts with method={cfg.method} (stages {stages}): "
+                          "drop run.stages or set method=custom")
+    cfg.run.stages, cfg.sft.style, cfg.eval.style = list(stages), sft_style, eval_style
 
 
 # ---------------------------------------------------------------- merge
@@ -236,6 +279,8 @@ def _apply(node: Any, tree: dict, prefix: str = "") -> None:
         if name not in hints:
             raise _unknown(key)
         if dataclasses.is_dataclass(hints[name]):
+            if isinstance(value, str) and "name" in _hints(hints[name]):
+                value = {"name": value}  # model=tiny is model.name=tiny
             _apply(getattr(node, name), value, key + ".")
         else:
             setattr(node, name, _coerce(key, value, hints[name]))
@@ -284,6 +329,7 @@ def load(preset: str | Path | None = None, overrides: list[str] = ()) -> Config:
             cfg.run.name = Path(preset).stem
     for text in overrides:
         _apply(cfg, parse_override(text))
+    apply_method(cfg)
     validate(cfg)
     return cfg
 
@@ -291,6 +337,7 @@ def load(preset: str | Path | None = None, overrides: list[str] = ()) -> Config:
 def from_dict(tree: dict) -> Config:
     cfg = Config()
     _apply(cfg, tree)
+    apply_method(cfg)
     validate(cfg)
     return cfg
 
@@ -331,16 +378,25 @@ def validate(cfg: Config) -> None:
     if m.name != "tiny" and (m.name.startswith((".", "/", "~")) or Path(m.name).expanduser().exists()):
         _check((Path(m.name).expanduser() / "config.json").is_file(),
                f"model.name: '{m.name}' is not a checkpoint directory (no config.json): give a hub id, a saved checkpoint or tiny")
-    for key in ("train_file", "eval_file"):
-        value = getattr(d, key)
-        _check(not value or Path(value).expanduser().is_file(), f"data.{key}: '{value}' not found: give an existing Reason-RFT JSON file")
+    _check(not d.train_file or Path(d.train_file).expanduser().is_file(),
+           f"data.train_file: '{d.train_file}' not found: give an existing Reason-RFT JSON file")
     _check(not d.image_root or Path(d.image_root).expanduser().is_dir(), f"data.image_root: '{d.image_root}' is not a folder")
-    _check(d.scene.min_objects >= 1 and d.scene.max_objects >= d.scene.min_objects,
-           "data.scene: need 1 <= min_objects <= max_objects")
-    cells = (d.scene.image_size // 28) ** 2
-    _check(d.scene.layout != "grid" or (d.scene.max_objects <= cells and d.scene.image_size <= 116),
-           f"data.scene.layout=grid fits at most {cells} objects and images up to 116 pixels: "
-           "lower data.scene.max_objects / image_size or use layout=random")
+    for name in ("counting", "spatial"):
+        scene = getattr(d, name)
+        _check(1 <= scene.min_objects <= scene.max_objects, f"data.{name}: need 1 <= min_objects <= max_objects")
+    cells = (d.counting.image_size // 28) ** 2
+    _check(d.counting.layout != "grid" or (d.counting.max_objects <= cells and d.counting.image_size <= 116),
+           f"data.counting.layout=grid fits at most {cells} objects and images up to 116 pixels: "
+           "lower data.counting.max_objects / image_size or use layout=random")
+    _check(1 <= d.spatial.min_steps <= d.spatial.max_steps <= 4, "data.spatial: need 1 <= min_steps <= max_steps <= 4")
+    from . import tasks
+
+    splits = list(tasks.get(d.task).BENCHMARKS)
+    for split in e.splits:
+        _check(split in splits, f"eval.splits: '{split}' is not a split of {d.task}: use {', '.join(splits)}")
+    _check(len(d.eval_files) <= len(splits), f"data.eval_files: {d.task} has {len(splits)} evaluation splits ({', '.join(splits)})")
+    for value in d.eval_files:
+        _check(Path(value).expanduser().is_file(), f"data.eval_files: '{value}' not found: give an existing Reason-RFT JSON file")
     _check(d.n_train > 0 and d.n_eval > 0, "data.n_train and data.n_eval must be positive")
     for name, stage in (("sft", s), ("grpo", g)):
         _check(stage.lr > 0, f"{name}.lr must be positive")

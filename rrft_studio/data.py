@@ -25,11 +25,18 @@ def task_of(cfg: Config) -> ModuleType:
     return tasks.get(cfg.data.task)
 
 
+def scene_spec(cfg: Config, split: str = "train"):
+    """The task generator's settings for a split (the OOD splits shift them)."""
+    task = task_of(cfg)
+    return task.split_spec(task.SceneSpec(**vars(getattr(cfg.data, task.NAME))), split)
+
+
 def synthetic(cfg: Config, split: str) -> Path:
-    """Generate (once, atomically) and return the JSON file of a synthetic split."""
+    """Generate (once, atomically) and return the JSON file of a synthetic split ('train' or an eval split)."""
     task, d = task_of(cfg), cfg.data
-    spec = task.SceneSpec(**vars(d.scene))
-    n, seed = (d.n_train, d.seed) if split == "train" else (d.n_eval, d.seed + EVAL_SEED_OFFSET)
+    spec = scene_spec(cfg, split)
+    offset = list(task.BENCHMARKS).index(split) + 1 if split != "train" else 0
+    n, seed = (d.n_train, d.seed) if split == "train" else (d.n_eval, d.seed + offset * EVAL_SEED_OFFSET)
     key = hashlib.sha256(json.dumps([task.NAME, repr(spec), n, seed, split]).encode()).hexdigest()[:12]
     folder = Path(cfg.run.cache_dir).expanduser() / "data" / f"{task.NAME}-{split}-{key}"
     if not (folder / f"{split}.json").is_file():
@@ -45,9 +52,16 @@ def synthetic(cfg: Config, split: str) -> Path:
 
 
 def records(cfg: Config, split: str) -> list[dict]:
-    """Training ('train') or evaluation ('eval') records, from the configured files or synthetic data."""
+    """Training ('train') or evaluation (an eval split: 'id', 'ood', ...) records, from files or synthetic."""
     d = cfg.data
-    path = d.train_file if split == "train" else d.eval_file
+    splits = list(task_of(cfg).BENCHMARKS)
+    if split == "train":
+        path = d.train_file
+    else:
+        if split not in splits:
+            raise ConfigError(f"'{split}' is not an evaluation split of {d.task}: use {', '.join(splits)}")
+        index = splits.index(split)
+        path = d.eval_files[index] if index < len(d.eval_files) else ""
     path = Path(path).expanduser() if path else synthetic(cfg, split)
     try:
         rows = task_of(cfg).load(path, Path(d.image_root).expanduser() if d.image_root else None)
@@ -59,14 +73,15 @@ def records(cfg: Config, split: str) -> list[dict]:
 
 
 def stage_records(cfg: Config, stage: str) -> list[dict]:
-    """Stage 1 takes the first data.sft_samples records; Stage 2 the rest when both stages run (else all)."""
+    """With both stages, Stage 1 takes the first data.sft_samples records and Stage 2 the rest; a single
+    stage (cot_sft, ans_sft, rft_zero) takes them all."""
     rows, n = records(cfg, "train"), cfg.data.sft_samples
     both = "sft" in cfg.run.stages and "grpo" in cfg.run.stages
-    if n <= 0 or n >= len(rows):
+    if not both or n <= 0 or n >= len(rows):
         return rows
     if stage == "sft":
         return rows[:n]
-    return rows[n:] if both else rows
+    return rows if cfg.data.grpo_all else rows[n:]
 
 
 def images_of(record: dict) -> list[str]:
@@ -100,6 +115,7 @@ def grpo_dataset(rows: list[dict], task: ModuleType):
         "prompt": [[user_turn(task.prompt(r["problem"], "cot"), len(images_of(r)))] for r in rows],
         "images": [images_of(r) for r in rows],
         "answer": [r["answer"] for r in rows],
+        "task": [task.NAME] * len(rows),
         "id": [r["id"] for r in rows],
         "image_path": [images_of(r) for r in rows],
     })

@@ -23,13 +23,15 @@ def chance(rows: list[dict]) -> float:
     return counts.most_common(1)[0][1] / len(rows) if rows else 0.0
 
 
-def eval_rows(cfg: Config, split: str = "eval") -> list[dict]:
+def eval_rows(cfg: Config, split: str = "id") -> list[dict]:
     rows = data.records(cfg, split)
     return rows[: cfg.eval.max_samples] if cfg.eval.max_samples > 0 else rows
 
 
-def generate(model, processor, conversations: list[list[dict]], images: list[list], cfg: Config) -> list[str]:
-    """Batched generation; returns the decoded completions (special tokens stripped)."""
+def generate(model, processor, conversations: list[list[dict]], images: list[list],
+             cfg: Config) -> tuple[list[str], list[int]]:
+    """Batched generation; returns the decoded completions (special tokens stripped) and their lengths in
+    generated tokens (up to and including the end-of-turn token)."""
     import torch
 
     e = cfg.eval
@@ -41,12 +43,14 @@ def generate(model, processor, conversations: list[list[dict]], images: list[lis
     with torch.inference_mode():
         out = model.generate(**inputs, max_new_tokens=e.max_new_tokens,  # (B, L + new)
                              suppress_tokens=models.vision_token_ids(processor) or None, **sampling)
-    new = out[:, inputs["input_ids"].shape[1]:]
-    return processor.batch_decode(new, skip_special_tokens=True)
+    new = out[:, inputs["input_ids"].shape[1]:]  # (B, new)
+    pad = processor.tokenizer.pad_token_id
+    lengths = (new != pad).sum(dim=1).tolist() if pad is not None else [new.shape[1]] * len(new)
+    return processor.batch_decode(new, skip_special_tokens=True), lengths
 
 
-def evaluate(checkpoint: str, cfg: Config, rows: list[dict], label: str = "") -> dict:
-    """Score `checkpoint` on `rows`; returns the summary with every prediction."""
+def evaluate(checkpoint: str, cfg: Config, rows: list[dict], label: str = "", split: str = "id") -> dict:
+    """Score `checkpoint` on `rows` with the task's checker; returns the summary with every prediction."""
     import torch
     from PIL import Image
 
@@ -56,18 +60,21 @@ def evaluate(checkpoint: str, cfg: Config, rows: list[dict], label: str = "") ->
     predictions = []
     for start in range(0, len(rows), cfg.eval.batch_size):
         batch = rows[start: start + cfg.eval.batch_size]
-        conversations = [[data.user_turn(task.prompt(r["problem"], "cot"), len(data.images_of(r)))] for r in batch]
+        conversations = [[data.user_turn(task.prompt(r["problem"], cfg.eval.style), len(data.images_of(r)))]
+                         for r in batch]
         images = [[Image.open(p).convert("RGB") for p in data.images_of(r)] for r in batch]
-        for r, text in zip(batch, generate(model, processor, conversations, images, cfg)):
+        texts, lengths = generate(model, processor, conversations, images, cfg)
+        for r, text, length in zip(batch, texts, lengths):
             predictions.append({
                 "id": r["id"], "answer": r["answer"], "completion": text,
-                "correct": rewards.match_answer(text, r["answer"]),
+                "correct": task.verify(text, r["answer"]),
                 "format": rewards.format_reward([text])[0],
-                "length": len(processor.tokenizer(text, add_special_tokens=False)["input_ids"]),
+                "length": length,
             })
     n = max(len(predictions), 1)
     return {
-        "label": label, "checkpoint": str(checkpoint), "n": len(predictions), "chance": chance(rows),
+        "label": label, "split": split, "benchmark": task.BENCHMARKS[split], "task": task.NAME,
+        "checkpoint": str(checkpoint), "n": len(predictions), "chance": chance(rows),
         "accuracy": sum(p["correct"] for p in predictions) / n,
         "format": sum(p["format"] for p in predictions) / n,
         "mean_length": sum(p["length"] for p in predictions) / n,
@@ -76,19 +83,21 @@ def evaluate(checkpoint: str, cfg: Config, rows: list[dict], label: str = "") ->
 
 
 def save(result: dict, run_dir: Path) -> Path:
-    folder = Path(run_dir) / "eval"
-    folder.mkdir(exist_ok=True)
-    path = folder / f"{result['label']}.json"
+    """eval/<label>/<split>.json"""
+    folder = Path(run_dir) / "eval" / result["label"]
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{result['split']}.json"
     runs.write_atomic(path, json.dumps(result, indent=1))
     return path
 
 
-def load(run_dir: Path, label: str) -> dict | None:
-    path = Path(run_dir) / "eval" / f"{label}.json"
+def load(run_dir: Path, label: str, split: str = "id") -> dict | None:
+    path = Path(run_dir) / "eval" / label / f"{split}.json"
     return json.loads(path.read_text()) if path.is_file() else None
 
 
 def summary_line(result: dict) -> str:
-    return (f"{result['label'] or result['checkpoint']}: accuracy {100 * result['accuracy']:.1f}% "
+    return (f"{result['label'] or result['checkpoint']} on {result['benchmark']} ({result['split']}): "
+            f"accuracy {100 * result['accuracy']:.1f}% "
             f"(chance {100 * result['chance']:.1f}%), format {result['format']:.2f}, "
             f"mean length {result['mean_length']:.0f} tokens, n={result['n']}")

@@ -15,13 +15,15 @@ from . import data, evaluate, models, report, runs
 from .config import Config
 
 
-def _evaluate(cfg: Config, run_dir: Path, checkpoint: str, label: str) -> None:
-    if not cfg.eval.enabled or evaluate.load(run_dir, label) is not None:
-        return
-    runs.write_status(run_dir, state="running", stage=f"eval:{label}")
-    result = evaluate.evaluate(checkpoint, cfg, evaluate.eval_rows(cfg), label)
-    evaluate.save(result, run_dir)
-    print(evaluate.summary_line(result), flush=True)
+def evaluate_splits(cfg: Config, run_dir: Path, checkpoint: str, label: str) -> None:
+    """Each configured split once (a resumed run skips what it has)."""
+    for split in cfg.eval.splits if cfg.eval.enabled else []:
+        if evaluate.load(run_dir, label, split) is not None:
+            continue
+        runs.write_status(run_dir, state="running", stage=f"eval:{label}:{split}")
+        result = evaluate.evaluate(checkpoint, cfg, evaluate.eval_rows(cfg, split), label, split)
+        evaluate.save(result, run_dir)
+        print(evaluate.summary_line(result), flush=True)
 
 
 def quiet() -> None:
@@ -48,7 +50,8 @@ def train(cfg: Config, run_dir: Path, backend: str, why: str) -> dict | None:
 
         transformers.set_seed(cfg.run.seed)
         current = models.source(cfg, data.corpus(cfg) if cfg.model.name == "tiny" else None)
-        _evaluate(cfg, run_dir, current, "base")
+        runs.write_status(run_dir, base_model=current)
+        evaluate_splits(cfg, run_dir, current, "base")
         for stage in cfg.run.stages:
             if runs.is_done(run_dir, stage):
                 current = str(runs.stage_dir(run_dir, "final", stage))
@@ -59,7 +62,7 @@ def train(cfg: Config, run_dir: Path, backend: str, why: str) -> dict | None:
                     runs.write_status(run_dir, state="stopped", seconds=seconds)
                     return None
                 current = str(out)
-            _evaluate(cfg, run_dir, current, stage)
+            evaluate_splits(cfg, run_dir, current, stage)
     except BaseException as e:
         state = "stopped" if isinstance(e, KeyboardInterrupt) else "failed"
         runs.write_status(run_dir, state=state, seconds=before + time.time() - started,

@@ -9,7 +9,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from . import evaluate, runs
+from . import evaluate, paper, runs
+from .config import Config
 
 LABELS = {"base": "accuracy_base", "sft": "accuracy_sft", "grpo": "accuracy_grpo"}
 
@@ -29,9 +30,38 @@ def build(run_dir: Path, seconds: float) -> dict:
     report["format_reward_grpo"] = round(sum(r["rewards/format_reward/mean"] for r in tail) / len(tail), 4) \
         if tail else None
     report.setdefault("chance", None)
+    report["table"] = results_table(runs.load_config(run_dir), [run_dir])
+    (Path(run_dir) / "eval").mkdir(exist_ok=True)
+    runs.write_atomic(Path(run_dir) / "eval" / "table.md", report["table"] + "\n")
     report["plots"] = [str(p) for p in plot(run_dir)]
     runs.write_atomic(Path(run_dir) / "report.json", json.dumps(report, indent=1))
     return report
+
+
+def method_of(cfg: Config) -> str:
+    """The paper's name for what a run did (its method, or what its stages amount to)."""
+    if cfg.method != "custom":
+        return cfg.method
+    stages = tuple(cfg.run.stages)
+    return {("sft", "grpo"): "rft", ("grpo",): "rft_zero", (): "zero_shot"}.get(
+        stages, "cot_sft" if cfg.sft.style == "cot" else "ans_sft")
+
+
+def results_table(cfg: Config, run_dirs: list[Path]) -> str:
+    """Every evaluated checkpoint of the given runs as a row of the paper's table, the paper's rows beside."""
+    rows, matches = [], []
+    for run_dir in run_dirs:
+        run_cfg = runs.load_config(run_dir)
+        model = paper.paper_model(run_cfg.model.name)
+        name = Path(run_dir).name if len(run_dirs) > 1 else run_cfg.model.name
+        for label in ("base", "sft", "grpo"):
+            values = {r["benchmark"]: r["accuracy"] for split in run_cfg.eval.splits
+                      if (r := evaluate.load(run_dir, label, split)) is not None}
+            if values:
+                rows.append((f"ours: {name} {label}", values))
+        if model:
+            matches += [(model, "zero_shot"), (model, method_of(run_cfg))]
+    return paper.table(rows, matches)
 
 
 def _series(rows: list[dict], key: str) -> tuple[list[int], list[float]]:
@@ -99,4 +129,6 @@ def text(report: dict) -> str:
     lines.append(f"time                 {minutes}m{seconds:02d}s")
     if report.get("plots"):
         lines.append("plots                " + ", ".join(Path(p).name for p in report["plots"]))
+    if report.get("table"):
+        lines += ["", report["table"]]
     return "\n".join(lines)

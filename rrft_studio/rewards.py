@@ -156,9 +156,27 @@ def format_reward(completions: list, **kwargs: Any) -> list[float]:
     return [1.0 if format_ok(completion_text(c)) else 0.0 for c in completions]
 
 
-def accuracy_reward(completions: list, answer: list, **kwargs: Any) -> list[float]:
-    """1.0 per completion whose answer matches the ``answer`` column (see ``match_answer``), else 0.0."""
-    return [match_answer(completion_text(c), a) for c, a in zip(completions, answer, strict=True)]
+def accuracy_reward(completions: list, answer: list, task: list | None = None, **kwargs: Any) -> list[float]:
+    """Accuracy as trained. Counting and structure (or no ``task`` column): 1.0 where the answer matches
+    (see ``match_answer``). Spatial: the exact-set score with the duplicate penalty (tasks/spatial.py)."""
+    tasks = task or [None] * len(completions)
+    scores = []
+    for c, a, t in zip(completions, answer, tasks, strict=True):
+        if t == "spatial":
+            from .tasks import spatial  # imports this module: loaded on first use
+
+            scores.append(spatial.exact_score(completion_text(c), a))
+        else:
+            scores.append(match_answer(completion_text(c), a))
+    return scores
+
+
+def spatial_partial_reward(completions: list, answer: list, **kwargs: Any) -> list[float]:
+    """Spatial transformation, hierarchical partial credit (as the paper evaluates), duplicate-penalised."""
+    from .tasks import spatial
+
+    return [spatial.partial_score(completion_text(c), a, duplicate_penalty=True)
+            for c, a in zip(completions, answer, strict=True)]
 
 
 TOLERANCE_FULL = 0.05  # relative error below which the tolerance score is 1
@@ -212,6 +230,7 @@ REWARDS: dict[str, Callable[..., list[float]]] = {
     "format": format_reward,
     "accuracy": accuracy_reward,
     "tolerance": tolerance_reward,
+    "spatial_partial": spatial_partial_reward,
 }
 
 

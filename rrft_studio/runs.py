@@ -2,7 +2,7 @@
 
     runs/<name>-<time>/
       config.yaml       resolved config, written first
-      status.json       state, stage, step, pid, backend and why
+      status.json       state, stage, step, pid, backend and why, base_model (the starting checkpoint)
       metrics.jsonl     one line per logging step of each stage (every metric TRL logs, plus stage and time)
       samples.jsonl     GRPO rollouts: prompt, image, each completion with its rewards and advantage
       checkpoints/<stage>/checkpoint-N/

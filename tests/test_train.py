@@ -36,7 +36,7 @@ def test_run_directory(micro_run):
     run_dir, done = micro_run
     for name in ("config.yaml", "status.json", "metrics.jsonl", "samples.jsonl", "report.json",
                  "rewards.png", "length.png", "final/sft/config.json", "final/grpo/config.json",
-                 "eval/base.json", "eval/sft.json", "eval/grpo.json"):
+                 "eval/base/id.json", "eval/sft/id.json", "eval/grpo/id.json", "eval/table.md"):
         assert (run_dir / name).exists(), name
     status = runs.read_status(run_dir)
     assert status["state"] == "finished" and status["backend"] == "transformers" and status["backend_why"]
@@ -72,7 +72,7 @@ def test_samples_hold_each_completion(micro_run):
 
 def test_weights_changed_in_each_stage(micro_run, cache_dir):
     run_dir, _ = micro_run
-    (base,) = (cache_dir / "models").glob("tiny-*")
+    base = runs.read_status(run_dir)["base_model"]
     sft, grpo = _weights(run_dir / "final/sft"), _weights(run_dir / "final/grpo")
     assert _changed(_weights(base), sft)
     assert _changed(sft, grpo)
@@ -82,7 +82,7 @@ def test_eval_command_on_a_run(micro_run):
     run_dir, _ = micro_run
     done = cli("eval", str(run_dir), "eval.max_samples=4")
     assert done.returncode == 0, done.stderr[-2000:]
-    assert "accuracy" in done.stdout and "n=4" in done.stdout
+    assert "accuracy" in done.stdout and "n=4" in done.stdout and "CLEVR-Math" in done.stdout
 
 
 def test_stop_then_resume_repeats_no_step(tmp_path, cache_dir):
@@ -137,9 +137,7 @@ def test_freeze_vision_keeps_the_vision_tower(tmp_path, cache_dir):
                "run.stages=[sft]", "sft.freeze_vision=true", "eval.enabled=false")
     assert done.returncode == 0, done.stderr[-3000:]
     (run_dir,) = tmp_path.iterdir()
-    config = json.loads((run_dir / "final/sft/config.json").read_text())
-    (base,) = [p for p in (cache_dir / "models").glob("tiny-*")
-               if json.loads((p / "config.json").read_text())["model_type"] == config["model_type"]]
+    base = runs.read_status(run_dir)["base_model"]
     before, after = _weights(base), _weights(run_dir / "final/sft")
     vision = [k for k in before if "visual" in k]
     language = [k for k in before if "visual" not in k]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-TASKS = ("counting",)
+TASKS = ("counting", "structure", "spatial")
 
 
 def get(name: str) -> ModuleType:

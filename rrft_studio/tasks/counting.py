@@ -24,6 +24,7 @@ import random
 import re
 import tempfile
 from collections import Counter
+import dataclasses
 from dataclasses import dataclass
 
 from PIL import Image, ImageDraw
@@ -84,6 +85,20 @@ class SceneObject:
     material: str
     x: float  # centre, pixels
     y: float
+
+
+# Evaluation splits, named as the paper's benchmarks. OOD is a layout shift (grid -> anywhere) for grid
+# scenes, else crowded scenes only (at least max_objects - 3 objects): the answers shift to high counts.
+BENCHMARKS = {"id": "CLEVR-Math", "ood": "Super-CLEVR"}
+
+
+def split_spec(spec: SceneSpec, split: str) -> SceneSpec:
+    """The generator settings of a split ('train', 'id' or 'ood')."""
+    if split in ("train", "id"):
+        return spec
+    if spec.layout == "grid":
+        return dataclasses.replace(spec, layout="random")
+    return dataclasses.replace(spec, min_objects=max(spec.min_objects, spec.max_objects - 3))
 
 
 def plural(shape: str) -> str:
@@ -414,3 +429,10 @@ def target(record: dict, style: str = "cot") -> str:
         raise ValueError(f"counting.target: record {record.get('id', '?')!r} has no 'cot'; "
                          f"use style='ans' or add a chain of thought")
     return f"<think>\n{cot}\n</think>\n<answer>\n{answer}\n</answer>"
+
+
+def verify(text: str, answer: str) -> float:
+    """The task's checker: the answer-tag text equals the truth (math-verify where there is no tag)."""
+    from ..rewards import match_answer
+
+    return match_answer(text, answer)

@@ -99,6 +99,14 @@ class SceneSpec:
     view: str = "center"    # viewpoint of the FINAL image: center (TRANCE), left / right (TRANCE-L / -R)
 
 
+BENCHMARKS = {"id": "TRANCE", "left": "TRANCE-L", "right": "TRANCE-R"}
+
+
+def split_spec(spec: "SceneSpec", split: str) -> "SceneSpec":
+    """The generator settings of a split: the final state seen from the centre, the left or the right."""
+    return dataclasses.replace(spec, view=split) if split in ("left", "right") else spec
+
+
 @dataclass(frozen=True)
 class SceneObject:
     object_id: int

@@ -36,6 +36,7 @@ import math
 import pathlib
 import random
 import re
+import dataclasses
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
 
@@ -147,6 +148,14 @@ class Figure:
 # ----------------------------------------------------------------------------------------------
 # Numbers and words
 # ----------------------------------------------------------------------------------------------
+
+BENCHMARKS = {"id": "GeoMath", "ood": "Geometry3K"}
+
+
+def split_spec(spec: SceneSpec, split: str) -> SceneSpec:
+    """The generator settings of a split: OOD is the Geometry3K-like drawing and phrasing style."""
+    return dataclasses.replace(spec, style="ood") if split == "ood" else spec
+
 
 def fmt(value: float, decimals: int = 2) -> str:
     """``value`` rounded half-up to ``decimals`` places, trailing zeros dropped: 70, 22.5, 11.4, 6.88."""

@@ -1,0 +1,66 @@
+"""Each task family through `rft` on the built-in tiny model, with the exact CPU command its preset's header
+documents, then the results in the paper's layout (and several runs in one table with --compare)."""
+
+import json
+import re
+import shlex
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, cli
+from rrft_studio import runs
+
+FAMILIES = {"counting": ["CLEVR-Math", "Super-CLEVR"], "structure": ["GeoMath", "Geometry3K"],
+            "spatial": ["TRANCE", "TRANCE-L", "TRANCE-R"]}
+
+
+def header_command(preset: Path) -> list[str]:
+    """The 'On a CPU' command of a preset's header, as a user would copy it."""
+    header = [line[1:].strip() for line in preset.read_text().splitlines() if line.startswith("#")]
+    start = next(i for i, line in enumerate(header) if line.startswith("On a CPU")) + 1
+    text = " ".join(line.rstrip("\\").strip() for line in header[start:start + 5] if line)
+    command = re.match(r"(rrft-studio train .*?)(?:$| [A-Z])", text).group(1)
+    return shlex.split(command)[1:]
+
+
+@pytest.fixture(scope="module")
+def family_runs(tmp_path_factory, cache_dir):
+    runs_dir = tmp_path_factory.mktemp("family_runs")
+    out = {}
+    for family in FAMILIES:
+        args = header_command(ROOT / "presets" / f"{family}_7b.yaml")
+        done = cli(*args, f"run.runs_dir={runs_dir / family}", f"run.cache_dir={cache_dir}")
+        assert done.returncode == 0, f"{family}: {done.stderr[-3000:]}"
+        (run_dir,) = (runs_dir / family).iterdir()
+        out[family] = (run_dir, done.stdout)
+    return out
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_rft_runs_and_prints_the_table(family_runs, family):
+    run_dir, stdout = family_runs[family]
+    assert runs.read_status(run_dir)["state"] == "finished"
+    for benchmark in FAMILIES[family]:
+        assert benchmark in stdout, benchmark
+    table = (run_dir / "eval" / "table.md").read_text()
+    assert table.startswith("| model / method |") and "ours: tiny grpo" in table
+    grpo = [r for r in runs.read_jsonl(run_dir / "metrics.jsonl") if r["stage"] == "grpo" and "reward" in r]
+    assert len(grpo) == 2 and "rewards/accuracy_reward/mean" in grpo[0]
+
+
+def test_spatial_prompts_carry_two_images(family_runs):
+    run_dir, _ = family_runs["spatial"]
+    sample = runs.read_jsonl(run_dir / "samples.jsonl")[0]["completions"][0]
+    assert len(sample["image"]) == 2 and all(Path(p).is_file() for p in sample["image"])
+    prediction = json.loads((run_dir / "eval" / "grpo" / "left.json").read_text())
+    assert prediction["benchmark"] == "TRANCE-L" and 0.0 <= prediction["accuracy"] <= 1.0
+
+
+def test_compare_puts_runs_in_one_table(family_runs):
+    run_dirs = [str(family_runs[f][0]) for f in ("counting", "structure")]
+    done = cli("eval", "--compare", *run_dirs)
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = done.stdout.strip().splitlines()
+    assert lines[0].startswith("| model / method |") and "CLEVR-Math" in lines[0] and "GeoMath" in lines[0]
+    assert sum(line.startswith("| ours:") for line in lines) >= 4  # base, sft, grpo of each run
