@@ -4,6 +4,8 @@
     rrft-studio train --resume runs/<run>                   continue a stopped or killed run
     rrft-studio config show presets/demo.yaml [key=value]   the resolved config, each field with its doc
     rrft-studio eval runs/<run> | <checkpoint> [key=value]  accuracy on the eval split
+    rrft-studio eval --compare RUN_A RUN_B ...              several runs in one table, the paper's layout
+    rrft-studio sweep presets/demo.yaml --samples 400 800   data efficiency: accuracy against samples
     rrft-studio data generate counting --n 100 --out DIR    write a synthetic dataset (Reason-RFT schema)
 
 A user mistake exits with status 2 and one line naming the problem and the fix, before anything is written.
@@ -134,6 +136,18 @@ def _compare(args) -> int:
     return 0
 
 
+def cmd_sweep(args) -> int:
+    from . import models, sweep
+
+    cfg = config.load(args.preset, args.overrides)
+    if any(n < 1 for n in args.samples):
+        raise ConfigError("--samples must be positive counts, e.g. --samples 1600 3200 6400")
+    models.choose_backend(cfg)
+    root = sweep.run(cfg, args.preset, args.overrides, sorted(set(args.samples)))
+    print(f"sweep: {root / 'sweep.json'}, {root / 'sweep.png'}")
+    return 0
+
+
 def cmd_data_generate(args) -> int:
     from . import tasks
 
@@ -185,6 +199,12 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--label", default="")
     e.add_argument("--out", help="also write the result (with every prediction) as JSON here")
     e.set_defaults(func=cmd_eval)
+
+    w = sub.add_parser("sweep", help="data efficiency: one run per training-set size, accuracy against samples")
+    w.add_argument("preset")
+    w.add_argument("overrides", nargs="*")
+    w.add_argument("--samples", type=int, nargs="+", required=True, help="training-set sizes, e.g. 1600 3200 6400")
+    w.set_defaults(func=cmd_sweep)
 
     d = sub.add_parser("data", help="datasets")
     dsub = d.add_subparsers(dest="data_command", required=True)

@@ -64,3 +64,17 @@ def test_compare_puts_runs_in_one_table(family_runs):
     lines = done.stdout.strip().splitlines()
     assert lines[0].startswith("| model / method |") and "CLEVR-Math" in lines[0] and "GeoMath" in lines[0]
     assert sum(line.startswith("| ours:") for line in lines) >= 4  # base, sft, grpo of each run
+
+
+def test_data_efficiency_sweep(tmp_path, cache_dir):
+    from conftest import MICRO
+
+    done = cli("sweep", str(MICRO), f"run.runs_dir={tmp_path}", f"run.cache_dir={cache_dir}",
+               "run.stages=[grpo]", "--samples", "8", "16")
+    assert done.returncode == 0, done.stderr[-3000:]
+    (root,) = tmp_path.iterdir()
+    points = json.loads((root / "sweep.json").read_text())
+    assert [p["samples"] for p in points] == [8, 16]
+    assert all("grpo/id" in p["accuracy"] for p in points)
+    assert (root / "sweep.png").is_file()
+    assert len([p for p in root.iterdir() if p.is_dir()]) == 2
