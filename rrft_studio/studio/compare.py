@@ -1,0 +1,215 @@
+"""The Compare tab: two to four checkpoints (a run's base model, after SFT, after GRPO, any saved step)
+answer the same image and question side by side: reasoning and answer apart, each scored by the task's
+rewards, with lengths. Batch mode runs N samples of a run's eval split through each and reports accuracy.
+
+Each checkpoint answers in its own worker process (inference.Pool), all at once.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import gradio as gr
+
+from .. import data, inference, rewards
+from ..inference import Pool, Settings, Turn, WorkerError
+from . import catalog
+from .chat import loaded_markdown, short_name
+
+SLOTS = 4
+
+
+def score(text: str, truth: str, reward_names: list[str], task: str | None = None) -> dict[str, float]:
+    """The run's rewards for one completion, given the columns training gives them (answer, task);
+    rewards that need the truth are skipped without one."""
+    out = {}
+    for name in reward_names:
+        fn = rewards.resolve(name)
+        try:
+            out[name] = fn([text], answer=[truth], task=[task])[0] if truth else fn([text])[0]
+        except TypeError:  # this reward needs a column we do not have (the truth)
+            continue
+    return out
+
+
+def reward_label(name: str) -> str:
+    """format, accuracy, or a custom reward's function name (module path dropped)."""
+    return name.rsplit(":", 1)[-1].removesuffix("_reward")
+
+
+def lengths(text: str, tokens: int) -> str:
+    """Token count, split into thinking and answer by their share of the characters."""
+    parsed = inference.split_think(text)
+    if parsed.think is None or not text:
+        return f"{tokens} tokens"
+    think = round(tokens * len(parsed.think) / len(text))
+    return f"{tokens} tokens (thinking ≈{think}, answer ≈{tokens - think})"
+
+
+def run_settings(checkpoint: str) -> tuple[list[str], str | None]:
+    """(reward names, task) of the run a checkpoint belongs to; the paper's two rewards otherwise."""
+    run_dir = catalog.run_of(checkpoint)
+    cfg = catalog.run_config(run_dir) if run_dir else None
+    return (list(cfg.grpo.rewards), cfg.data.task) if cfg else (["format", "accuracy"], None)
+
+
+def _first_config(checkpoints: list[str]):
+    run_dir = next((catalog.run_of(c) for c in checkpoints or [] if catalog.run_of(c)), None)
+    return catalog.run_config(run_dir) if run_dir else None
+
+
+def eval_sample(checkpoints: list[str], index: int):
+    """(image, problem, truth) of eval record `index` of the first chosen checkpoint's run."""
+    cfg = _first_config(checkpoints)
+    if cfg is None:
+        raise gr.Error("Pick a checkpoint of a run first: its eval split is used.")
+    rows = catalog.eval_records(cfg)
+    record = rows[int(index) % len(rows)]
+    return catalog.open_image(data.images_of(record)[0]), record["problem"], record["answer"]
+
+
+def prompt_text(question: str, instruction: bool, checkpoints: list[str]) -> str:
+    """The question with the task's instruction appended, in the run's evaluation style, when asked."""
+    cfg = _first_config(checkpoints) if instruction else None
+    return data.task_of(cfg).prompt(question, cfg.eval.style) if cfg else question
+
+
+def _slot(value: str | None, state: dict | None, truth: str) -> list:
+    """header, reasoning, answer, scores of one column."""
+    if value is None:
+        return [gr.Column(visible=False), "", "", "", ""]
+    text = state["text"]
+    parsed = inference.split_think(text)
+    head = f"#### {short_name(value)}"
+    if state["error"]:
+        return [gr.Column(visible=True), head, "", "", f"✗ {state['error']}"]
+    if state["done"] is None:
+        note = "loading…" if not text else "generating…"
+        return [gr.Column(visible=True), head, parsed.think or "", parsed.answer, note]
+    names, task = run_settings(value)
+    scores = " · ".join(f"{reward_label(k)} **{v:.2g}**" for k, v in score(text, truth, names, task).items())
+    return [gr.Column(visible=True), head, parsed.think if parsed.think is not None else "(no <think> block)",
+            parsed.answer or "(empty)", f"{scores} · {lengths(text, state['done']['tokens'])}"]
+
+
+def run_side_by_side(pool: Pool, checkpoints: list[str], image: str | None, question: str, truth: str,
+                     settings: Settings, trust: bool):
+    """Generate with every checkpoint at once; yield all slots each time any of them progresses."""
+    chosen = list(checkpoints or [])[:SLOTS]
+    if len(chosen) < 2:
+        raise gr.Error("Choose two to four checkpoints.")
+    turns = [Turn("user", question, [image] if image else [])]
+    states = {v: {"text": "", "done": None, "error": None} for v in chosen}
+
+    def work(value):
+        try:
+            for event in pool.get(value, trust).stream(turns, settings):
+                if "chunk" in event:
+                    states[value]["text"] += event["chunk"]
+                else:
+                    states[value]["done"] = event
+        except WorkerError as e:
+            states[value]["error"] = str(e)
+
+    threads = [threading.Thread(target=work, args=(v,), daemon=True) for v in chosen]
+    for t in threads:
+        t.start()
+    while any(t.is_alive() for t in threads):
+        yield _all_slots(chosen, states, truth)
+        time.sleep(0.25)
+    yield _all_slots(chosen, states, truth)
+
+
+def _all_slots(chosen: list[str], states: dict, truth: str) -> list:
+    padded = chosen + [None] * (SLOTS - len(chosen))
+    return [x for v in padded for x in _slot(v, states.get(v), truth)]
+
+
+def run_batch(pool: Pool, checkpoints: list[str], n: int, settings: Settings, trust: bool):
+    """Accuracy, format and mean length per checkpoint on the first n eval records of the first run."""
+    cfg = _first_config(checkpoints)
+    if cfg is None:
+        raise gr.Error("Pick at least one checkpoint of a run: its eval split is used.")
+    task, rows = data.task_of(cfg), catalog.eval_records(cfg)[: int(n)]
+    prompts = [(task.prompt(r["problem"], cfg.eval.style), data.images_of(r)) for r in rows]
+    summary, answers = [], {r["id"]: [r["id"], r["answer"]] for r in rows}
+    for value in checkpoints:
+        outputs = pool.get(value, trust).batch(prompts, settings)
+        correct = [task.verify(o["text"], r["answer"]) for o, r in zip(outputs, rows)]  # the evaluator's checker
+        formats = rewards.format_reward([o["text"] for o in outputs])
+        summary.append([short_name(value), f"{100 * sum(correct) / len(rows):.1f}%",
+                        f"{sum(formats) / len(rows):.2f}", f"{sum(o['tokens'] for o in outputs) / len(rows):.0f}"])
+        for o, r, ok in zip(outputs, rows, correct):
+            answers[r["id"]].append(f"{'✓' if ok >= 1 else '✗'} {rewards.answer_text(o['text'])[:40]}")
+    headers = ["sample", "truth", *(short_name(v) for v in checkpoints)]
+    return summary, gr.Dataframe(value=list(answers.values()), headers=headers), loaded_markdown(pool)
+
+
+def refresh(runs_dir: Path, pool: Pool, current: list[str] | None):
+    """Checkpoints on disk now (the chosen ones kept, else the newest run's base and last stage), and what is loaded."""
+    choices = catalog.all_checkpoints(runs_dir)
+    values = {v for _, v in choices}
+    kept = [c for c in current or [] if c in values] or catalog.default_checkpoints(runs_dir)
+    return gr.Dropdown(choices=choices, value=kept), loaded_markdown(pool)
+
+
+def placeholders(values: list[str] | None) -> list:
+    """A column per chosen checkpoint, headed by its name, before anything is generated."""
+    chosen = list(values or [])[:SLOTS]
+    chosen += [None] * (SLOTS - len(chosen))
+    return [x for v in chosen for x in ([gr.Column(visible=False), "", "", "", ""] if v is None else
+            [gr.Column(visible=True), f"#### {short_name(v)}", "", "", "*press Compare*"])]
+
+
+def build(runs_dir: Path, pool: Pool, tab: gr.Tab) -> None:
+    with gr.Row():
+        checkpoints = gr.Dropdown([], multiselect=True, max_choices=SLOTS, scale=4, elem_id="compare-checkpoints",
+                                  label="Checkpoints to compare (two to four)")
+        trust = gr.Checkbox(False, label="Trust remote code", scale=1)
+    with gr.Row():
+        max_new = gr.Slider(8, 2048, value=128, step=8, label="Max new tokens")
+        temperature = gr.Slider(0, 2, value=0.0, step=0.05, label="Temperature (0 = greedy, comparable)",
+                                elem_id="compare-temperature")
+    with gr.Tab("One image, side by side"):
+        with gr.Row(equal_height=False):
+            with gr.Column(scale=1, min_width=300):
+                image = gr.Image(type="filepath", label="Image", height=220, sources=["upload"], elem_id="compare-image")
+                question = gr.Textbox(label="Question", lines=2, elem_id="compare-question")
+                truth = gr.Textbox(label="Truth (optional: scores accuracy)", elem_id="compare-truth")
+                instruction = gr.Checkbox(True, label="Append the task's think/answer instruction (as in training)")
+                with gr.Row():
+                    index = gr.Number(0, label="Eval sample #", precision=0, min_width=80, scale=1)
+                    load = gr.Button("Load eval sample", size="sm", min_width=80, scale=1, elem_id="compare-load")
+                go = gr.Button("Compare", variant="primary", elem_id="compare-go")
+            with gr.Column(scale=4):
+                with gr.Row(equal_height=True):
+                    slots = []
+                    for i in range(SLOTS):
+                        with gr.Column(visible=False, elem_id=f"compare-slot-{i}", min_width=200) as column:
+                            head = gr.Markdown()
+                            think = gr.Textbox(label="Reasoning", lines=7, max_lines=14, interactive=False)
+                            answer = gr.Textbox(label="Answer", interactive=False, elem_classes=["rrft-answer"])
+                            scores = gr.Markdown(elem_classes=["rrft-scores"])
+                        slots += [column, head, think, answer, scores]
+    with gr.Tab("Batch over the eval split"):
+        with gr.Row():
+            n = gr.Slider(1, 200, value=8, step=1, label="Samples (the first N of the first run's eval split)")
+            batch = gr.Button("Run batch", variant="primary", scale=0, min_width=140)
+        summary = gr.Dataframe(headers=["checkpoint", "accuracy", "format", "mean tokens"], interactive=False)
+        per_sample = gr.Dataframe(interactive=False, max_height=360, label="Answers per sample")
+    loaded = gr.Markdown(loaded_markdown(pool))
+
+    def side_by_side(values, img, q, t, add, tokens, temp, trusted):
+        settings = Settings(int(tokens), float(temp))
+        yield from run_side_by_side(pool, values, img, prompt_text(q, add, values or []), t, settings, trusted)
+
+    tab.select(lambda c: refresh(runs_dir, pool, c), checkpoints, [checkpoints, loaded]).then(
+        placeholders, checkpoints, slots)
+    checkpoints.input(placeholders, checkpoints, slots)
+    load.click(eval_sample, [checkpoints, index], [image, question, truth])
+    go.click(side_by_side, [checkpoints, image, question, truth, instruction, max_new, temperature, trust],
+             slots).then(lambda: loaded_markdown(pool), None, loaded)
+    batch.click(lambda v, k, tokens, temp, trusted: run_batch(pool, v, k, Settings(int(tokens), float(temp)), trusted),
+                [checkpoints, n, max_new, temperature, trust], [summary, per_sample, loaded])

@@ -1,0 +1,218 @@
+"""Runs as detached processes of the project's own CLI: launch, stop, resume, and the logs they write.
+
+A launch validates the edited preset with `config.load`, writes it to `RUNS/.studio/presets/<name>.yaml`
+and starts `python -m rrft_studio.cli train <that file> run.runs_dir=RUNS [key=value ...]` in a new session
+(never through a shell), its output going to `RUNS/.studio/logs/`. The process outlives the browser and the
+studio; the run directory it creates is found again by the pid in its status.json. Stop sends SIGTERM to
+that pid (the CLI saves a checkpoint at the end of the step and marks the run `stopped`); resume starts
+`train --resume RUN_DIR`. Every launch is recorded in `RUNS/.studio/launches.jsonl`, so a restarted studio
+still knows each run's log.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from .. import config, runs
+from ..config import ConfigError
+
+CLI = [sys.executable, "-m", "rrft_studio.cli"]
+NAME_OK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+LIVE_STATES = ("created", "running", "stopping")
+
+
+@dataclass
+class Launch:
+    pid: int
+    log: Path
+    command: str  # what a user would type in a terminal to do the same
+
+
+def pid_alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except (ProcessLookupError, PermissionError, ValueError):
+        return False
+    return True
+
+
+def effective_state(status: dict) -> str:
+    """The status file's state, or 'killed' when it claims to be live but its process is gone."""
+    state = status.get("state", "unknown")
+    if state in LIVE_STATES and not pid_alive(status.get("pid")):
+        return "killed"
+    return state
+
+
+def _is_ours(pid: int) -> bool:
+    """Whether a pid still belongs to an rrft-studio process (pids are reused): never signal a stranger."""
+    cmdline = Path(f"/proc/{pid}/cmdline")
+    if not cmdline.parent.is_dir():  # no /proc (macOS): the status file and pid_alive are all we have
+        return True
+    try:
+        text = cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return False
+    return "rrft_studio" in text or "rrft-studio" in text
+
+
+def line_of(text: str, key: str) -> int | None:
+    """1-based line of a dotted key in YAML text, each part searched after the previous one (block or flow style)."""
+    position = 0
+    for part in key.split("."):
+        match = re.compile(rf"(?:^|[\s{{,]){re.escape(part)}\s*:", re.M).search(text, position)
+        if match is None:
+            return None
+        position = match.end()
+    return text.count("\n", 0, position) + 1
+
+
+def command_text(cmd: list[str]) -> str:
+    """The terminal form of a CLI invocation: `rrft-studio ...` instead of `python -m rrft_studio.cli ...`."""
+    return shlex.join(["rrft-studio", *cmd[len(CLI):]])
+
+
+class Launcher:
+    def __init__(self, runs_dir: Path):
+        self.runs_dir = Path(runs_dir).resolve()
+        # The CLI runs where the studio runs: relative data paths in a preset mean the same to both.
+        self.cwd = Path.cwd()
+        self.studio_dir = self.runs_dir / ".studio"
+        self.children: dict[int, subprocess.Popen] = {}
+
+    # -- presets
+    def validate(self, name: str, text: str, overrides: list[str] = ()) -> config.Config:
+        """Parse and validate an edited preset exactly as the CLI will; ConfigError (one line) otherwise."""
+        if not NAME_OK.match(name or ""):
+            raise ConfigError(f"run name {name!r}: use letters, digits, '-', '_' or '.' (at most 64)")
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / f"{name}.yaml"
+            path.write_text(text)
+            try:
+                return config.load(path, list(overrides) + [f"run.runs_dir={self.runs_dir}"])
+            except ConfigError as e:
+                raise ConfigError(_with_line(str(e).replace(f"'{path}'", "the preset"), text)) from None
+
+    def save_preset(self, name: str, text: str) -> Path:
+        folder = self.studio_dir / "presets"
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"{name}.yaml"
+        runs.write_atomic(path, text)
+        return path
+
+    def train_command(self, preset: Path, overrides: list[str] = ()) -> list[str]:
+        return [*CLI, "train", str(preset), *overrides, f"run.runs_dir={self.runs_dir}"]
+
+    # -- processes
+    def launch(self, name: str, text: str, overrides: list[str] = ()) -> Launch:
+        """Validate, save, start. Raises ConfigError before anything starts when the preset is wrong."""
+        self.validate(name, text, overrides)
+        preset = self.save_preset(name, text)
+        return self._spawn(self.train_command(preset, overrides), name, preset=str(preset))
+
+    def resume(self, run_dir: Path) -> Launch:
+        run_dir = self.inside(run_dir)
+        status = runs.read_status(run_dir)
+        if status.get("state") == "finished":
+            raise ConfigError(f"{run_dir.name} is finished: launch a new run instead")
+        if effective_state(status) in LIVE_STATES:
+            raise ConfigError(f"{run_dir.name} is still running (pid {status.get('pid')}): stop it first")
+        return self._spawn([*CLI, "train", "--resume", str(run_dir)], f"{run_dir.name}-resume", run_dir=str(run_dir))
+
+    def stop(self, run_dir: Path) -> str:
+        """SIGTERM to the run's process: it checkpoints at the end of the step and exits as `stopped`."""
+        run_dir = self.inside(run_dir)
+        status = runs.read_status(run_dir)
+        pid = status.get("pid")
+        if effective_state(status) not in LIVE_STATES:
+            return f"{run_dir.name} is not running ({effective_state(status)})"
+        if not _is_ours(int(pid)):
+            return f"pid {pid} of {run_dir.name} is no longer an rrft-studio process: nothing was signalled"
+        os.kill(int(pid), signal.SIGTERM)
+        return f"asked {run_dir.name} (pid {pid}) to stop: it saves a checkpoint at the end of this step"
+
+    def _spawn(self, cmd: list[str], label: str, **record) -> Launch:
+        logs = self.studio_dir / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        log = logs / f"{label}-{time.strftime('%Y%m%d-%H%M%S')}.log"
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        with open(log, "ab") as out:  # the child keeps its own handle; ours can close
+            proc = subprocess.Popen(cmd, cwd=self.cwd, env=env, stdin=subprocess.DEVNULL, stdout=out,
+                                    stderr=subprocess.STDOUT, start_new_session=True)
+        self.children[proc.pid] = proc
+        launch = Launch(proc.pid, log, command_text(cmd))
+        runs.append_jsonl(self.studio_dir / "launches.jsonl",
+                          {"pid": proc.pid, "time": time.time(), "log": str(log), "command": launch.command, **record})
+        return launch
+
+    def reap(self) -> None:
+        """Collect our finished children, so a dead run is not mistaken for a live one (zombie pids)."""
+        for pid, proc in list(self.children.items()):
+            if proc.poll() is not None:
+                del self.children[pid]
+
+    def run_cli(self, args: list[str], timeout: float = 600) -> subprocess.CompletedProcess:
+        """A short CLI command (data generation) run to completion, its output captured."""
+        return subprocess.run([*CLI, *args], cwd=self.cwd, capture_output=True, text=True, timeout=timeout,
+                              stdin=subprocess.DEVNULL, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+
+    # -- what was launched
+    def launches(self) -> list[dict]:
+        return runs.read_jsonl(self.studio_dir / "launches.jsonl")
+
+    def log_of(self, run_dir: Path) -> Path | None:
+        """The log of the process that last wrote the run's status (or of its last resume)."""
+        pid = runs.read_status(run_dir).get("pid")
+        for record in reversed(self.launches()):
+            if record.get("pid") == pid or record.get("run_dir") == str(run_dir):
+                return Path(record["log"])
+        return None
+
+    def unclaimed(self, max_age_s: float = 3600) -> list[dict]:
+        """Recent new-run launches no run directory claims yet: still starting, or failed before creating one."""
+        self.reap()
+        claimed = {runs.read_status(d).get("pid") for d in self.runs_dir.iterdir() if (d / "status.json").is_file()} \
+            if self.runs_dir.is_dir() else set()
+        now = time.time()
+        return [{**r, "alive": pid_alive(r["pid"])} for r in self.launches()
+                if not r.get("run_dir") and r["pid"] not in claimed and now - r["time"] < max_age_s]
+
+    def inside(self, run_dir: Path) -> Path:
+        """The run directory, refused unless it lies in the runs folder (the studio acts on nothing else)."""
+        path = (self.runs_dir / Path(run_dir).name) if not Path(run_dir).is_absolute() else Path(run_dir).resolve()
+        if path.parent != self.runs_dir or not (path / "config.yaml").is_file():
+            raise ConfigError(f"'{run_dir}' is not a run in {self.runs_dir}")
+        return path
+
+
+def _with_line(message: str, text: str) -> str:
+    """Prefix 'line N:' when the message names a config key found in the text."""
+    if re.search(r"\bline \d+", message):
+        return message
+    match = re.search(r"(?:key '|^)([a-z_]+(?:\.[a-z_0-9]+)+)", message)
+    number = line_of(text, match.group(1)) if match else None
+    return f"line {number}: {message}" if number else message
+
+
+def tail(path: Path | None, lines: int = 40) -> str:
+    """The last lines of a log; progress-bar carriage returns collapsed to the latest update."""
+    if path is None or not Path(path).is_file():
+        return ""
+    with open(path, "rb") as f:
+        f.seek(0, os.SEEK_END)
+        f.seek(max(0, f.tell() - 64_000))
+        text = f.read().decode(errors="replace")
+    # splitlines() would also split at \r: split at \n only, then keep each line's last \r-separated update.
+    rows = [row.rstrip("\r").rsplit("\r", 1)[-1] for row in text.rstrip("\n").split("\n")]
+    return "\n".join(rows[-lines:])

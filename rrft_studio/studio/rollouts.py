@@ -1,0 +1,206 @@
+"""The Rollouts tab: samples.jsonl step by step. For each prompt of a logged GRPO step: its image(s), the
+prompt and the truth; each completion with its per-reward scores, weighted total, advantage and length;
+filters for format failures, zero-spread groups (every completion scored the same: no learning signal) and
+truncated completions (as long as grpo.max_completion_length allows).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import gradio as gr
+
+from .. import inference, runs
+from . import catalog
+
+FILTERS = ["format failures", "zero-spread groups", "truncated"]
+
+
+@dataclass
+class Group:
+    """The completions of one prompt at one step."""
+
+    id: str
+    prompt: str
+    answer: str
+    images: list[str]
+    completions: list[dict] = field(default_factory=list)
+
+    @property
+    def zero_spread(self) -> bool:
+        return len({round(c["total"], 9) for c in self.completions}) <= 1
+
+
+def step_records(run_dir: Path) -> list[dict]:
+    return runs.read_jsonl(Path(run_dir) / "samples.jsonl")
+
+
+def groups(record: dict, weights: list[float], max_length: int) -> list[Group]:
+    """Split a step's completions into prompt groups (consecutive completions of the same id and prompt)
+    and annotate each completion with total, format failure and truncation."""
+    out: list[Group] = []
+    for c in record["completions"]:
+        images = c.get("image") or c.get("image_path") or []
+        key = (str(c.get("id", "")), c["prompt"])
+        if not out or (out[-1].id, out[-1].prompt) != key:
+            out.append(Group(key[0], c["prompt"], str(c.get("answer", "")), images if isinstance(images, list) else [images]))
+        scores = list(c["rewards"].values())
+        w = weights if len(weights) == len(scores) else [1.0] * len(scores)
+        out[-1].completions.append({
+            **c, "total": sum(wi * s for wi, s in zip(w, scores)),
+            "format_failure": c["rewards"].get("format_reward", 1.0) == 0,
+            "truncated": c.get("length", 0) >= max_length,
+        })
+    return out
+
+
+def keep(group: Group, filters: list[str]) -> list[dict]:
+    """The completions of a group that pass the filters (any checked filter matches; none checked: all)."""
+    if not filters:
+        return group.completions
+    if "zero-spread groups" in filters and group.zero_spread:
+        return group.completions
+    return [c for c in group.completions if ("format failures" in filters and c["format_failure"])
+            or ("truncated" in filters and c["truncated"])]
+
+
+def user_text(prompt: str) -> str:
+    """The user's part of a chat-templated prompt (the system line and the assistant cue dropped)."""
+    body = prompt.split("user\n", 1)[-1]
+    return body.rsplit("\nassistant", 1)[0].strip()
+
+
+def _settings(run_dir: Path) -> tuple[list[float], int]:
+    cfg = catalog.run_config(run_dir)
+    return (cfg.grpo.reward_weights, cfg.grpo.max_completion_length) if cfg else ([], 10**9)
+
+
+def load_step(run_dir: Path, step: int | None, filters: list[str]) -> tuple[list[Group], str]:
+    """The step's groups that have completions passing the filters, and a one-line summary of the step."""
+    records = [r for r in step_records(run_dir) if r["step"] == step]
+    if not records:
+        return [], "No rollouts logged for this step."
+    weights, max_length = _settings(run_dir)
+    every = groups(records[-1], weights, max_length)
+    shown = [g for g in every if keep(g, filters)]
+    completions = [c for g in every for c in g.completions]
+    mean = sum(c["total"] for c in completions) / max(len(completions), 1)
+    line = (f"step {step} · {len(every)} prompts × {len(every[0].completions)} completions · mean reward "
+            f"{mean:.2f} · zero-spread groups {sum(g.zero_spread for g in every)} · format failures "
+            f"{sum(c['format_failure'] for c in completions)} · truncated {sum(c['truncated'] for c in completions)}")
+    if filters:
+        line += f" · **{len(shown)} prompt(s) match the filters**"
+    return shown, line
+
+
+def table(group: Group, filters: list[str]) -> list[list]:
+    rows = []
+    for i, c in enumerate(keep(group, filters)):
+        flags = ", ".join(f for f, on in (("format ✗", c["format_failure"]), ("truncated", c["truncated"])) if on)
+        preview = " ".join(c["completion"].split())[:90]
+        rows.append([i + 1, *(f"{v:.2f}" for v in c["rewards"].values()), f"{c['total']:.2f}",
+                     f"{c['advantage']:+.2f}", c.get("length", ""), flags, preview])
+    return rows
+
+
+def headers(group: Group | None) -> list[str]:
+    names = [k.removesuffix("_reward") for k in (group.completions[0]["rewards"] if group else {})]
+    return ["#", *names, "total", "advantage", "tokens", "flags", "completion"]
+
+
+def widths(group: Group | None) -> list[str]:
+    """Room for the numbers' headers, the rest for the completion's preview."""
+    n = len(group.completions[0]["rewards"]) if group else 0
+    return ["5%", *["10%"] * n, "8%", "11%", "8%", "16%", f"{52 - 10 * n}%"]
+
+
+def detail(c: dict) -> str:
+    parsed = inference.split_think(c["completion"])
+    scores = " · ".join(f"{k.removesuffix('_reward')} {v:.2f}" for k, v in c["rewards"].items())
+    think = f"**Thinking**\n```\n{parsed.think}\n```\n" if parsed.think is not None else "*(no `<think>` block)*\n"
+    return (f"{scores} · total **{c['total']:.2f}** · advantage {c['advantage']:+.2f} · {c.get('length', '?')} "
+            f"tokens\n\n{think}\n**Answer:** `{parsed.answer or '(empty)'}`\n\n**Raw completion**\n```\n{c['completion']}\n```")
+
+
+def run_choices(runs_dir: Path, name: str | None):
+    """Runs that logged rollouts, newest first; the current one kept."""
+    names = [i.name for i in catalog.list_runs(runs_dir) if (i.path / "samples.jsonl").is_file()]
+    return gr.Dropdown(choices=names, value=name if name in names else (names[0] if names else None))
+
+
+def step_choices(runs_dir: Path, name: str | None, current: int | None = None):
+    steps = sorted({r["step"] for r in step_records(runs_dir / name)}) if name else []
+    return gr.Dropdown(choices=steps, value=current if current in steps else (steps[0] if steps else None))
+
+
+def show_step(runs_dir: Path, name: str | None, s: int | None, chosen_filters: list[str]):
+    """The step's summary line and its prompts (those passing the filters) for the prompt picker."""
+    shown, summary = load_step(runs_dir / name, s, chosen_filters) if name else ([], "")
+    labels = [f"{i + 1} · {g.id} · truth {g.answer} · mean reward "
+              f"{sum(c['total'] for c in g.completions) / len(g.completions):.2f}"
+              + (" · zero spread" if g.zero_spread else "") for i, g in enumerate(shown)]
+    return summary, gr.Dropdown(choices=labels, value=labels[0] if labels else None)
+
+
+def show_group(runs_dir: Path, name: str | None, s: int | None, chosen_filters: list[str], index: int | None):
+    """Images, prompt, truth, completions table and the first completion of one prompt."""
+    shown, _ = load_step(runs_dir / name, s, chosen_filters) if name else ([], "")
+    if index is None or index >= len(shown):
+        return [], "", "", gr.Dataframe(value=[], headers=headers(None)), ""
+    g = shown[index]
+    pictures = [p for p in (catalog.open_image(path) for path in g.images) if p is not None]
+    grid_update = gr.Dataframe(value=table(g, chosen_filters), headers=headers(g), column_widths=widths(g))
+    return pictures, user_text(g.prompt), g.answer, grid_update, detail(keep(g, chosen_filters)[0])
+
+
+def move(runs_dir: Path, name: str | None, s: int | None, delta: int) -> int | None:
+    steps = sorted({r["step"] for r in step_records(runs_dir / name)}) if name else []
+    if not steps:
+        return None
+    i = steps.index(s) if s in steps else 0
+    return steps[max(0, min(len(steps) - 1, i + delta))]
+
+
+def build(runs_dir: Path, tab: gr.Tab) -> None:
+    with gr.Row(equal_height=True):
+        run = gr.Dropdown([], label="Run", scale=3, elem_id="rollouts-run")
+        step = gr.Dropdown([], label="Step", scale=1, min_width=100, elem_id="rollouts-step")
+        with gr.Column(scale=1, min_width=120):
+            prev = gr.Button("◀ previous step", size="sm")
+            nxt = gr.Button("next step ▶", size="sm")
+        filters = gr.CheckboxGroup(FILTERS, label="Show only", scale=3, elem_id="rollouts-filters")
+    line = gr.Markdown(elem_id="rollouts-summary")
+    group = gr.Dropdown([], label="Prompt of this step (each has G completions)", type="index",
+                        elem_id="rollouts-group")
+    with gr.Row(equal_height=False):
+        with gr.Column(scale=1, min_width=260):
+            images = gr.Gallery(label="Image(s)", columns=2, height=320, object_fit="contain", preview=False,
+                                elem_id="rollouts-images")
+            prompt = gr.Textbox(label="Prompt text", lines=4, interactive=False)
+            truth = gr.Textbox(label="Truth", interactive=False, elem_id="rollouts-truth")
+        with gr.Column(scale=3):
+            grid = gr.Dataframe(headers=headers(None), interactive=False, wrap=True, max_height=330,
+                                elem_id="rollouts-table", label="Completions (click one to read it)")
+            reading = gr.Markdown(elem_id="rollouts-detail")
+
+    def pick(name, s, chosen_filters, index, evt: gr.SelectData):
+        shown, _ = load_step(runs_dir / name, s, chosen_filters)
+        return detail(keep(shown[index], chosen_filters)[evt.index[0]])
+
+    group_outputs = [images, prompt, truth, grid, reading]
+    group_inputs = [run, step, filters, group]
+    def step_view(*a):
+        return show_step(runs_dir, *a)
+
+    tab.select(lambda n: run_choices(runs_dir, n), run, run)
+    run.change(lambda *a: step_choices(runs_dir, *a), [run, step], step).then(
+        step_view, [run, step, filters], [line, group]).then(
+        lambda *a: show_group(runs_dir, *a), group_inputs, group_outputs)
+    for source in (step, filters):  # a new step or filter re-draws the prompt even when its label is unchanged
+        source.change(step_view, [run, step, filters], [line, group]).then(
+            lambda *a: show_group(runs_dir, *a), group_inputs, group_outputs)
+    group.input(lambda *a: show_group(runs_dir, *a), group_inputs, group_outputs)
+    grid.select(pick, group_inputs, reading)
+    prev.click(lambda n, s: move(runs_dir, n, s, -1), [run, step], step)
+    nxt.click(lambda n, s: move(runs_dir, n, s, 1), [run, step], step)

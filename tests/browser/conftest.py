@@ -1,0 +1,151 @@
+"""The studio in a real browser: headless Chromium (Debian's package) driven by Playwright.
+
+The app runs as `python app.py` in a subprocess on a free port, over a temporary runs folder that already
+holds one finished micro run, and a presets folder with the micro preset (plus a longer, SFT-only variant
+to stop and resume). Screenshots of each tab go to test-artifacts/screenshots/<tab>.png.
+
+Without /usr/bin/chromium (or RRFT_STUDIO_CHROMIUM) these tests are skipped and the terminal summary says
+so loudly; with RRFT_STUDIO_REQUIRE_BROWSER=1 (CI) a missing browser stops the run instead.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+MICRO = ROOT / "tests" / "data" / "micro.yaml"
+CHROMIUM = Path(os.environ.get("RRFT_STUDIO_CHROMIUM", "/usr/bin/chromium"))  # Debian's package
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+SCREENSHOTS = ROOT / "test-artifacts" / "screenshots"
+INSTALL_HINT = (f"no Chromium at {CHROMIUM}: the studio's browser tests did NOT run. Install it with "
+                "`apt-get install -y chromium` (as root; or point RRFT_STUDIO_CHROMIUM at one), then run `make test` again")
+_skipped: list[str] = []
+
+
+def _missing() -> str | None:
+    if not CHROMIUM.is_file():
+        return INSTALL_HINT
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        return "playwright is not installed: pip install playwright (the browser tests did NOT run)"
+    return None
+
+
+def pytest_collection_modifyitems(config, items):
+    reason = _missing()
+    if reason is None:
+        return
+    if os.environ.get("RRFT_STUDIO_REQUIRE_BROWSER") == "1":  # CI: a missing browser is a failure, not a skip
+        raise pytest.UsageError(reason)
+    for item in items:
+        if "tests/browser" in str(item.fspath):
+            item.add_marker(pytest.mark.skip(reason=reason))
+            _skipped.append(item.nodeid)
+
+
+def pytest_terminal_summary(terminalreporter):
+    if _skipped:
+        terminalreporter.write_sep("!", "BROWSER TESTS SKIPPED", red=True, bold=True)
+        terminalreporter.write_line(f"{len(_skipped)} studio browser tests skipped: {_missing()}", red=True)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _presets(folder: Path, cache_dir: Path) -> Path:
+    """micro.yaml (the test preset) and micro_long.yaml (SFT only, long enough to stop mid-way)."""
+    folder.mkdir()
+    text = MICRO.read_text() + f"run: {{cache_dir: {cache_dir}}}\n"
+    (folder / "micro.yaml").write_text(text)
+    long = (text.replace("run: {", "run: {stages: [sft], ").replace("sft: {max_steps: 2,", "sft: {max_steps: 300,")
+            .replace("save_steps: 1}", "save_steps: 1000}", 1))
+    (folder / "micro_long.yaml").write_text(re.sub(r"(?m)^eval: \{", "eval: {enabled: false, ", long))
+    return folder
+
+
+@pytest.fixture(scope="session")
+def studio(tmp_path_factory, cache_dir):
+    """URL of a running studio over a runs folder holding one finished micro run."""
+    root = tmp_path_factory.mktemp("studio")
+    runs_dir, presets = root / "runs", _presets(root / "presets", cache_dir)
+    done = subprocess.run([sys.executable, "-m", "rrft_studio.cli", "train", str(presets / "micro.yaml"),
+                           f"run.runs_dir={runs_dir}"], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    port = _free_port()
+    log = open(root / "app.log", "w")
+    app = subprocess.Popen([sys.executable, "app.py", "--runs-dir", str(runs_dir), "--presets-dir", str(presets),
+                            "--port", str(port), "--device", "cpu"], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/"
+    for _ in range(240):
+        try:
+            urllib.request.urlopen(url, timeout=1)
+            break
+        except OSError:
+            assert app.poll() is None, (root / "app.log").read_text()
+            time.sleep(0.25)
+    yield {"url": url, "runs_dir": runs_dir, "root": root}
+    app.send_signal(signal.SIGINT)
+    try:
+        app.wait(15)
+    except subprocess.TimeoutExpired:
+        app.kill()
+    _stop_launched(runs_dir)
+    log.close()
+
+
+def _stop_launched(runs_dir: Path) -> None:
+    """Training processes the tests launched through the studio: end them (they outlive the app on purpose)."""
+    from rrft_studio import runs
+
+    for record in runs.read_jsonl(runs_dir / ".studio" / "launches.jsonl"):
+        try:
+            os.kill(record["pid"], signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+@pytest.fixture(scope="session")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser, studio):
+    context = browser.new_context(viewport={"width": 1440, "height": 1000})
+    page = context.new_page()
+    page.set_default_timeout(60_000)
+    page.goto(studio["url"])
+    page.wait_for_selector("#tab-train", state="attached")
+    yield page
+    context.close()
+
+
+@pytest.fixture
+def shot(page):
+    """shot(tab): a full-page screenshot kept as a test artifact, test-artifacts/screenshots/<tab>.png."""
+    def take(tab: str) -> Path:
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        path = SCREENSHOTS / f"{tab}.png"
+        page.screenshot(path=str(path), full_page=True)
+        return path
+    return take

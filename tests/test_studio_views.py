@@ -1,0 +1,109 @@
+"""What the studio's tabs compute from a run directory, without a browser: plot series, rollout groups and
+filters, checkpoints offered, the chat's folded reasoning, compare scores, and the app's safe defaults."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+
+import pytest
+
+from conftest import ROOT
+from rrft_studio.inference import Turn
+from rrft_studio.studio import catalog, chat, compare, monitor, rollouts
+
+
+def _write_jsonl(path, rows):
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+@pytest.fixture
+def run_dir(tmp_path):
+    run = tmp_path / "runs" / "micro-20260101-000000"
+    for folder in ("final/sft", "checkpoints/grpo/checkpoint-2", "checkpoints/grpo/checkpoint-1"):
+        (run / folder).mkdir(parents=True)
+    (run / "final/sft/config.json").write_text("{}")
+    (run / "checkpoints/grpo/checkpoint-2/trainer_state.json").write_text("{}")  # checkpoint-1 is incomplete
+    (run / "config.yaml").write_text("run: {stages: [sft, grpo]}\ngrpo: {max_completion_length: 10}\n")
+    (run / "status.json").write_text(json.dumps({"state": "finished", "step": 2, "max_steps": 2}))
+    _write_jsonl(run / "metrics.jsonl", [
+        {"stage": "sft", "step": 1, "loss": 2.0},
+        {"stage": "grpo", "step": 1, "reward": 0.5, "rewards/format_reward/mean": 1.0, "kl": 0.1},
+        {"stage": "grpo", "step": 2, "reward": 1.5, "rewards/format_reward/mean": 0.5, "kl": 0.2},
+        {"stage": "grpo", "step": 2, "train_runtime": 3.0, "train_loss": 0.0},
+    ])
+    done = "<think>abcdef</think><answer>3</answer>"
+    completions = [
+        {"id": "a", "prompt": "system\nhi\nuser\nHow many?\nassistant\n", "completion": done, "length": 8,
+         "rewards": {"format_reward": 1.0, "accuracy_reward": 1.0}, "advantage": 0.7, "answer": "3", "image": []},
+        {"id": "a", "prompt": "system\nhi\nuser\nHow many?\nassistant\n", "completion": "x" * 30, "length": 10,
+         "rewards": {"format_reward": 0.0, "accuracy_reward": 0.0}, "advantage": -0.7, "answer": "3", "image": []},
+        {"id": "b", "prompt": "system\nhi\nuser\nAnd?\nassistant\n", "completion": "4", "length": 1,
+         "rewards": {"format_reward": 0.0, "accuracy_reward": 0.0}, "advantage": 0.0, "answer": "2", "image": []},
+        {"id": "b", "prompt": "system\nhi\nuser\nAnd?\nassistant\n", "completion": "5", "length": 1,
+         "rewards": {"format_reward": 0.0, "accuracy_reward": 0.0}, "advantage": 0.0, "answer": "2", "image": []},
+    ]
+    _write_jsonl(run / "samples.jsonl", [{"stage": "grpo", "step": 1, "completions": completions}])
+    return run
+
+
+def test_plot_series_per_stage_and_overlaid(run_dir):
+    df = monitor.frame([run_dir], "grpo", ["reward", "rewards/*"])
+    assert set(df["series"]) == {"reward", "format"} and list(df[df.series == "reward"]["value"]) == [0.5, 1.5]
+    assert len(monitor.frame([run_dir], "grpo", ["train_loss"])) == 0  # end-of-training summaries are left out
+    overlaid = monitor.frame([run_dir, run_dir], "grpo", ["kl"])
+    assert set(overlaid["series"]) == {f"{run_dir.name} · kl"}
+    assert monitor.current_stage(run_dir) == "grpo"
+    (split,) = monitor.think_answer_rows(run_dir)
+    assert split["step"] == 1 and split["think_tokens"] > 0 and split["answer_tokens"] > 0
+
+
+def test_rollout_groups_flags_and_filters(run_dir):
+    (record,) = rollouts.step_records(run_dir)
+    first, second = rollouts.groups(record, [1.0, 1.0], 10)
+    assert [c["total"] for c in first.completions] == [2.0, 0.0] and not first.zero_spread
+    assert second.zero_spread and first.completions[1]["format_failure"] and first.completions[1]["truncated"]
+    assert rollouts.keep(first, ["zero-spread groups"]) == [] and len(rollouts.keep(second, ["zero-spread groups"])) == 2
+    assert [c["length"] for c in rollouts.keep(first, ["truncated"])] == [10]
+    shown, line = rollouts.load_step(run_dir, 1, ["format failures"])
+    assert len(shown) == 2 and "2 prompts × 2 completions" in line and "format failures 3" in line
+    assert rollouts.user_text(first.prompt) == "How many?"
+    assert rollouts.headers(first)[:3] == ["#", "format", "accuracy"]
+
+
+def test_checkpoints_offered_for_a_run(run_dir):
+    values = dict((v, label) for label, v in catalog.checkpoints(run_dir))
+    assert list(values) == [f"base:{run_dir}", str(run_dir / "final/sft"), str(run_dir / "checkpoints/grpo/checkpoint-2")]
+    assert catalog.run_of(str(run_dir / "checkpoints/grpo/checkpoint-2")) == run_dir
+    assert catalog.default_checkpoints(run_dir.parent) == [f"base:{run_dir}", str(run_dir / "final/sft")]
+    (info,) = catalog.list_runs(run_dir.parent)
+    assert catalog.run_row(info)[:4] == [run_dir.name, "finished", "", "2/2"]
+
+
+def test_chat_folds_reasoning_apart_from_the_answer():
+    turns = [Turn("user", "How many?", ["/tmp/a.png"])]
+    streaming = chat.render(turns, "<think>three cubes")
+    assert streaming[0] == {"role": "user", "content": [{"path": "/tmp/a.png"}, "How many?"]}
+    assert streaming[1]["metadata"] == {"title": "Thinking", "status": "pending"}
+    done = chat.render([*turns, Turn("assistant", "<think>three cubes</think><answer>3</answer>")])
+    assert done[1]["metadata"]["status"] == "done" and done[2] == {"role": "assistant", "content": "3"}
+
+
+def test_compare_scores_with_and_without_the_truth():
+    text = "<think>x</think><answer>3</answer>"
+    assert compare.score(text, "3", ["format", "accuracy"]) == {"format": 1.0, "accuracy": 1.0}
+    assert compare.score(text, "", ["format", "accuracy"]) == {"format": 1.0}  # accuracy needs the truth
+    assert compare.reward_label("tests.data.rewards:length_reward") == "length"
+    assert compare.lengths(text, 10).startswith("10 tokens (thinking")
+
+
+def test_app_is_safe_by_default():
+    spec = importlib.util.spec_from_file_location("studio_app", ROOT / "app.py")
+    app = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(app)
+    args = app.arguments([])
+    assert args.host == "127.0.0.1" and not args.share and args.auth is None
+    assert app.parse_auth("alice:s3:cret") == ("alice", "s3:cret") and app.parse_auth(None) is None
+    with pytest.raises(SystemExit):
+        app.parse_auth("alice")
+    assert app.is_loopback("127.0.0.1") and app.is_loopback("localhost") and not app.is_loopback("0.0.0.0")
