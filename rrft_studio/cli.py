@@ -3,10 +3,12 @@
     rrft-studio train presets/demo.yaml [key=value ...]     run the preset's stages (sft, grpo) and evaluate
     rrft-studio train --resume runs/<run>                   continue a stopped or killed run
     rrft-studio config show presets/demo.yaml [key=value]   the resolved config, each field with its doc
+    rrft-studio preflight presets/counting_2b.yaml [k=v]    estimated peak GPU memory per stage, and whether it fits
     rrft-studio eval runs/<run> | <checkpoint> [key=value]  accuracy on the eval split
     rrft-studio eval --compare RUN_A RUN_B ...              several runs in one table, the paper's layout
     rrft-studio sweep presets/demo.yaml --samples 400 800   data efficiency: accuracy against samples
     rrft-studio data generate counting --n 100 --out DIR    write a synthetic dataset (Reason-RFT schema)
+    rrft-studio chat RUN|CHECKPOINT --image PATH            talk to a model in the terminal (streaming)
 
 A user mistake exits with status 2 and one line naming the problem and the fix, before anything is written.
 """
@@ -65,6 +67,17 @@ def cmd_train(args) -> int:
         print(f"stopped; resume with: rrft-studio train --resume {run_dir}")
         return 0
     print(report.text(result))
+    return 0
+
+
+def cmd_preflight(args) -> int:
+    from . import preflight
+
+    cfg = config.load(args.preset, args.overrides)
+    if not cfg.run.stages:
+        raise ConfigError(f"method={cfg.method} trains nothing: preflight estimates the memory of the sft and grpo stages")
+    backend, device = preflight.backend_for(cfg), preflight.gpu()
+    print("\n\n".join(preflight.report(cfg, stage, backend, device=device) for stage in cfg.run.stages))
     return 0
 
 
@@ -167,11 +180,12 @@ def cmd_data_generate(args) -> int:
 
 
 def cmd_chat(args) -> int:
-    from . import inference
+    from .inference import Settings
+    from .studio import terminal
 
-    settings = inference.Settings(args.max_new_tokens, args.temperature, args.top_p, args.top_k)
-    return inference.chat_terminal(args.checkpoint, args.image, settings, device=args.device,
-                                   trust_remote_code=args.trust_remote_code)
+    settings = Settings(args.max_new_tokens, args.temperature, args.top_p, args.top_k)
+    return terminal.chat_terminal(args.checkpoint, args.image, settings, device=args.device,
+                                  trust_remote_code=args.trust_remote_code)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -183,6 +197,11 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("overrides", nargs="*", help="key=value, e.g. sft.lr=1e-5 (see `config show`)")
     t.add_argument("--resume", metavar="RUN_DIR", help="continue a stopped or killed run")
     t.set_defaults(func=cmd_train)
+
+    pf = sub.add_parser("preflight", help="estimate each stage's peak GPU memory and whether it fits the GPU at hand")
+    pf.add_argument("preset")
+    pf.add_argument("overrides", nargs="*", help="key=value, e.g. grpo.num_generations=4")
+    pf.set_defaults(func=cmd_preflight)
 
     c = sub.add_parser("config", help="inspect configs")
     csub = c.add_subparsers(dest="config_command", required=True)

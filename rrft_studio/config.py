@@ -59,6 +59,8 @@ class Model:
     load_in_4bit: bool = doc(False, "QLoRA: load the base weights in 4 bits (Unsloth backend, CUDA only)")
     dtype: Literal["auto", "bfloat16", "float16", "float32"] = doc("auto", "weights dtype; auto = bfloat16 on CUDA, float32 on CPU")
     trust_remote_code: bool = doc(False, "run code shipped inside a model repository (off unless you trust it)")
+    fast_inference: bool = doc(False, "GRPO rollouts through Unsloth's vLLM engine (CUDA, vllm installed, Qwen2.5-VL, LoRA on the language model, one image per prompt); off = rollouts through generate")
+    gpu_memory_utilization: float = doc(0.5, "with model.fast_inference: share of GPU memory vLLM reserves for the shared weights and its KV cache")
     tiny: TinyModel = section(TinyModel, "shape of the built-in tiny model (model.name=tiny)")
 
 
@@ -104,6 +106,7 @@ class Data:
     sft_samples: int = doc(1600, "method rft: Stage 1 trains on the first N training records, Stage 2 on the rest")
     grpo_all: bool = doc(False, "method rft: Stage 2 trains on all records, Stage 1's included (the paper, for structure perception)")
     max_samples: int = doc(0, "use at most N training records (0 = all): the data-efficiency knob")
+    longest_first: bool = doc(True, "each stage trains on a seeded shuffle of its records with the longest (image tokens + text tokens) in the first batch, so an out-of-memory shows at step 1; every epoch repeats that order (false: the trainers' own shuffling)")
 
 
 @dataclass
@@ -375,6 +378,7 @@ def validate(cfg: Config) -> None:
                f"model.lora_layers: unknown part '{part}': use vision, language, attention, mlp")
     _check(m.finetune == "lora" or not m.load_in_4bit, "model.load_in_4bit needs model.finetune=lora (QLoRA)")
     _check(not m.load_in_4bit or m.backend != "transformers", "model.load_in_4bit needs the unsloth backend: set model.backend=auto or unsloth")
+    _check(0 < m.gpu_memory_utilization < 1, f"model.gpu_memory_utilization={m.gpu_memory_utilization} must be between 0 and 1 (a share of GPU memory), e.g. 0.5")
     if m.name != "tiny" and (m.name.startswith((".", "/", "~")) or Path(m.name).expanduser().exists()):
         _check((Path(m.name).expanduser() / "config.json").is_file(),
                f"model.name: '{m.name}' is not a checkpoint directory (no config.json): give a hub id, a saved checkpoint or tiny")
@@ -411,7 +415,9 @@ def validate(cfg: Config) -> None:
            f"grpo.reward_weights has {len(g.reward_weights)} values for {len(g.rewards)} rewards: give one weight per reward")
     _check(e.max_new_tokens >= 1 and e.batch_size >= 1, "eval.max_new_tokens and eval.batch_size must be at least 1")
     if "grpo" in r.stages:
-        from . import rewards
+        from . import models, rewards
+
+        models.check_fast_inference(cfg)
         for name in g.rewards:
             try:
                 rewards.resolve(name)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import functools
 from pathlib import Path
 
-from . import data, models, rewards, runs, tracking
+from . import data, models, preflight, rewards, runs, tracking
 from .config import Config
 
 
@@ -22,8 +22,13 @@ def trainer_args(cfg: Config, output_dir: Path, use_cpu: bool, suppress_tokens: 
     """Our config -> TRL's GRPOConfig, in one place."""
     from trl import GRPOConfig
 
-    g = cfg.grpo
+    g, vllm = cfg.grpo, models.uses_fast_inference(cfg)
     grad_accum = g.prompts_per_step * g.num_generations // g.micro_batch
+    if suppress_tokens:  # vLLM's SamplingParams has no suppress_tokens: a -100 logit bias does the same
+        generation_kwargs = {"logit_bias": {i: -100.0 for i in suppress_tokens}} if vllm \
+            else {"suppress_tokens": list(suppress_tokens)}
+    else:
+        generation_kwargs = None
     return GRPOConfig(
         output_dir=str(output_dir), num_train_epochs=g.epochs, max_steps=g.max_steps,
         learning_rate=g.lr, lr_scheduler_type=g.scheduler, warmup_steps=g.warmup_steps,
@@ -36,7 +41,10 @@ def trainer_args(cfg: Config, output_dir: Path, use_cpu: bool, suppress_tokens: 
         save_steps=g.save_steps, save_total_limit=2, bf16=models.is_bf16(cfg), use_cpu=use_cpu,
         seed=cfg.run.seed, data_seed=cfg.run.seed, report_to=[], disable_tqdm=True,
         remove_unused_columns=False, log_completions=False, dataloader_num_workers=0,
-        generation_kwargs={"suppress_tokens": list(suppress_tokens)} if suppress_tokens else None,
+        generation_kwargs=generation_kwargs,
+        shuffle_dataset=not cfg.data.longest_first,  # longest_first: the dataset comes ordered; keep that order
+        # model.fast_inference: Unsloth hands its own vLLM engine (model.vllm_engine) to the trainer
+        use_vllm=vllm, vllm_mode="colocate", vllm_gpu_memory_utilization=cfg.model.gpu_memory_utilization,
     )
 
 
@@ -74,7 +82,8 @@ def run(cfg: Config, run_dir: Path, source: str, backend: str) -> Path | None:
     model, processor, peft_config = models.load_for_training(cfg, cfg.grpo, source, backend)
 
     # data
-    train = data.grpo_dataset(data.stage_records(cfg, "grpo"), data.task_of(cfg))
+    rows = data.stage_records(cfg, "grpo")
+    train = preflight.prepare(cfg, "grpo", data.grpo_dataset(rows, data.task_of(cfg)), rows, processor, model, backend)
 
     # rewards, trainer
     tracker = tracking.RunTracker(run_dir, "grpo", samples_every=cfg.grpo.samples_every)

@@ -2,12 +2,16 @@
 
 `choose_backend` runs before transformers or trl is imported, because Unsloth patches them on import; the
 run records which backend ran and why. Model sources are a hub id, a local checkpoint directory, or the
-built-in `tiny` factory. Each stage ends with a plain checkpoint (LoRA merged in) that the next stage, the
-evaluator and the chat load with plain transformers.
+built-in `tiny` factory. Each stage ends with a plain checkpoint (LoRA merged in, the adapters kept beside it
+in lora/) that the next stage, the evaluator and the chat load with plain transformers (the evaluator through
+Unsloth's FastVisionModel in inference mode where this process chose Unsloth). With
+model.fast_inference, GRPO's rollouts go through Unsloth's vLLM engine; `check_fast_inference` enforces its
+limits when the config is validated, before anything runs.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
@@ -17,7 +21,9 @@ from typing import Any
 from .config import Config, ConfigError
 
 UNSLOTH_ARCHS = ("qwen2_vl", "qwen2_5_vl")
+FAST_INFERENCE_ARCHS = ("qwen2_5_vl",)  # Unsloth's VLLM_SUPPORTED_VLM has qwen2_5_vl, not qwen2_vl
 MIN_PIXELS = 56 * 56
+CHOSEN: str | None = None  # the backend choose_backend picked in this process (None: it was not called)
 
 
 def arch_of(cfg: Config) -> str:
@@ -44,6 +50,7 @@ def cuda_available(cfg: Config) -> bool:
 
 def choose_backend(cfg: Config) -> tuple[str, str]:
     """(backend, why). Call before importing transformers/trl; imports Unsloth when it is chosen."""
+    global CHOSEN
     cuda, arch, asked = cuda_available(cfg), arch_of(cfg), cfg.model.backend
     if asked == "unsloth" and not cuda:
         raise ConfigError("model.backend=unsloth needs a CUDA GPU (Unsloth has no CPU path for vision models): "
@@ -60,9 +67,49 @@ def choose_backend(cfg: Config) -> tuple[str, str]:
         backend, why = "transformers", f"Unsloth's vision path does not cover model type '{arch}'"
     else:
         backend, why = "unsloth", f"CUDA GPU and a {arch} model"
+    if uses_fast_inference(cfg):
+        if backend != "unsloth":
+            raise ConfigError(f"model.fast_inference=true needs the unsloth backend on a CUDA GPU, and this run gets "
+                              f"{backend} ({why}): set model.fast_inference=false (rollouts through generate)")
+        if importlib.util.find_spec("vllm") is None:
+            raise ConfigError("model.fast_inference=true needs vllm, which is not installed: pip install vllm, "
+                              "or set model.fast_inference=false (rollouts through generate)")
+        why += "; GRPO rollouts through Unsloth's vLLM engine (model.fast_inference)"
     if backend == "unsloth":
         import unsloth  # noqa: F401  (patches transformers and trl; must come first)
+    CHOSEN = backend
     return backend, why
+
+
+def uses_fast_inference(cfg: Config) -> bool:
+    """Unsloth's vLLM engine serves the rollouts: only GRPO generates, so only a run with a GRPO stage."""
+    return cfg.model.fast_inference and "grpo" in cfg.run.stages
+
+
+def check_fast_inference(cfg: Config) -> None:
+    """The limits of Unsloth's vLLM rollout path, checked with the config (before anything runs or loads)."""
+    m = cfg.model
+    if not uses_fast_inference(cfg):
+        return
+    fix = "or set model.fast_inference=false (rollouts through generate)"
+    if m.backend == "transformers":
+        raise ConfigError(f"model.fast_inference=true runs on Unsloth's vLLM engine, not model.backend=transformers: "
+                          f"set model.backend=auto or unsloth, {fix}")
+    arch = arch_of(cfg)
+    if arch not in FAST_INFERENCE_ARCHS:
+        raise ConfigError(f"model.fast_inference=true: Unsloth's vLLM path serves Qwen2.5-VL only, and this model is "
+                          f"'{arch}': use a Qwen2.5-VL model, {fix}")
+    if m.finetune == "full":
+        raise ConfigError("model.fast_inference=true cannot train a full fine-tune (vLLM serves the frozen base "
+                          f"weights plus LoRA adapters): set model.finetune=lora, {fix}")
+    if lora_parts(m.lora_layers, cfg.grpo.freeze_vision)["vision"]:
+        raise ConfigError("model.fast_inference=true cannot put LoRA on the vision layers (vLLM serves LoRA on the "
+                          f"language model only): remove vision from model.lora_layers, e.g. "
+                          f"model.lora_layers=[language,attention,mlp], {fix}")
+    if cfg.data.task == "spatial":
+        raise ConfigError("model.fast_inference=true: Unsloth's vLLM engine takes one image per prompt and "
+                          "data.task=spatial gives two (initial and final state; they are not tiled into one): "
+                          "set model.fast_inference=false (rollouts through generate)")
 
 
 def dtype_of(cfg: Config):
@@ -97,12 +144,16 @@ def load_processor(path: str, max_pixels: int, trust_remote_code: bool = False):
     from transformers import AutoProcessor
 
     processor = AutoProcessor.from_pretrained(path, trust_remote_code=trust_remote_code)
+    _apply_pixels(processor, max_pixels)
+    processor.tokenizer.padding_side = "left"  # generation pads on the left
+    return processor
+
+
+def _apply_pixels(processor, max_pixels: int) -> None:
     image_processor = processor.image_processor
     image_processor.max_pixels = max_pixels
     image_processor.min_pixels = min(MIN_PIXELS, max_pixels)
     image_processor.size = {"shortest_edge": image_processor.min_pixels, "longest_edge": max_pixels}
-    processor.tokenizer.padding_side = "left"  # generation pads on the left
-    return processor
 
 
 VISION_TOKENS = ("<|image_pad|>", "<|video_pad|>", "<|vision_start|>", "<|vision_end|>", "<|vision_pad|>")
@@ -118,6 +169,12 @@ def vision_token_ids(processor) -> list[int]:
 
 # ---------------------------------------------------------------- training
 
+def max_seq_length(cfg: Config, stage: Any) -> int:
+    """Longest sequence a stage runs (Unsloth sizes its kernels and vLLM its KV cache by it): SFT's max_length;
+    for GRPO a prompt bounded by the same max_length plus the completion."""
+    return cfg.sft.max_length + (cfg.grpo.max_completion_length if stage is cfg.grpo else 0)
+
+
 def load_for_training(cfg: Config, stage: Any, path: str, backend: str):
     """(model, processor, peft_config or None) for a stage; the TRL trainer applies peft_config."""
     if backend == "unsloth":
@@ -129,90 +186,126 @@ def load_for_training(cfg: Config, stage: Any, path: str, backend: str):
     processor = load_processor(path, stage.max_pixels, cfg.model.trust_remote_code)
     if cfg.model.finetune == "full":
         if stage.freeze_vision:
-            for name, param in model.named_parameters():
-                if ".visual." in f".{name}":
-                    param.requires_grad_(False)
+            _freeze_vision(model)
         return model, processor, None
-    return model, processor, lora_config(cfg, model)
+    return model, processor, lora_config(cfg, model, stage)
 
 
-def lora_targets(model, layers: list[str]) -> list[str]:
+def _freeze_vision(model) -> None:
+    for name, param in model.named_parameters():
+        if ".visual." in f".{name}":
+            param.requires_grad_(False)
+
+
+def lora_parts(layers: list[str], freeze_vision: bool) -> dict[str, bool]:
+    """Which towers and module kinds get LoRA (both of a pair when neither is named); a frozen vision tower
+    gets none."""
+    towers = [t for t in ("vision", "language") if t in layers] or ["vision", "language"]
+    kinds = [k for k in ("attention", "mlp") if k in layers] or ["attention", "mlp"]
+    parts = {"vision": "vision" in towers and not freeze_vision, "language": "language" in towers,
+             "attention": "attention" in kinds, "mlp": "mlp" in kinds}
+    if not (parts["vision"] or parts["language"]):
+        raise ConfigError(f"model.lora_layers={layers} adapts only the vision tower, which this stage freezes "
+                          "(freeze_vision=true): add language to model.lora_layers")
+    return parts
+
+
+def lora_targets(model, parts: dict[str, bool]) -> list[str]:
     """Names of the Linear layers that LoRA wraps: the chosen towers x the chosen module kinds."""
     import torch
 
-    towers = [t for t in ("vision", "language") if t in layers] or ["vision", "language"]
-    kinds = [k for k in ("attention", "mlp") if k in layers] or ["attention", "mlp"]
     attention = ("q_proj", "k_proj", "v_proj", "o_proj", "qkv", "attn.proj")
     mlp = ("gate_proj", "up_proj", "down_proj", "fc1", "fc2")
-    suffixes = (attention if "attention" in kinds else ()) + (mlp if "mlp" in kinds else ())
+    suffixes = (attention if parts["attention"] else ()) + (mlp if parts["mlp"] else ())
     names = []
     for name, module in model.named_modules():
         if not isinstance(module, torch.nn.Linear) or "lm_head" in name:
             continue
         tower = "vision" if ".visual." in f".{name}." else "language"
-        if tower in towers and name.endswith(suffixes) and ".merger." not in name:
+        if parts[tower] and name.endswith(suffixes) and ".merger." not in name:
             names.append(name)
     if not names:
-        raise ConfigError(f"model.lora_layers={layers} matches no layer of this model: use language, attention, mlp")
+        chosen = ", ".join(k for k, v in parts.items() if v)
+        raise ConfigError(f"model.lora_layers ({chosen}) matches no layer of this model: use language, attention, mlp")
     return names
 
 
-def lora_config(cfg: Config, model):
+def lora_config(cfg: Config, model, stage: Any):
     from peft import LoraConfig
 
     m = cfg.model
+    parts = lora_parts(m.lora_layers, stage.freeze_vision)
     return LoraConfig(r=m.lora_r, lora_alpha=m.lora_alpha, lora_dropout=m.lora_dropout,
-                      target_modules=lora_targets(model, m.lora_layers), task_type="CAUSAL_LM")
+                      target_modules=lora_targets(model, parts), task_type="CAUSAL_LM")
 
 
 def _load_unsloth(cfg: Config, stage: Any, path: str):
+    """FastVisionModel in 16 or 4 bits, LoRA through get_peft_model (or a full fine-tune), Unsloth's offloaded
+    gradient checkpointing, and for GRPO with model.fast_inference a vLLM engine sharing the weights."""
     from unsloth import FastVisionModel
 
     m = cfg.model
+    checkpointing = "unsloth" if stage.gradient_checkpointing else False
+    vllm = {}
+    if uses_fast_inference(cfg) and stage is cfg.grpo:  # Stage 1 does not generate: no engine to reserve memory
+        vllm = dict(fast_inference=True, gpu_memory_utilization=m.gpu_memory_utilization,
+                    max_lora_rank=max(8, 1 << (m.lora_r - 1).bit_length()))  # vLLM takes power-of-two bounds
     model, processor = FastVisionModel.from_pretrained(
-        path, load_in_4bit=m.load_in_4bit, full_finetuning=m.finetune == "full", dtype=None,
-        use_gradient_checkpointing="unsloth" if stage.gradient_checkpointing else False,
-        trust_remote_code=m.trust_remote_code)
+        path, max_seq_length=max_seq_length(cfg, stage), dtype=None if m.dtype == "auto" else dtype_of(cfg),
+        load_in_4bit=m.load_in_4bit, full_finetuning=m.finetune == "full",
+        use_gradient_checkpointing=checkpointing, random_state=cfg.run.seed,
+        trust_remote_code=m.trust_remote_code, **vllm)
     if m.finetune == "lora":
+        parts = lora_parts(m.lora_layers, stage.freeze_vision)
         model = FastVisionModel.get_peft_model(
             model, r=m.lora_r, lora_alpha=m.lora_alpha, lora_dropout=m.lora_dropout,
-            finetune_vision_layers="vision" in m.lora_layers and not stage.freeze_vision,
-            finetune_language_layers="language" in m.lora_layers or "vision" not in m.lora_layers,
-            finetune_attention_modules="attention" in m.lora_layers or "mlp" not in m.lora_layers,
-            finetune_mlp_modules="mlp" in m.lora_layers or "attention" not in m.lora_layers,
-            random_state=cfg.run.seed)
+            finetune_vision_layers=parts["vision"], finetune_language_layers=parts["language"],
+            finetune_attention_modules=parts["attention"], finetune_mlp_modules=parts["mlp"],
+            use_gradient_checkpointing=checkpointing, random_state=cfg.run.seed)
     elif stage.freeze_vision:
-        for name, param in model.named_parameters():
-            if ".visual." in f".{name}":
-                param.requires_grad_(False)
-    FastVisionModel.for_training(model)
-    image_processor = processor.image_processor
-    image_processor.max_pixels = stage.max_pixels
-    image_processor.size = {"shortest_edge": min(MIN_PIXELS, stage.max_pixels), "longest_edge": stage.max_pixels}
+        _freeze_vision(model)
+    FastVisionModel.for_training(model, use_gradient_checkpointing=checkpointing)
+    _apply_pixels(processor, stage.max_pixels)
     return model, processor, None
 
 
 # ---------------------------------------------------------------- saving and inference
 
 def save_final(model, processor, out_dir: Path, backend: str) -> Path:
-    """Save a plain checkpoint (LoRA merged) atomically: a half-written final/ never exists."""
+    """Save a plain 16-bit checkpoint (LoRA merged) atomically: a half-written final/ never exists. With LoRA,
+    the adapters alone go to final/<stage>/lora/ as well (peft's format), for whoever wants them unmerged."""
     out_dir = Path(out_dir)
     tmp = out_dir.with_name(f".{out_dir.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    if backend == "unsloth" and hasattr(model, "save_pretrained_merged"):
+    lora = hasattr(model, "merge_and_unload")  # a PeftModel
+    if backend == "unsloth" and lora:
         model.save_pretrained_merged(str(tmp), processor, save_method="merged_16bit")
+        model.save_pretrained(tmp / "lora")  # adapter_config.json + adapter_model.safetensors
     else:
-        if hasattr(model, "merge_and_unload"):
+        if lora:
+            model.save_pretrained(tmp / "lora")
             model = model.merge_and_unload()
         model.save_pretrained(tmp)
-        processor.save_pretrained(tmp)
+    processor.save_pretrained(tmp)
     shutil.rmtree(out_dir, ignore_errors=True)
     os.replace(tmp, out_dir)
     return out_dir
 
 
 def load_for_inference(path: str, cfg: Config, max_pixels: int):
-    """(model, processor) in eval mode on the run's device, through plain transformers."""
+    """(model, processor) in eval mode on the run's device: through Unsloth's fast generation path where this
+    process chose the unsloth backend (training runs on CUDA), else plain transformers (chat, the studio)."""
+    if CHOSEN == "unsloth":
+        from unsloth import FastVisionModel
+
+        model, processor = FastVisionModel.from_pretrained(
+            path, load_in_4bit=False, dtype=None if cfg.model.dtype == "auto" else dtype_of(cfg),
+            max_seq_length=cfg.sft.max_length + cfg.eval.max_new_tokens,
+            trust_remote_code=cfg.model.trust_remote_code)
+        FastVisionModel.for_inference(model)
+        _apply_pixels(processor, max_pixels)
+        processor.tokenizer.padding_side = "left"
+        return model, processor
     from transformers import AutoModelForImageTextToText
 
     device = "cuda" if cuda_available(cfg) else "cpu"

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import logging
 import math
 import os
 import re
@@ -55,6 +56,9 @@ _THINK_TO_ANSWER = re.compile(r"</think>\s*<answer>")  # linear: each try scans 
 
 MATH_VERIFY_MAX_CHARS = 2000  # math-verify sees only the tail; sympy can be slow on long inputs
 MATH_VERIFY_TIMEOUT_S = 3  # per parse / comparison, main thread only (signal.alarm)
+# Off the main thread we call math-verify without its signal-based timeout on purpose (the 2,000-character
+# cap guards it instead); its warning about that would repeat for every scored completion.
+logging.getLogger("math_verify").setLevel(logging.ERROR)
 
 
 def completion_text(completion: Any) -> str:

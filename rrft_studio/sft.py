@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from . import data, models, runs, tracking
+from . import data, models, preflight, runs, tracking
 from .config import Config
 
 
@@ -30,6 +30,8 @@ def trainer_args(cfg: Config, output_dir: Path, use_cpu: bool):
         save_total_limit=2, bf16=models.is_bf16(cfg),
         use_cpu=use_cpu, seed=cfg.run.seed, data_seed=cfg.run.seed, report_to=[], disable_tqdm=True,
         dataloader_num_workers=0, remove_unused_columns=False,
+        # data.longest_first: the dataset comes ordered (seeded shuffle, longest first); keep that order
+        train_sampling_strategy="sequential" if cfg.data.longest_first else "random",
     )
 
 
@@ -51,7 +53,8 @@ def run(cfg: Config, run_dir: Path, source: str, backend: str) -> Path | None:
 
     # data
     task = data.task_of(cfg)
-    train = data.sft_dataset(data.stage_records(cfg, "sft"), task, cfg.sft.style)
+    rows = data.stage_records(cfg, "sft")
+    train = preflight.prepare(cfg, "sft", data.sft_dataset(rows, task, cfg.sft.style), rows, processor, model, backend)
 
     # trainer
     tracker = tracking.RunTracker(run_dir, "sft")

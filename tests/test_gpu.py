@@ -1,19 +1,62 @@
-"""The chain on CUDA through the Unsloth backend (skipped without a GPU)."""
+"""On CUDA: the chain through the Unsloth backend, its checkpoints, the preflight, the benchmark's Unsloth arms
+(all skipped without a GPU; `bash benchmarks/gpu.sh tests` runs them on the GPU machine)."""
 
+import importlib.util
 import json
+import subprocess
+import sys
 
 import pytest
 
-from conftest import MICRO, cli
+from conftest import MICRO, ROOT, cli
 from rrft_studio import runs
 
 pytestmark = pytest.mark.gpu
+# The GPU machine's image may lack matplotlib (rrft-studio train's plots; too large to pack into .gpu-site):
+# the stages, their checkpoints and the evaluation are then tested without the report (test_stages_...).
+needs_matplotlib = pytest.mark.skipif(importlib.util.find_spec("matplotlib") is None,
+                                      reason="matplotlib is not installed: rrft-studio train writes its plots with it")
+
+# Both stages, their final checkpoints and the evaluation, in a fresh process (Unsloth is imported first).
+STAGES = """
+import json, sys
+from rrft_studio import config, data, models, runs
+cfg = config.load(sys.argv[1], sys.argv[2:])
+backend, why = models.choose_backend(cfg)
+from rrft_studio import evaluate, grpo, sft
+run_dir = runs.create(cfg)
+out = sft.run(cfg, run_dir, models.source(cfg, data.corpus(cfg)), backend)
+out = grpo.run(cfg, run_dir, str(out), backend)
+result = evaluate.evaluate(str(out), cfg, evaluate.eval_rows(cfg, "id"), "grpo", "id")
+print(json.dumps({"backend": backend, "final": str(out), "n": result["n"]}))
+"""
 
 
-@pytest.mark.parametrize("finetune", ["full", "lora"])
-def test_unsloth_chain(tmp_path, cache_dir, finetune):
+@pytest.mark.parametrize("overrides", [["model.finetune=full"], ["model.finetune=lora"],
+                                       ["model.finetune=lora", "model.load_in_4bit=true"]],
+                         ids=["full", "lora", "qlora"])
+def test_stages_checkpoints_and_eval_through_unsloth(tmp_path, cache_dir, overrides):
+    done = subprocess.run([sys.executable, "-c", STAGES, str(MICRO), f"run.runs_dir={tmp_path}",
+                           f"run.cache_dir={cache_dir}", "model.backend=unsloth", "model.lora_r=8", *overrides],
+                          cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-4000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["backend"] == "unsloth" and result["n"] == 8
+    assert "preflight sft:" in done.stdout and "preflight grpo:" in done.stdout and " on NVIDIA" in done.stdout
+    (run_dir,) = tmp_path.iterdir()
+    for stage in ("sft", "grpo"):
+        assert (run_dir / "final" / stage / "config.json").is_file()
+        if "model.finetune=lora" in overrides:  # adapters alongside the merged 16-bit checkpoint
+            assert (run_dir / "final" / stage / "lora" / "adapter_config.json").is_file()
+
+
+@needs_matplotlib
+@pytest.mark.parametrize("overrides", [["model.finetune=full"], ["model.finetune=lora"],
+                                       ["model.finetune=lora", "model.load_in_4bit=true"]],
+                         ids=["full", "lora", "qlora"])
+def test_unsloth_chain(tmp_path, cache_dir, overrides):
     done = cli("train", str(MICRO), f"run.runs_dir={tmp_path}", f"run.cache_dir={cache_dir}",
-               "model.backend=unsloth", f"model.finetune={finetune}", "model.lora_r=8")
+               "model.backend=unsloth", "model.lora_r=8", *overrides)
     assert done.returncode == 0, done.stderr[-4000:]
     (run_dir,) = tmp_path.iterdir()
     status = runs.read_status(run_dir)
@@ -22,6 +65,22 @@ def test_unsloth_chain(tmp_path, cache_dir, finetune):
     assert report["accuracy_grpo"] is not None
     grpo = [r for r in runs.read_jsonl(run_dir / "metrics.jsonl") if r["stage"] == "grpo" and "reward" in r]
     assert len(grpo) == 2
+    assert "preflight sft:" in done.stdout and "preflight grpo:" in done.stdout and " on NVIDIA" in done.stdout
+    if "model.finetune=lora" in overrides:  # adapters alongside the merged 16-bit checkpoint
+        assert (run_dir / "final" / "sft" / "lora" / "adapter_config.json").is_file()
+
+
+def test_final_checkpoint_loads_with_transformers(tmp_path, cache_dir):
+    import torch
+    from transformers import AutoModelForImageTextToText
+
+    done = subprocess.run([sys.executable, "-c", STAGES, str(MICRO), f"run.runs_dir={tmp_path}",
+                           f"run.cache_dir={cache_dir}", "model.backend=unsloth", "model.finetune=lora",
+                           "model.lora_r=8"], cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-4000:]
+    final = json.loads(done.stdout.strip().splitlines()[-1])["final"]
+    model = AutoModelForImageTextToText.from_pretrained(final, dtype=torch.bfloat16)  # this process: no Unsloth
+    assert not any("lora" in name for name, _ in model.named_parameters())
 
 
 def test_auto_picks_unsloth_on_cuda():
@@ -29,3 +88,32 @@ def test_auto_picks_unsloth_on_cuda():
 
     backend, why = models.choose_backend(config.Config())
     assert backend == "unsloth" and "CUDA" in why
+
+
+@pytest.mark.skipif(importlib.util.find_spec("vllm") is not None, reason="vllm is installed here")
+def test_fast_inference_without_vllm_is_refused_before_the_run(tmp_path):
+    done = cli("train", str(MICRO), f"run.runs_dir={tmp_path}", "model.tiny.arch=qwen2_5_vl",
+               "model.finetune=lora", "model.fast_inference=true")
+    assert done.returncode == 2 and "needs vllm" in done.stderr and not any(tmp_path.iterdir())
+
+
+def test_preflight_says_whether_it_fits_here():
+    done = cli("preflight", "presets/counting_2b.yaml")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "fits on NVIDIA" in done.stdout  # "fits" or "does not fit"
+
+
+@pytest.mark.parametrize("stage", ["sft", "grpo"])
+def test_benchmark_unsloth_arm(tmp_path, stage):
+    out = tmp_path / "r.json"
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench.py"), "--arm", "unsloth", "--model", "tiny",
+                           "--stage", stage, "--steps", "3", "--image-size", "112", "--gen-len", "16",
+                           "--cache", str(tmp_path / "cache"), "--out", str(out)],
+                          capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-4000:]
+    result = json.loads(out.read_text())
+    assert result["backend"] == "unsloth" and result["memory_kind"] == "cuda max_memory_allocated"
+    if stage == "grpo":
+        assert result["rollout_tokens_per_step"] == 8 * 16 and result["split_s"]["backward"] > 0
+    else:
+        assert len(result["losses"]) == 3

@@ -1,0 +1,205 @@
+"""The whole benchmark: every arm of every model, each in its own process (`bench.py`), one markdown table,
+the parity between arms, and one JSON (results/<date>-<device>.json) with the device, versions and date.
+
+Arms that cannot run here are skipped with the reason (no CUDA GPU, vllm not installed, a fast_inference
+limit); an arm that fails (an out-of-memory, say) is a row with its error. Without a GPU the matrix is the
+tiny model; with one, the real shapes (Qwen2-VL-2B full and LoRA, Qwen2-VL-7B LoRA, Qwen2.5-VL-3B / 7B LoRA).
+
+    python benchmarks/run_all.py                                     # the matrix for this machine
+    python benchmarks/run_all.py --models tiny --steps 2 --image-size 112 --gen-len 16
+    python benchmarks/run_all.py --models qwen2_vl_2b --modes full --stages grpo --steps 6
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import bench
+
+HERE = Path(__file__).resolve().parent
+GPU_MATRIX = [("qwen2_vl_2b", "full"), ("qwen2_vl_2b", "lora"), ("qwen2_vl_7b", "lora"),
+              ("qwen2_5_vl_3b", "lora"), ("qwen2_5_vl_7b", "lora")]
+CPU_MATRIX = [("tiny", "full"), ("tiny", "lora")]
+
+
+def plan(a, cuda: bool) -> list[tuple[str, str, str, str]]:
+    """(model, mode, stage, arm) in run order, a model's arms together (its checkpoint is built once).
+    --models picks from both matrices (their modes, or --modes); none: this machine's matrix."""
+    if a.models and a.modes:
+        matrix = [(m, mode) for m in a.models for mode in a.modes]
+    elif a.models:
+        matrix = [(m, mode) for m, mode in GPU_MATRIX + CPU_MATRIX if m in a.models]
+    else:
+        matrix = [(m, mode) for m, mode in (GPU_MATRIX if cuda else CPU_MATRIX) if not a.modes or mode in a.modes]
+    return [(m, mode, stage, arm) for m, mode in matrix for stage in a.stages for arm in a.arms]
+
+
+def run_one(a, model: str, mode: str, stage: str, arm: str) -> dict:
+    head = {"arm": arm, "model": model, "mode": mode, "stage": stage}
+    reason = bench.skip_reason(arm, model, mode, stage)
+    if reason:
+        return {**head, "skipped": reason}
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "result.json"
+        command = [sys.executable, str(HERE / "bench.py"), "--arm", arm, "--model", model, "--mode", mode,
+                   "--stage", stage, "--steps", str(a.steps), "--image-size", str(a.image_size),
+                   "--gen-len", str(a.gen_len), "--batch", str(a.batch), "--generations", str(a.generations),
+                   "--prompts", str(a.prompts), "--cache", str(a.cache), "--out", str(out)]
+        print(f"... {model} {mode} {stage} {arm}", flush=True)
+        env = dict(os.environ)
+        if not a.cuda:  # a tiny model on shared cores: more threads than free cores make each op wait (~100x)
+            env["OMP_NUM_THREADS"] = str(a.cpu_threads)
+        try:
+            done = subprocess.run(command, capture_output=True, text=True, timeout=a.timeout, env=env)
+        except subprocess.TimeoutExpired:
+            return {**head, "failed": f"timed out after {a.timeout} s"}
+        if done.returncode != 0 or not out.is_file():
+            lines = [line for line in done.stderr.strip().splitlines() if line.strip()]
+            return {**head, "failed": lines[-1][:300] if lines else f"exit {done.returncode}"}
+        return json.loads(out.read_text())
+
+
+# ---------------------------------------------------------------- comparison
+
+def parity(results: list[dict]) -> list[dict]:
+    """Each arm against the transformers arm of the same model, mode and stage: SFT losses step by step (the
+    same data and seed), GRPO mean reward and KL (sampling differs between backends: a tolerance, not equality)."""
+    done = [r for r in results if "step_time_s" in r]
+    out = []
+    for r in done:
+        base = next((b for b in done if b["arm"] == "transformers" and
+                     (b["model"], b["mode"], b["stage"]) == (r["model"], r["mode"], r["stage"])), None)
+        if base is None or base is r:
+            continue
+        row = {"model": r["model"], "mode": r["mode"], "stage": r["stage"], "arm": r["arm"]}
+        if r["stage"] == "sft":
+            pairs = list(zip(r["losses"], base["losses"]))
+            row["max_loss_rel_diff"] = max((abs(x - y) / max(abs(y), 1e-8) for x, y in pairs), default=None)
+        else:
+            for key in ("rewards", "kl"):
+                mine, theirs = _mean_of(r[key]), _mean_of(base[key])
+                row[f"{key}_mean_diff"] = abs(mine - theirs) if mine is not None and theirs is not None else None
+        out.append(row)
+    return out
+
+
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values)
+
+
+def _mean_of(values: list) -> float | None:
+    known = [v for v in values if v is not None]
+    return _mean(known) if known else None
+
+
+def _f(value, spec: str = ".3g") -> str:
+    return "n/a" if value is None else format(value, spec)
+
+
+def table(results: list[dict]) -> str:
+    """Markdown: one table per stage; skipped and failed arms are rows that say why."""
+    blocks = []
+    for stage in ("sft", "grpo"):
+        rows = [r for r in results if r["stage"] == stage]
+        if not rows:
+            continue
+        if stage == "sft":
+            head = ["model", "mode", "arm", "step s (median / p90)", "tokens/s", "peak GiB (preflight)", "MFU",
+                    "loss (first, last)"]
+        else:
+            head = ["model", "mode", "arm", "step s (median / p90)", "generation / reward / logprobs / backward / "
+                    "other s", "rollout tok/s (roofline)", "peak GiB (preflight)", "reward", "KL"]
+        lines = [f"**{stage.upper()}**", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        for r in rows:
+            cells = [r["model"], r["mode"], r["arm"]]
+            if "skipped" in r or "failed" in r:
+                what = f"skipped: {r['skipped']}" if "skipped" in r else f"failed: {r['failed']}"
+                cells += [what] + [""] * (len(head) - 4)
+            else:
+                t = r["step_time_s"]
+                cells += [f"{_f(t['median'])} / {_f(t['p90'])}"]
+                memory = f"{_f(r['peak_memory_gib'], '.2f')} ({_f(r['preflight_gib'], '.1f')})"
+                if stage == "sft":
+                    losses = r["losses"]
+                    cells += [_f(r["tokens_per_s"], ".1f"), memory, _f(r["mfu"], ".1%"),
+                              f"{_f(losses[0] if losses else None, '.4f')}, {_f(losses[-1] if losses else None, '.4f')}"]
+                else:
+                    s = r["split_s"]
+                    cells += [" / ".join(_f(s[k], ".2f") for k in ("generation", "reward", "logprobs", "backward",
+                                                                    "other")),
+                              f"{_f(r['rollout_tokens_per_s'], '.1f')} ({_f(r['roofline_tokens_per_s'], '.0f')})",
+                              memory, _f(_mean_of(r["rewards"]), ".3f"), _f(_mean_of(r["kl"]), ".2g")]
+            lines.append("| " + " | ".join(str(c) for c in cells) + " |")
+        blocks.append("\n".join(lines))
+    return "\n\n".join(blocks)
+
+
+def parity_table(rows: list[dict]) -> str:
+    if not rows:
+        return "parity: no arm besides transformers ran here"
+    lines = ["| model | mode | stage | arm | vs transformers |", "|---|---|---|---|---|"]
+    for r in rows:
+        if r["stage"] == "sft":
+            what = f"max loss difference {_f(r['max_loss_rel_diff'], '.2%')}"
+        else:
+            what = f"mean reward diff {_f(r['rewards_mean_diff'], '.3f')}, mean KL diff {_f(r['kl_mean_diff'], '.2g')}"
+        lines.append(f"| {r['model']} | {r['mode']} | {r['stage']} | {r['arm']} | {what} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--models", nargs="*", choices=list(bench.MODELS), help="default: the matrix for this machine")
+    p.add_argument("--modes", nargs="*", choices=["full", "lora"])
+    p.add_argument("--stages", nargs="+", choices=["sft", "grpo"], default=["sft", "grpo"])
+    p.add_argument("--arms", nargs="+", choices=list(bench.ARMS), default=list(bench.ARMS))
+    p.add_argument("--steps", type=int, default=6)
+    p.add_argument("--image-size", type=int, default=448)
+    p.add_argument("--gen-len", type=int, default=128)
+    p.add_argument("--batch", type=int, default=2)
+    p.add_argument("--generations", type=int, default=4)
+    p.add_argument("--prompts", type=int, default=2)
+    p.add_argument("--cache", type=Path, default=HERE / ".cache")
+    p.add_argument("--results-dir", type=Path, default=HERE / "results")
+    p.add_argument("--timeout", type=int, default=1800, help="seconds per arm")
+    p.add_argument("--keep-models", action="store_true", help="keep the built real-shape checkpoints (GBs)")
+    p.add_argument("--cpu-threads", type=int, default=1, help="without CUDA: OMP_NUM_THREADS of each arm")
+    a = p.parse_args(argv)
+
+    import torch
+
+    cuda = a.cuda = torch.cuda.is_available()
+    device = bench.device_figures()[0]
+    results = []
+    todo = plan(a, cuda)
+    for i, (model, mode, stage, arm) in enumerate(todo):
+        results.append(run_one(a, model, mode, stage, arm))
+        last_of_model = i + 1 == len(todo) or todo[i + 1][0] != model
+        if last_of_model and model != "tiny" and not a.keep_models:
+            shutil.rmtree(a.cache / "models" / model, ignore_errors=True)
+    checks = parity(results)
+    date = time.strftime("%Y%m%d-%H%M%S")
+    slug = "cpu" if not cuda else "".join(c if c.isalnum() else "-" for c in device.lower()).strip("-")
+    a.results_dir.mkdir(parents=True, exist_ok=True)
+    path = a.results_dir / f"{date}-{slug}.json"
+    settings = {k: v for k, v in vars(a).items() if k not in ("cache", "results_dir", "cuda")}
+    path.write_text(json.dumps({"date": date, "device": device, "versions": bench.versions(), "settings": settings,
+                                "results": results, "parity": checks}, indent=1))
+    threads = "" if cuda else f", {a.cpu_threads} thread(s) per arm"
+    print(f"\n{device}{threads}; {a.steps} steps, images {a.image_size}x{a.image_size}, {a.gen_len}-token completions\n")
+    print(table(results))
+    print("\n" + parity_table(checks))
+    print(f"\nwrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
