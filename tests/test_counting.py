@@ -191,3 +191,8 @@ def test_grid_layout_puts_one_object_per_visual_token():
 def test_grid_layout_refuses_what_does_not_fit():
     with pytest.raises(ValueError, match="grid"):
         counting.sample_scene(random.Random(0), counting.SceneSpec(layout="grid", image_size=224))
+
+
+def test_target_unwraps_a_cot_that_holds_its_own_think_block():
+    record = {"id": "x", "answer": "3", "cot": "<think>\nThere are 3 objects.\n</think>\n<answer>3</answer>"}
+    assert counting.target(record) == "<think>\nThere are 3 objects.\n</think>\n<answer>\n3\n</answer>"

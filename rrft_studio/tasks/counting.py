@@ -29,6 +29,9 @@ from dataclasses import dataclass
 
 from PIL import Image, ImageDraw
 
+from . import schema
+
+
 NAME = "counting"
 INSTRUCTION = (
     "Output the thinking process in <think> </think> and final answer (number) in <answer> </answer> tags."
@@ -57,7 +60,6 @@ PRESENT_PAIR_SHARE = 0.85  # share of subtract questions that name something in 
 # Among subtract questions: colour+shape is the CLEVR-Math staple; size and material add variety.
 SUBTRACT_KINDS = (("color", 0.7), ("size", 0.15), ("material", 0.15))
 STYLES_PROMPT = ("cot", "bare", "ans")
-STYLES_TARGET = ("cot", "ans")
 
 
 @dataclass(frozen=True)
@@ -418,17 +420,8 @@ def prompt(problem: str, style: str = "cot") -> str:
 
 
 def target(record: dict, style: str = "cot") -> str:
-    """The SFT assistant text: cot -> think/answer tags; ans -> the answer alone."""
-    answer = str(record["answer"]).strip()
-    if style == "ans":
-        return answer
-    if style != "cot":
-        raise ValueError(f"counting.target: unknown style {style!r}; use one of {', '.join(STYLES_TARGET)}")
-    cot = str(record.get("cot") or "").strip()
-    if not cot:
-        raise ValueError(f"counting.target: record {record.get('id', '?')!r} has no 'cot'; "
-                         f"use style='ans' or add a chain of thought")
-    return f"<think>\n{cot}\n</think>\n<answer>\n{answer}\n</answer>"
+    """The SFT assistant text: cot -> think/answer tags; ans -> the answer alone (tasks/schema.py)."""
+    return schema.target(record, style, NAME)
 
 
 def verify(text: str, answer: str) -> float:

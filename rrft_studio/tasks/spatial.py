@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from PIL import Image, ImageDraw
 
 from ..rewards import answer_text
+from . import schema
 from .counting import PALETTE, _write_json_atomic, load  # noqa: F401  (load is this task's loader too)
 
 NAME = "spatial"
@@ -86,7 +87,6 @@ OUTPUT_FORMAT = ("Output format: first think about the reasoning process, then g
                  "reasoning process in <think> </think> tags and the final answer (the sequence of functions "
                  "only) in <answer> </answer> tags.")
 STYLES_PROMPT = ("cot", "bare", "ans")
-STYLES_TARGET = ("cot", "ans")
 
 
 @dataclass(frozen=True)
@@ -434,23 +434,9 @@ def prompt(problem: str, style: str = "cot") -> str:
     raise ValueError(f"spatial.prompt: unknown style {style!r}; use one of {', '.join(STYLES_PROMPT)}")
 
 
-_THINK = re.compile(r"<think>(.*?)</think>", re.DOTALL)
-
-
 def target(record: dict, style: str = "cot") -> str:
-    """The SFT assistant text: cot -> think/answer tags; ans -> the answer alone."""
-    answer = str(record["answer"]).strip()
-    if style == "ans":
-        return answer
-    if style != "cot":
-        raise ValueError(f"spatial.target: unknown style {style!r}; use one of {', '.join(STYLES_TARGET)}")
-    cot = str(record.get("cot") or "").strip()
-    match = _THINK.search(cot)  # the released CoT files hold whole "<think>..</think><answer>..</answer>" texts
-    cot = match.group(1).strip() if match else cot
-    if not cot:
-        raise ValueError(f"spatial.target: record {record.get('id', '?')!r} has no 'cot'; "
-                         f"use style='ans' or add a chain of thought")
-    return f"<think>\n{cot}\n</think>\n<answer>\n{answer}\n</answer>"
+    """The SFT assistant text: cot -> think/answer tags; ans -> the answer alone (tasks/schema.py)."""
+    return schema.target(record, style, NAME)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -43,8 +43,10 @@ from decimal import ROUND_HALF_UP, Decimal
 from PIL import Image, ImageDraw, ImageFont
 
 from .. import rewards
+from . import schema
 from .counting import _write_json_atomic
 from .counting import load as _load_records
+
 
 NAME = "structure"
 # The paper's evaluation prompts for GeoMath (choice and non-choice), word for word.
@@ -61,7 +63,6 @@ BARE_NUMBER_INSTRUCTION = "Answer with a number only (an integer or a decimal su
 LETTERS = "ABCD"
 STYLES = ("id", "ood")
 STYLES_PROMPT = ("cot", "bare", "ans")
-STYLES_TARGET = ("cot", "ans")
 
 KINDS = (
     "angle_sum", "exterior_angle", "isosceles", "parallel_lines", "intersecting_lines", "inscribed_angle",
@@ -1361,17 +1362,8 @@ def prompt(problem: str, style: str = "cot", answer=None) -> str:
 
 
 def target(record: dict, style: str = "cot") -> str:
-    """The SFT assistant text: cot -> think/answer tags; ans -> the answer alone."""
-    answer = str(record["answer"]).strip()
-    if style == "ans":
-        return answer
-    if style != "cot":
-        raise ValueError(f"structure.target: unknown style {style!r}; use one of {', '.join(STYLES_TARGET)}")
-    cot = str(record.get("cot") or "").strip()
-    if not cot:
-        raise ValueError(f"structure.target: record {record.get('id', '?')!r} has no 'cot'; "
-                         f"use style='ans' or add a chain of thought")
-    return f"<think>\n{cot}\n</think>\n<answer>\n{answer}\n</answer>"
+    """The SFT assistant text: cot -> think/answer tags; ans -> the answer alone (tasks/schema.py)."""
+    return schema.target(record, style, NAME)
 
 
 def verify(text: str, answer: str) -> float:
