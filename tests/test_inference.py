@@ -82,7 +82,7 @@ def test_checkpoint_of_reads_runs_checkpoints_and_hub_ids(tmp_path, checkpoint):
 
 def test_stream_sends_chunks_then_done(worker, image):
     events = list(worker.stream([Turn("user", "How many objects?", [image])],
-                                Settings(max_new_tokens=48, temperature=1.0)))
+                                Settings(max_new_tokens=48, temperature=0.0)))
     chunks = [e["chunk"] for e in events if "chunk" in e]
     done = events[-1]
     assert done["done"] and 1 <= done["tokens"] <= 48
