@@ -1,4 +1,5 @@
-"""Tests for rrft_studio.tasks.structure: determinism, schema, answers measured on the construction, loader."""
+"""Tests for the structure-perception task (tasks.structure, tasks.geometry, tasks.geometry_draw): determinism,
+schema, answers measured on the construction, drawing styles, loader."""
 
 import json
 import math
@@ -10,7 +11,8 @@ import pytest
 from PIL import Image
 
 from rrft_studio.tasks import structure
-from rrft_studio.tasks.structure import KINDS, SceneSpec
+from rrft_studio.tasks.geometry import KINDS, SceneSpec, fmt, sample_figure
+from rrft_studio.tasks.geometry_draw import render
 
 
 def _files(root):
@@ -57,7 +59,7 @@ def _check(fig, problem, answer, cot, style):
     # every given measure holds on the coordinates, and is shown in the text (ID) or on the figure (OOD)
     for given in fig.givens:
         assert _measure(fig, given[:-1]) == pytest.approx(given[-1], abs=1e-6), (fig.kind, given)
-        shown = structure.fmt(given[-1]) + ("°" if given[0] == "angle" else "")
+        shown = fmt(given[-1]) + ("°" if given[0] == "angle" else "")
         if style == "id":
             assert shown in problem, (fig.kind, shown, problem)
         else:
@@ -65,7 +67,7 @@ def _check(fig, problem, answer, cot, style):
     # the answer is the asked measure, taken on the coordinates and rounded
     measured = _measure(fig, fig.asked)
     assert measured == pytest.approx(fig.value, abs=1e-6), (fig.kind, fig.asked)
-    value = structure.fmt(fig.value, fig.decimals)  # (the measurement may sit a hair below a half)
+    value = fmt(fig.value, fig.decimals)  # (the measurement may sit a hair below a half)
     assert re.fullmatch(r"\d+(\.\d{1,2})?", value) and float(value) > 0
     numbers = re.findall(r"\d+(?:\.\d+)?", cot)
     choices = structure.choices_of(problem)
@@ -92,7 +94,7 @@ def test_answers_recomputed_from_the_construction(kind, style):
     spec = SceneSpec(style=style, kinds=(kind,), choice_fraction=0.5)
     rng = random.Random(2 * KINDS.index(kind) + (style == "ood"))
     for _ in range(30):
-        fig = structure.sample_figure(rng, spec)
+        fig = sample_figure(rng, spec)
         assert fig.kind == kind
         problem, answer, cot = structure.make_question(rng, fig, spec)
         _check(fig, problem, answer, cot, style)
@@ -102,7 +104,7 @@ def test_every_kind_appears_in_both_mixes_and_mixes_differ():
     counts = {}
     for style in ("id", "ood"):
         rng = random.Random(5)
-        counts[style] = Counter(structure.sample_figure(rng, SceneSpec(style=style)).kind for _ in range(600))
+        counts[style] = Counter(sample_figure(rng, SceneSpec(style=style)).kind for _ in range(600))
         assert set(counts[style]) == set(KINDS)
     # OOD leans towards trigonometry, ID towards angle chasing
     assert counts["ood"]["trigonometry"] > 2 * counts["id"]["trigonometry"]
@@ -113,13 +115,13 @@ def test_choice_fraction_and_answer_distribution():
     for fraction, letters in ((0.0, 0), (1.0, 200)):
         rng = random.Random(1)
         spec = SceneSpec(choice_fraction=fraction)
-        answers = [structure.make_question(rng, structure.sample_figure(rng, spec), spec)[1] for _ in range(200)]
+        answers = [structure.make_question(rng, sample_figure(rng, spec), spec)[1] for _ in range(200)]
         assert sum(a in "ABCD" for a in answers) == letters
     # the correct letter is spread over A-D
     assert min(Counter(answers).values()) > 25
     rng = random.Random(2)
     spec = SceneSpec(choice_fraction=0.0)
-    numeric = Counter(structure.make_question(rng, structure.sample_figure(rng, spec), spec)[1] for _ in range(500))
+    numeric = Counter(structure.make_question(rng, sample_figure(rng, spec), spec)[1] for _ in range(500))
     assert max(numeric.values()) / 500 < 0.1
 
 
@@ -127,7 +129,7 @@ def test_styles_phrase_differently():
     rng = random.Random(3)
     for style in ("id", "ood"):
         spec = SceneSpec(style=style, choice_fraction=0.0)
-        questions = [structure.sample_figure(rng, spec).question for _ in range(100)]
+        questions = [sample_figure(rng, spec).question for _ in range(100)]
         if style == "id":
             assert all(q.startswith("As shown in the figure") for q in questions)
         else:
@@ -171,7 +173,7 @@ def test_drawing_styles_differ():
     for style in ("id", "ood"):
         rng = random.Random(4)
         spec = SceneSpec(image_size=112, style=style, kinds=("angle_sum",))
-        im = structure.render(structure.sample_figure(rng, spec), spec)
+        im = render(sample_figure(rng, spec), spec)
         pixels = list(im.getdata())
         coloured = sum(1 for r, g, b in pixels if max(r, g, b) - min(r, g, b) > 30)
         ink[style] = sum(1 for r, g, b in pixels if r + g + b < 200)
@@ -245,7 +247,7 @@ def test_parallel_line_relations_are_named_correctly(style):
     rng = random.Random(11)
     seen = set()
     for _ in range(150):
-        fig = structure.sample_figure(rng, spec)
+        fig = sample_figure(rng, spec)
         _, _, cot = structure.make_question(rng, fig, spec)
         pts = fig.points
         (_, p1, x1, q1, given), (_, p2, x2, q2) = fig.givens[0], fig.asked
@@ -282,3 +284,12 @@ def test_parallel_line_relations_are_named_correctly(style):
         assert fig.value == (given if equal else 180 - given)
         assert ("they are equal" in cot) == equal
     assert len(seen) == 6
+
+
+def test_task_api_on_the_task_module():
+    """What callers reach through tasks.get("structure") lives on the task module."""
+    for name in ("NAME", "BENCHMARKS", "SceneSpec", "split_spec", "generate", "load", "prompt", "target", "verify"):
+        assert hasattr(structure, name), name
+    assert structure.SceneSpec is SceneSpec
+    assert structure.split_spec(SceneSpec(), "ood").style == "ood"
+    assert structure.split_spec(SceneSpec(), "id") == SceneSpec()
