@@ -69,7 +69,8 @@ class Counting:
     image_size: int = doc(112, "counting scenes: square image side in pixels")
     min_objects: int = doc(1, "counting scenes: fewest objects")
     max_objects: int = doc(6, "counting scenes: most objects")
-    subtract_fraction: float = doc(0.6, "counting: share of 'Subtract all X' questions (the rest ask for the total)")
+    subtract_fraction: float = doc(0.5, "counting: share of 'Subtract all X. How many objects are left?' questions")
+    add_fraction: float = doc(0.2, "counting: share of 'Add k X. How many objects exist?' questions (the rest ask for the total)")
     layout: Literal["random", "grid"] = doc("random", "counting scenes: objects anywhere (CLEVR) or one per 28-pixel cell, i.e. per visual token (learnable by a tiny model)")
 
 
@@ -388,6 +389,9 @@ def validate(cfg: Config) -> None:
     for name in ("counting", "spatial"):
         scene = getattr(d, name)
         _check(1 <= scene.min_objects <= scene.max_objects, f"data.{name}: need 1 <= min_objects <= max_objects")
+    c = d.counting
+    _check(c.subtract_fraction >= 0 and c.add_fraction >= 0 and c.subtract_fraction + c.add_fraction <= 1,
+           "data.counting: subtract_fraction and add_fraction are shares of the questions: each >= 0, sum <= 1")
     cells = (d.counting.image_size // 28) ** 2
     _check(d.counting.layout != "grid" or (d.counting.max_objects <= cells and d.counting.image_size <= 116),
            f"data.counting.layout=grid fits at most {cells} objects and images up to 116 pixels: "

@@ -48,6 +48,11 @@ def _check_against_scene(scene, problem, answer, cot):
         for shape, k in Counter(o.shape for o in scene).items():
             assert f"{k} {shape}" in cot
         return
+    added = re.fullmatch(r"Add (\d) (\w+) (cube|sphere|cylinder)s?\. How many objects exist\?", problem)
+    if added:
+        k = int(added.group(1))
+        assert int(answer) == n + k and f"{n} + {k} = {n + k}." in cot
+        return
     m = re.fullmatch(r"Subtract all (\w+) (cube|sphere|cylinder)s\. How many objects are left\?", problem)
     assert m, problem
     value, shape = m.groups()
@@ -64,10 +69,23 @@ def test_answers_match_cot_and_scene():
         scene = counting.sample_scene(rng, spec)
         problem, answer, cot = counting.make_question(rng, scene, spec)
         _check_against_scene(scene, problem, answer, cot)
-        kinds[problem.split(" ")[0] if problem.startswith("How") else problem.split(" ")[2]] += 1
-    # every question family shows up: count, colour, size and material subtractions
+        words = problem.split(" ")
+        kinds[words[0] if words[0] in ("How", "Add") else words[2]] += 1
+    # every question family shows up: count, addition, colour, size and material subtractions
     assert kinds["How"] and kinds["small"] + kinds["large"] and kinds["metal"] + kinds["rubber"]
+    assert 0.12 < kinds["Add"] / 400 < 0.28  # add_fraction = 0.2
     assert sum(kinds[c] for c in spec.colors) > 0
+
+
+def test_ood_split_swaps_the_objects_for_vehicles(tmp_path):
+    spec = counting.split_spec(SceneSpec(), "ood")
+    assert spec.shapes == counting.VEHICLES and counting.split_spec(SceneSpec(), "id") == SceneSpec()
+    records = json.loads(counting.generate(tmp_path, n=40, seed=5, spec=spec, split="ood").read_text())
+    text = " ".join(r["problem"] + " " + r["cot"] for r in records)
+    assert not re.search(r"cube|sphere|cylinder", text)
+    assert re.search(r"\bbuses\b", text) and re.search(r"\bcars?\b", text)
+    id_image = Image.open(counting.generate(tmp_path / "id", n=1, seed=5).parent / "images/train/000000.png")
+    assert id_image.size == Image.open(tmp_path / records[0]["image"]).size
 
 
 def test_scene_objects_are_inside_and_separated():

@@ -57,8 +57,12 @@ RADIUS_FRACTION = {"small": 0.07, "large": 0.12}
 GAP_FRACTION = 0.035      # free space kept between objects and to the border, so none touch
 SUPERSAMPLE = 4           # draw large, then downscale: anti-aliased edges without extra dependencies
 PRESENT_PAIR_SHARE = 0.85  # share of subtract questions that name something in the scene (k >= 1)
-# Among subtract questions: colour+shape is the CLEVR-Math staple; size and material add variety.
-SUBTRACT_KINDS = (("color", 0.7), ("size", 0.15), ("material", 0.15))
+# Which attribute a subtract or add question names beside the shape: colour+shape is the CLEVR-Math
+# staple; size and material add variety.
+ATTRIBUTE_KINDS = (("color", 0.7), ("size", 0.15), ("material", 0.15))
+MAX_ADDED = 3             # "Add k ..." questions add 1 to MAX_ADDED objects
+# Super-CLEVR's five vehicle categories: the out-of-domain split's objects, unseen in training.
+VEHICLES = ("car", "bus", "motorbike", "aeroplane", "bicycle")
 STYLES_PROMPT = ("cot", "bare", "ans")
 
 
@@ -71,7 +75,8 @@ class SceneSpec:
     colors: tuple[str, ...] = ("gray", "red", "blue", "green", "brown", "purple", "cyan", "yellow")
     sizes: tuple[str, ...] = ("small", "large")
     materials: tuple[str, ...] = ("rubber", "metal")
-    subtract_fraction: float = 0.6  # share of "Subtract all ..." questions vs "How many objects"
+    subtract_fraction: float = 0.5  # share of "Subtract all X. How many objects are left?"
+    add_fraction: float = 0.2       # share of "Add k X. How many objects exist?"; the rest: "How many objects"
     # "random": anywhere, as in CLEVR. "grid": one object per grid_cell x grid_cell cell; with 28 pixels
     # (14-pixel patches merged 2x2) each of the model's visual tokens sees at most one object, which lets
     # a tiny model learn to count within minutes on a CPU.
@@ -89,8 +94,9 @@ class SceneObject:
     y: float
 
 
-# Evaluation splits, named as the paper's benchmarks. OOD is a layout shift (grid -> anywhere) for grid
-# scenes, else crowded scenes only (at least max_objects - 3 objects): the answers shift to high counts.
+# Evaluation splits, named as the paper's benchmarks. As Super-CLEVR is to CLEVR-Math, the OOD split keeps
+# the colours, sizes, materials, layout and questions but replaces the objects: vehicles instead of cubes,
+# spheres and cylinders.
 BENCHMARKS = {"id": "CLEVR-Math", "ood": "Super-CLEVR"}
 
 
@@ -98,13 +104,15 @@ def split_spec(spec: SceneSpec, split: str) -> SceneSpec:
     """The generator settings of a split ('train', 'id' or 'ood')."""
     if split in ("train", "id"):
         return spec
-    if spec.layout == "grid":
-        return dataclasses.replace(spec, layout="random")
-    return dataclasses.replace(spec, min_objects=max(spec.min_objects, spec.max_objects - 3))
+    return dataclasses.replace(spec, shapes=VEHICLES)
 
 
 def plural(shape: str) -> str:
-    return f"{shape}s"  # cube, sphere, cylinder all take a plain "s"
+    return f"{shape}es" if shape.endswith("s") else f"{shape}s"
+
+
+def _named(k: int, value: str, shape: str) -> str:
+    return f"{k} {value} {shape if k == 1 else plural(shape)}"
 
 
 # ----------------------------------------------------------------------------------------------
@@ -181,11 +189,14 @@ def sample_scene(rng: random.Random, spec: SceneSpec = SceneSpec()) -> list[Scen
 # Questions, answers and chains of thought
 # ----------------------------------------------------------------------------------------------
 
+def _attribute_kind(rng: random.Random, spec: SceneSpec):
+    kind = rng.choices([k for k, _ in ATTRIBUTE_KINDS], weights=[w for _, w in ATTRIBUTE_KINDS])[0]
+    return kind, {"color": spec.colors, "size": spec.sizes, "material": spec.materials}[kind]
+
+
 def _choose_subtract(rng: random.Random, scene: list[SceneObject], spec: SceneSpec):
     """Pick (attribute kind, attribute value, shape) to subtract; usually one present in the scene."""
-    kinds = [k for k, _ in SUBTRACT_KINDS]
-    kind = rng.choices(kinds, weights=[w for _, w in SUBTRACT_KINDS])[0]
-    values = {"color": spec.colors, "size": spec.sizes, "material": spec.materials}[kind]
+    kind, values = _attribute_kind(rng, spec)
     present = sorted({(getattr(o, kind), o.shape) for o in scene})
     absent = [(v, s) for v in values for s in spec.shapes if (v, s) not in present]
     if absent and rng.random() >= PRESENT_PAIR_SHARE:
@@ -211,13 +222,19 @@ def _count_cot(scene: list[SceneObject], spec: SceneSpec) -> str:
 def make_question(rng: random.Random, scene: list[SceneObject], spec: SceneSpec = SceneSpec()):
     """Return (problem, answer, cot) for a scene, all derived from the scene facts."""
     n = len(scene)
-    if rng.random() >= spec.subtract_fraction:
+    there = "There is 1 object." if n == 1 else f"There are {n} objects."
+    draw = rng.random()
+    if draw >= spec.subtract_fraction + spec.add_fraction:
         return "How many objects are there?", str(n), _count_cot(scene, spec)
+    if draw >= spec.subtract_fraction:
+        _, values = _attribute_kind(rng, spec)
+        k, value, shape = rng.randint(1, MAX_ADDED), rng.choice(values), rng.choice(spec.shapes)
+        problem = f"Add {_named(k, value, shape)}. How many objects exist?"
+        return problem, str(n + k), f"{there} Adding {k}: {n} + {k} = {n + k}."
     kind, value, shape = _choose_subtract(rng, scene, spec)
     k = sum(1 for o in scene if o.shape == shape and getattr(o, kind) == value)
     named = f"{value} {plural(shape)}"
     problem = f"Subtract all {named}. How many objects are left?"
-    there = "There is 1 object." if n == 1 else f"There are {n} objects."
     cot = f"{there} The {named}: {k}. {n} - {k} = {n - k}."
     return problem, str(n - k), cot
 
@@ -243,8 +260,10 @@ def _draw_object(draw: ImageDraw.ImageDraw, obj: SceneObject, scale: float, r: f
         draw.rectangle((x - h, y - h, x + h, y + h), fill=base, outline=rim, width=width)
     elif obj.shape == "sphere":
         draw.ellipse((x - r, y - r, x + r, y + r), fill=base, outline=rim, width=width)
-    else:
+    elif obj.shape == "cylinder":
         _draw_cylinder(draw, x, y, r, base, rim, width)
+    else:
+        _draw_vehicle(draw, obj.shape, x, y, r, base, rim, width)
     if metal:
         _draw_highlight(draw, obj.shape, x, y, r)
 
@@ -261,8 +280,70 @@ def _draw_cylinder(draw, x, y, r, base, rim, width) -> None:
     draw.ellipse((x - hw, top - cap, x + hw, top + cap), fill=cap_fill, outline=rim, width=width)
 
 
+TYRE = (38, 38, 38)
+GLASS = (225, 236, 242)
+
+
+def _wheel(draw, x: float, y: float, radius: float, hub=None) -> None:
+    draw.ellipse((x - radius, y - radius, x + radius, y + radius), fill=TYRE)
+    if hub:
+        h = 0.45 * radius
+        draw.ellipse((x - h, y - h, x + h, y + h), fill=hub)
+
+
+def _draw_vehicle(draw, shape: str, x, y, r, base, rim, width) -> None:
+    """Side views of Super-CLEVR's vehicles, each filling the object's 2r-wide bounding box."""
+    if shape == "car":
+        draw.polygon([(x - 0.55 * r, y - 0.15 * r), (x - 0.3 * r, y - 0.6 * r), (x + 0.3 * r, y - 0.6 * r),
+                      (x + 0.6 * r, y - 0.15 * r)], fill=GLASS, outline=rim, width=width)
+        draw.rounded_rectangle((x - r, y - 0.2 * r, x + r, y + 0.4 * r), radius=0.2 * r, fill=base,
+                               outline=rim, width=width)
+        for dx in (-0.55, 0.55):
+            _wheel(draw, x + dx * r, y + 0.42 * r, 0.27 * r, hub=rim)
+    elif shape == "bus":
+        draw.rounded_rectangle((x - r, y - 0.65 * r, x + r, y + 0.4 * r), radius=0.15 * r, fill=base,
+                               outline=rim, width=width)
+        for i in range(4):
+            left = x - 0.85 * r + i * 0.45 * r
+            draw.rectangle((left, y - 0.5 * r, left + 0.3 * r, y - 0.15 * r), fill=GLASS)
+        for dx in (-0.6, 0.6):
+            _wheel(draw, x + dx * r, y + 0.45 * r, 0.25 * r, hub=rim)
+    elif shape == "motorbike":
+        _wheel(draw, x - 0.62 * r, y + 0.42 * r, 0.36 * r, hub=rim)
+        _wheel(draw, x + 0.62 * r, y + 0.42 * r, 0.36 * r, hub=rim)
+        draw.polygon([(x - 0.7 * r, y - 0.05 * r), (x - 0.2 * r, y - 0.45 * r), (x + 0.45 * r, y - 0.4 * r),
+                      (x + 0.3 * r, y + 0.3 * r), (x - 0.3 * r, y + 0.3 * r)], fill=base, outline=rim, width=width)
+        draw.line((x + 0.4 * r, y - 0.4 * r, x + 0.62 * r, y + 0.42 * r), fill=rim, width=2 * width)
+        draw.line((x + 0.3 * r, y - 0.75 * r, x + 0.55 * r, y - 0.55 * r), fill=TYRE, width=2 * width)
+    elif shape == "aeroplane":
+        draw.polygon([(x - 0.95 * r, y - 0.15 * r), (x - 0.75 * r, y - 0.8 * r), (x - 0.5 * r, y - 0.8 * r),
+                      (x - 0.45 * r, y - 0.1 * r)], fill=base, outline=rim, width=width)
+        draw.ellipse((x - r, y - 0.25 * r, x + r, y + 0.25 * r), fill=base, outline=rim, width=width)
+        draw.polygon([(x - 0.25 * r, y), (x + 0.3 * r, y), (x - 0.1 * r, y + 0.75 * r), (x - 0.4 * r, y + 0.75 * r)],
+                     fill=base, outline=rim, width=width)
+    else:  # bicycle: two rings and a frame in the object's colour
+        frame = 2 * width
+        for dx in (-0.55, 0.55):
+            c = (x + dx * r, y + 0.3 * r)
+            draw.ellipse((c[0] - 0.42 * r, c[1] - 0.42 * r, c[0] + 0.42 * r, c[1] + 0.42 * r),
+                         outline=TYRE, width=frame)
+        rear, front, pedal = (x - 0.55 * r, y + 0.3 * r), (x + 0.55 * r, y + 0.3 * r), (x - 0.05 * r, y + 0.3 * r)
+        seat, head = (x - 0.2 * r, y - 0.4 * r), (x + 0.4 * r, y - 0.35 * r)
+        draw.line([rear, seat, pedal, rear], fill=base, width=frame)
+        draw.line([seat, head, pedal], fill=base, width=frame)
+        draw.line([head, front], fill=base, width=frame)
+        draw.line([(seat[0] - 0.2 * r, seat[1] - 0.1 * r), (seat[0] + 0.15 * r, seat[1] - 0.1 * r)], fill=TYRE,
+                  width=frame)
+        draw.line([(head[0] - 0.05 * r, head[1] - 0.25 * r), head], fill=TYRE, width=frame)
+
+
 def _draw_highlight(draw, shape: str, x: float, y: float, r: float) -> None:
     white = (255, 255, 255)
+    if shape in VEHICLES:
+        # A glint along the body's upper edge.
+        top = {"car": -0.1, "bus": -0.6, "motorbike": -0.3, "aeroplane": -0.15, "bicycle": -0.1}[shape]
+        draw.line((x - 0.6 * r, y + top * r, x + 0.2 * r, y + top * r), fill=white, width=max(1, round(0.1 * r)))
+        return
     if shape == "sphere":
         c, s = (x - 0.38 * r, y - 0.38 * r), 0.24 * r
         draw.ellipse((c[0] - s, c[1] - s, c[0] + s, c[1] + s), fill=white)
