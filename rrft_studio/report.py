@@ -24,11 +24,12 @@ def build(run_dir: Path, seconds: float) -> dict:
         if result is not None:
             report["chance"] = round(result["chance"], 4)
             report[f"format_{label}"] = round(result["format"], 4)
-    grpo_rows = [r for r in runs.read_jsonl(run_dir / "metrics.jsonl")
-                 if r.get("stage") == "grpo" and "rewards/format_reward/mean" in r]
-    tail = grpo_rows[-5:]  # the last logging steps: where the policy ended up
-    report["format_reward_grpo"] = round(sum(r["rewards/format_reward/mean"] for r in tail) / len(tail), 4) \
-        if tail else None
+    grpo_rows = [r for r in runs.read_jsonl(run_dir / "metrics.jsonl") if r.get("stage") == "grpo"]
+    # The format reward the run trained with: the paper's, else the strict variant.
+    key = next((k for k in ("rewards/format_reward/mean", "rewards/format_strict_reward/mean")
+                if any(k in r for r in grpo_rows)), None)
+    tail = [r[key] for r in grpo_rows if key in r][-5:]  # the last logging steps: where the policy ended up
+    report["format_reward_grpo"] = round(sum(tail) / len(tail), 4) if tail else None
     report.setdefault("chance", None)
     report["table"] = results_table(runs.load_config(run_dir), [run_dir])
     (Path(run_dir) / "eval").mkdir(exist_ok=True)

@@ -6,6 +6,8 @@ Reason-RFT trains with two rewards of weight 1 each (total in [0, 2]):
   surrounding whitespace stripped, is a full match (DOTALL) of
   ``<think>.*?</think>\\s*<answer>.*?</answer>``; else 0.0. Text before ``<think>`` or after ``</answer>``
   scores 0. As in the paper's regex, several or nested answer blocks inside that frame still score 1.
+- ``format_strict`` (not the paper's): ``format`` with exactly one of each tag. A policy whose Stage 1
+  was too short can learn to repeat ``<answer>`` inside the frame, which ``format`` still pays for.
 - ``accuracy``: the stripped text inside the first ``<answer>...</answer>`` of the completion and of the
   solution (the whole stripped string where there is no tag), compared as strings. Only when the
   completion has no answer tag does it fall back to symbolic verification with ``math-verify``.
@@ -225,6 +227,13 @@ def tolerance_score(pred: str, gt: str) -> float:
     return 0.5 * (1.0 + math.cos(math.pi * (d - full) / (zero - full)))
 
 
+def format_strict_reward(completions: list, **kwargs: Any) -> list[float]:
+    """``format_reward`` that also asks for exactly one ``<think>``, ``</think>``, ``<answer>``, ``</answer>``."""
+    tags = (THINK_OPEN, THINK_CLOSE, ANSWER_OPEN, ANSWER_CLOSE)
+    texts = [completion_text(c) for c in completions]
+    return [1.0 if format_ok(t) and all(t.count(tag) == 1 for tag in tags) else 0.0 for t in texts]
+
+
 def tolerance_reward(completions: list, answer: list, **kwargs: Any) -> list[float]:
     """Per completion, ``tolerance_score`` of its answer-tag text against the ``answer`` column, in [0, 1]."""
     return [tolerance_score(completion_text(c), a) for c, a in zip(completions, answer, strict=True)]
@@ -232,6 +241,7 @@ def tolerance_reward(completions: list, answer: list, **kwargs: Any) -> list[flo
 
 REWARDS: dict[str, Callable[..., list[float]]] = {
     "format": format_reward,
+    "format_strict": format_strict_reward,
     "accuracy": accuracy_reward,
     "tolerance": tolerance_reward,
     "spatial_partial": spatial_partial_reward,

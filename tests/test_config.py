@@ -20,6 +20,19 @@ def test_defaults_are_the_papers():
     assert (cfg.eval.temperature, cfg.eval.max_new_tokens) == (0.1, 768)
 
 
+def test_sections_mirror_their_owners_defaults():
+    """config's tiny-model and scene sections carry the docs; the generators own the fields. Same defaults."""
+    import dataclasses
+
+    from rrft_studio import tasks, tiny
+
+    pairs = [(config.TinyModel(), tiny.TinySpec())]
+    pairs += [(getattr(config.Data(), name), tasks.get(name).SceneSpec()) for name in config.TASKS]
+    for section, owner in pairs:
+        for f in dataclasses.fields(section):
+            assert getattr(section, f.name) == getattr(owner, f.name), (type(owner), f.name)
+
+
 def test_every_field_has_a_doc():
     for key, (_, doc) in config.all_keys().items():
         assert doc, key

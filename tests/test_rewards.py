@@ -48,6 +48,20 @@ def test_format_reward(text, expected):
     assert format_reward([text]) == [expected]
 
 
+@pytest.mark.parametrize("text, expected", [
+    ("<think>\ncount\n</think>\n<answer>\n3\n</answer><|im_end|>", 1.0),
+    ("<think>a</think><answer>1</answer><answer>2</answer>", 0.0),  # the paper's format pays for these
+    ("<think>a</think><answer>\n<answer>\n<answer\n</answer>", 0.0),  # a hack seen in a short-SFT run
+    ("<think>a</think><answer>1</answer><think>b</think><answer>2</answer>", 0.0),
+    ("<think><think>a</think><answer>3</answer>", 0.0),
+    ("<think>a</think>x<answer>3</answer>", 0.0),
+    ("", 0.0),
+])
+def test_format_strict_reward(text, expected):
+    assert rewards.format_strict_reward([text, [{"role": "assistant", "content": text}]]) == [expected] * 2
+    assert expected <= format_reward([text])[0]
+
+
 @pytest.mark.parametrize("text, expected", FORMAT_CASES)
 def test_format_check_equals_the_papers_regex(text, expected):
     stripped = re.sub(r"<\|[A-Za-z0-9_]+\|>", "", text).strip()
