@@ -17,17 +17,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import sys
 from pathlib import Path
 
-from . import config, runs
+from . import config, quiet_library_warnings, runs
 from .config import ConfigError
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-# torchao (pulled in by transformers) registers enums in a way torch now warns about at import: not ours.
-logging.getLogger("torch.utils._pytree").setLevel(logging.ERROR)
+quiet_library_warnings()
 
 
 def _checked_data(cfg: config.Config) -> None:

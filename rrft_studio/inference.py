@@ -19,7 +19,6 @@ resolved in the worker, which builds the tiny model if its cache was cleared).
 
 from __future__ import annotations
 
-import logging
 import multiprocessing as mp
 import os
 import queue
@@ -221,8 +220,9 @@ def serve(checkpoint: str, device: str, trust_remote_code: bool, max_pixels: int
     # which closes this worker itself.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
-    # torchao (pulled in by transformers) warns about torch internals at import: not ours, not the user's.
-    logging.getLogger("torch.utils._pytree").setLevel(logging.ERROR)
+    from . import quiet_library_warnings
+
+    quiet_library_warnings()
     try:
         from transformers.utils import logging as hf_logging
 
