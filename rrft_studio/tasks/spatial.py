@@ -36,7 +36,7 @@ from PIL import Image, ImageDraw
 
 from ..rewards import answer_text
 from . import schema
-from .counting import PALETTE, _write_json_atomic, load  # noqa: F401  (load is this task's loader too)
+from .counting import PALETTE
 
 NAME = "spatial"
 FUNCTIONS = {
@@ -389,7 +389,7 @@ def render(scene: list[SceneObject], image_size: int, view: str = "center") -> I
 
 
 # ----------------------------------------------------------------------------------------------
-# Dataset writing (loading: ``load``, shared with the other tasks)
+# Dataset writing and loading
 # ----------------------------------------------------------------------------------------------
 
 def generate(out_dir, n: int, seed: int, spec: SceneSpec = SceneSpec(), split: str = "train") -> pathlib.Path:
@@ -415,8 +415,11 @@ def generate(out_dir, n: int, seed: int, spec: SceneSpec = SceneSpec(), split: s
         records.append({"id": f"{NAME}-{split}-{i:06d}", "image": paths, "problem": make_problem(scene),
                         "answer": format_calls(calls), "cot": make_cot(scene, calls, spec.view)})
     json_path = out / f"{split}.json"
-    _write_json_atomic(json_path, records)
+    schema.write_json_atomic(json_path, records)
     return json_path
+
+
+load = schema.load  # the Reason-RFT JSON loader, the same for every task family
 
 
 # ----------------------------------------------------------------------------------------------

@@ -22,7 +22,7 @@ project's machines, so this module offers two things:
   lengths, trigonometry and areas. It departs from the real data on purpose: the diagrams are clean and
   uncluttered, the kinds are few, and the chain of thought is a short template built from the
   construction (the rule, the formula and the numbers) rather than a GPT-4o distillation.
-* ``load``: the Reason-RFT JSON loader (shared with the counting task), ``prompt`` for the instruction
+* ``load``: the Reason-RFT JSON loader (tasks/schema.py, shared by every task), ``prompt`` for the instruction
   text (the paper's choice / non-choice sentences), ``target`` for the SFT target text and ``verify``
   for the as-trained accuracy check.
 """
@@ -37,8 +37,6 @@ import re
 
 from .. import rewards
 from . import schema
-from .counting import _write_json_atomic
-from .counting import load as _load_records
 from .geometry import Figure, SceneSpec, check_spec, fmt, is_exact, sample_figure
 from .geometry_draw import render
 
@@ -150,18 +148,11 @@ def generate(out_dir, n: int, seed: int, spec: SceneSpec = SceneSpec(), split: s
         records.append({"id": f"{NAME}-{split}-{i:06d}", "image": rel, "problem": problem,
                         "answer": answer, "cot": cot})
     json_path = out / f"{split}.json"
-    _write_json_atomic(json_path, records)
+    schema.write_json_atomic(json_path, records)
     return json_path
 
 
-def load(json_path, image_root=None) -> list[dict]:
-    """Read a Reason-RFT JSON file (GeoMath / Geometry3K, or the synthetic ones); see ``counting.load``.
-
-    The schema and its checks are the same for every task family, so this is the counting loader:
-    absolute image paths, ``answer`` (or ``solution``) with any answer tag stripped, ``cot`` defaulting
-    to "", and one-line ValueErrors naming the file, the record and the fix.
-    """
-    return _load_records(json_path, image_root)
+load = schema.load  # the Reason-RFT JSON loader, the same for every task family
 
 
 # ----------------------------------------------------------------------------------------------
