@@ -46,6 +46,22 @@ def test_run_directory(micro_run):
     assert "accuracy, after GRPO" in done.stdout and str(run_dir) in done.stdout
 
 
+def test_report_reads_the_strict_format_reward_too(micro_run, tmp_path):
+    """A run trained with grpo.rewards=[format_strict, ...] logs rewards/format_strict_reward/mean instead."""
+    import shutil
+
+    from rrft_studio import report
+
+    run_dir = Path(shutil.copytree(micro_run[0], tmp_path / "run"))
+    metrics = run_dir / "metrics.jsonl"
+    text = metrics.read_text()
+    assert "rewards/format_reward/mean" in text
+    metrics.write_text(text.replace("rewards/format_reward/", "rewards/format_strict_reward/"))
+    rows = [r for r in runs.read_jsonl(metrics) if r["stage"] == "grpo" and "rewards/format_strict_reward/mean" in r]
+    expected = sum(r["rewards/format_strict_reward/mean"] for r in rows[-5:]) / len(rows[-5:])
+    assert report.build(run_dir, 1.0)["format_reward_grpo"] == round(expected, 4)
+
+
 def test_metrics_hold_what_trl_logs(micro_run):
     run_dir, _ = micro_run
     rows = runs.read_jsonl(run_dir / "metrics.jsonl")
