@@ -129,9 +129,11 @@ def build(launcher: Launcher, presets_dir: Path, tab: gr.Tab) -> None:
     tab.select(lambda current: gr.Dropdown(choices=catalog.presets(presets_dir, launcher.runs_dir), value=current),
                preset, preset)  # presets edited and saved since the page was built
     preset.input(load_preset, preset, [editor, name])
+    # One queue for the three: checks run in the order of the edits, so a slow earlier check (the first one
+    # imports the config machinery) cannot land after a later one and show a stale verdict.
     for source in (editor, name, overrides):
         source.change(lambda *a: check(launcher, *a), inputs, [verdict, resolved], trigger_mode="always_last",
-                      show_progress="hidden")
+                      show_progress="hidden", concurrency_id="train-check", concurrency_limit=1)
     search.change(field_rows, search, fields, show_progress="hidden")
     show.click(lambda *a: show_command(launcher, *a), inputs, [command, message])
     go.click(lambda *a: launch(launcher, *a), inputs, [command, message, pid]).then(
