@@ -108,6 +108,29 @@ def studio(tmp_path_factory, cache_dir):
     log.close()
 
 
+# An SFT-only run whose greedy replies really have the <think>...</think><answer>...</answer> layout: the
+# micro model (hidden 64, 300-token vocabulary) cannot learn it in seconds, this slightly wider one with the
+# default 1024-token vocabulary does (80 steps, grid scenes; about 15 s on two CPU cores).
+THINK_OVERRIDES = ["run.name=think", "run.stages=[sft]", "eval.enabled=false", "data.sft_samples=40",
+                   "data.counting.layout=grid", "sft.max_steps=80", "sft.batch_size=16", "sft.lr=3e-3",
+                   "sft.weight_decay=0", "sft.save_steps=1000", "model.tiny.hidden_size=128",
+                   "model.tiny.intermediate_size=256", "model.tiny.num_heads=4", "model.tiny.num_kv_heads=2",
+                   "model.tiny.vocab_size=1024"]
+
+
+@pytest.fixture(scope="session")
+def think_run(studio) -> Path:
+    """A finished run in the studio's runs folder whose checkpoint writes <think> then <answer> (greedy)."""
+    runs_dir = studio["runs_dir"]
+    before = set(runs_dir.iterdir())
+    done = subprocess.run([sys.executable, "-m", "rrft_studio.cli", "train", str(studio["root"] / "presets" / "micro.yaml"),
+                           f"run.runs_dir={runs_dir}", *THINK_OVERRIDES], cwd=ROOT, capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    (run_dir,) = [p for p in runs_dir.iterdir() if p not in before and p.name.startswith("think-")]
+    return run_dir
+
+
 def _stop_launched(runs_dir: Path) -> None:
     """Training processes the tests launched through the studio: end them (they outlive the app on purpose)."""
     from rrft_studio import runs
