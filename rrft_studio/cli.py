@@ -54,6 +54,9 @@ def cmd_train(args) -> int:
             raise ConfigError("train needs a preset: rrft-studio train presets/demo.yaml [key=value ...]")
         cfg = config.load(args.preset, args.overrides)
     backend, why = models.choose_backend(cfg)
+    from . import trackers
+
+    trackers.check(cfg)
     _checked_data(cfg)
     if not args.resume:
         run_dir = runs.create(cfg)
@@ -65,6 +68,7 @@ def cmd_train(args) -> int:
         print(f"stopped; resume with: rrft-studio train --resume {run_dir}")
         return 0
     print(report.text(result))
+    trackers.log_report(cfg, run_dir, result)
     return 0
 
 
@@ -75,6 +79,9 @@ def cmd_preflight(args) -> int:
     if not cfg.run.stages:
         raise ConfigError(f"method={cfg.method} trains nothing: preflight estimates the memory of the sft and grpo stages")
     backend, device = preflight.backend_for(cfg), preflight.gpu()
+    from . import trackers  # no training here: transformers may come before any Unsloth import
+
+    trackers.check(cfg)
     print("\n\n".join(preflight.report(cfg, stage, backend, device=device) for stage in cfg.run.stages))
     return 0
 

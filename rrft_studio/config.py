@@ -179,6 +179,8 @@ class Run:
     seed: int = doc(42, "training seed")
     device: Literal["auto", "cpu", "cuda"] = doc("auto", "auto = CUDA when available")
     cache_dir: str = doc("~/.cache/rrft-studio", "built tiny models and generated synthetic data")
+    report_to: list[Literal["none", "trackio", "tensorboard", "wandb", "mlflow"]] = doc(["none"], "experiment trackers that also get each stage's metrics, the config, GRPO's rollouts and the eval table: none, or any of trackio, tensorboard, wandb (offline unless WANDB_MODE is set), mlflow")
+    project: str = doc("rrft-studio", "tracker project (trackio project, wandb project, MLflow experiment); tracker runs are <run>-sft, <run>-grpo, <run>-eval")
 
 
 @dataclass
@@ -371,6 +373,8 @@ def _check(ok: bool, message: str) -> None:
 def validate(cfg: Config) -> None:
     """Impossible values and combinations, each with its fix. Files are checked here too."""
     r, m, d, s, g, e = cfg.run, cfg.model, cfg.data, cfg.sft, cfg.grpo, cfg.eval
+    _check("none" not in r.report_to or len(r.report_to) == 1,
+           f"run.report_to={r.report_to}: none means no tracker: give none alone or trackers only, e.g. run.report_to=[trackio]")
     for stage in r.stages:
         _check(stage in STAGES, f"run.stages: unknown stage '{stage}': use sft, grpo or both in that order")
     _check(list(r.stages) == [x for x in STAGES if x in r.stages], "run.stages must be in the order sft, grpo")

@@ -14,7 +14,7 @@ from __future__ import annotations
 import functools
 from pathlib import Path
 
-from . import data, models, preflight, rewards, runs, tracking
+from . import data, models, preflight, rewards, runs, trackers, tracking
 from .config import Config
 
 
@@ -39,7 +39,7 @@ def trainer_args(cfg: Config, output_dir: Path, use_cpu: bool, suppress_tokens: 
         max_completion_length=g.max_completion_length, reward_weights=g.reward_weights,
         gradient_checkpointing=g.gradient_checkpointing, logging_steps=g.logging_steps,
         save_steps=g.save_steps, save_total_limit=2, bf16=models.is_bf16(cfg), use_cpu=use_cpu,
-        seed=cfg.run.seed, data_seed=cfg.run.seed, report_to=[], disable_tqdm=True,
+        seed=cfg.run.seed, data_seed=cfg.run.seed, **trackers.report_args(cfg, output_dir), disable_tqdm=True,
         remove_unused_columns=False, log_completions=False, dataloader_num_workers=0,
         generation_kwargs=generation_kwargs,
         shuffle_dataset=not cfg.data.longest_first,  # longest_first: the dataset comes ordered; keep that order
@@ -83,7 +83,7 @@ def run(cfg: Config, run_dir: Path, source: str, backend: str) -> Path | None:
 
     # data
     rows = data.stage_records(cfg, "grpo")
-    train = preflight.prepare(cfg, "grpo", data.grpo_dataset(rows, data.task_of(cfg)), rows, processor, model, backend)
+    train = preflight.prepare(cfg, "grpo", data.grpo_dataset(rows, data.task_of(cfg), cfg), rows, processor, model, backend)
 
     # rewards, trainer
     tracker = tracking.RunTracker(run_dir, "grpo", samples_every=cfg.grpo.samples_every)
@@ -93,6 +93,7 @@ def run(cfg: Config, run_dir: Path, source: str, backend: str) -> Path | None:
                           train_dataset=train, processing_class=processor, peft_config=peft_config,
                           callbacks=[tracker])
     trainer.remove_callback(PrinterCallback)
+    trackers.attach(trainer, cfg, run_dir, "grpo")
     tracker.trainer = trainer
 
     # train

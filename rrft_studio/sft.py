@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from . import data, models, preflight, runs, tracking
+from . import data, models, preflight, runs, trackers, tracking
 from .config import Config
 
 
@@ -28,7 +28,7 @@ def trainer_args(cfg: Config, output_dir: Path, use_cpu: bool):
         gradient_accumulation_steps=s.grad_accum, gradient_checkpointing=s.gradient_checkpointing,
         max_length=s.max_length, logging_steps=s.logging_steps, save_steps=s.save_steps,
         save_total_limit=2, bf16=models.is_bf16(cfg),
-        use_cpu=use_cpu, seed=cfg.run.seed, data_seed=cfg.run.seed, report_to=[], disable_tqdm=True,
+        use_cpu=use_cpu, seed=cfg.run.seed, data_seed=cfg.run.seed, **trackers.report_args(cfg, output_dir), disable_tqdm=True,
         dataloader_num_workers=0, remove_unused_columns=False,
         # data.longest_first: the dataset comes ordered (seeded shuffle, longest first); keep that order
         train_sampling_strategy="sequential" if cfg.data.longest_first else "random",
@@ -54,7 +54,7 @@ def run(cfg: Config, run_dir: Path, source: str, backend: str) -> Path | None:
     # data
     task = data.task_of(cfg)
     rows = data.stage_records(cfg, "sft")
-    train = preflight.prepare(cfg, "sft", data.sft_dataset(rows, task, cfg.sft.style), rows, processor, model, backend)
+    train = preflight.prepare(cfg, "sft", data.sft_dataset(rows, task, cfg.sft.style, cfg), rows, processor, model, backend)
 
     # trainer
     tracker = tracking.RunTracker(run_dir, "sft")
@@ -62,6 +62,7 @@ def run(cfg: Config, run_dir: Path, source: str, backend: str) -> Path | None:
                          train_dataset=train, processing_class=processor, peft_config=peft_config,
                          callbacks=[tracker])
     trainer.remove_callback(PrinterCallback)
+    trackers.attach(trainer, cfg, run_dir, "sft")
 
     # train
     trainer.train(resume_from_checkpoint=str(resume) if resume else None)
