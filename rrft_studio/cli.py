@@ -9,6 +9,7 @@
     rrft-studio sweep presets/demo.yaml --samples 400 800   data efficiency: accuracy against samples
     rrft-studio data generate counting --n 100 --out DIR    write a synthetic dataset (Reason-RFT schema)
     rrft-studio chat RUN|CHECKPOINT --image PATH            talk to a model in the terminal (streaming)
+    rrft-studio export RUN|CHECKPOINT --format merged --out DIR   a Hugging Face folder (or lora, gguf) with a model card
 
 A user mistake exits with status 2 and one line naming the problem and the fix, before anything is written.
 """
@@ -193,6 +194,14 @@ def cmd_chat(args) -> int:
                                   trust_remote_code=args.trust_remote_code)
 
 
+def cmd_export(args) -> int:
+    from . import export
+
+    out = export.export(args.target, args.format, args.out, args.dtype, args.push_to_hub)
+    print(f"wrote {out}" + (f" and uploaded it to {args.push_to_hub}" if args.push_to_hub else ""))
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="rrft-studio", description="Reason-RFT (CoT-SFT then GRPO) on Qwen2-VL.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -249,6 +258,15 @@ def parser() -> argparse.ArgumentParser:
     ch.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     ch.add_argument("--trust-remote-code", action="store_true", help="run code shipped in the model repository")
     ch.set_defaults(func=cmd_chat)
+
+    x = sub.add_parser("export", help="a run's model as a Hugging Face folder (merged or LoRA) or GGUF, with a model card")
+    x.add_argument("target", metavar="RUN_OR_CHECKPOINT", help="a run directory (its last finished stage) or a checkpoint")
+    x.add_argument("--format", default="merged", help="merged (full weights), lora (PEFT adapters over the base), "
+                   "gguf (llama.cpp, where its converter is installed)")
+    x.add_argument("--dtype", help="bf16 or fp16 (default: the checkpoint's own)")
+    x.add_argument("--out", required=True, help="a new folder (written complete or not at all)")
+    x.add_argument("--push-to-hub", metavar="REPO", help="also upload the folder to this Hugging Face Hub repository")
+    x.set_defaults(func=cmd_export)
     return p
 
 
