@@ -10,6 +10,7 @@
     rrft-studio data generate counting --n 100 --out DIR    write a synthetic dataset (Reason-RFT schema)
     rrft-studio chat RUN|CHECKPOINT --image PATH            talk to a model in the terminal (streaming)
     rrft-studio export RUN|CHECKPOINT --format merged --out DIR   a Hugging Face folder (or lora, gguf) with a model card
+    rrft-studio serve RUN|CHECKPOINT [--port 8000]          an OpenAI-compatible API (/v1/chat/completions)
 
 A user mistake exits with status 2 and one line naming the problem and the fix, before anything is written.
 """
@@ -202,6 +203,14 @@ def cmd_export(args) -> int:
     return 0
 
 
+def cmd_serve(args) -> int:
+    from . import server
+
+    key = args.api_key or os.environ.get("RRFT_STUDIO_API_KEY") or None
+    return server.serve(args.checkpoint, args.host, args.port, key, args.allow_dir, args.device, args.max_queue,
+                        args.context_length, trust_remote_code=args.trust_remote_code, name=args.model_name)
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="rrft-studio", description="Reason-RFT (CoT-SFT then GRPO) on Qwen2-VL.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -267,6 +276,20 @@ def parser() -> argparse.ArgumentParser:
     x.add_argument("--out", required=True, help="a new folder (written complete or not at all)")
     x.add_argument("--push-to-hub", metavar="REPO", help="also upload the folder to this Hugging Face Hub repository")
     x.set_defaults(func=cmd_export)
+
+    v = sub.add_parser("serve", help="an OpenAI-compatible API (/v1/chat/completions, /v1/models) over a checkpoint")
+    v.add_argument("checkpoint", help="a run directory (its last finished stage), a checkpoint directory or a hub id")
+    v.add_argument("--host", default="127.0.0.1", help="any address but loopback needs --api-key")
+    v.add_argument("--port", type=int, default=8000)
+    v.add_argument("--api-key", help="required from clients on every route (default: RRFT_STUDIO_API_KEY, else none)")
+    v.add_argument("--allow-dir", action="append", default=[], help="a folder whose image files requests may name "
+                   "(repeat for more); data URLs need none")
+    v.add_argument("--max-queue", type=int, default=8, help="requests waiting or running at once; more get 429")
+    v.add_argument("--context-length", type=int, help="prompt + max_tokens limit (default: the model's context)")
+    v.add_argument("--model-name", help="the model id clients send (default: <run>/<stage> or the folder's name)")
+    v.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    v.add_argument("--trust-remote-code", action="store_true", help="run code shipped in the model repository")
+    v.set_defaults(func=cmd_serve)
     return p
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import gradio as gr
 
-from .. import inference
+from .. import inference, server
 from ..inference import Pool, Settings, Turn, WorkerError
 from . import catalog
 
@@ -119,6 +119,8 @@ def build(runs_dir: Path, pool: Pool, tab: gr.Tab) -> None:
                                        placeholder="Ask about the image(s); attach with the clip", show_label=False,
                                        stop_btn=True, elem_id="chat-input")
             footnote = gr.Markdown(elem_id="chat-footnote")
+            with gr.Accordion("Use it from an application (API)", open=False):
+                api = gr.Markdown(server.snippet(""), elem_id="chat-api")
 
     def refresh(current):
         choices = catalog.all_checkpoints(runs_dir)
@@ -130,6 +132,7 @@ def build(runs_dir: Path, pool: Pool, tab: gr.Tab) -> None:
         yield from reply(pool, ckpt, trusted, Settings(int(n), float(t), float(p), int(k)), history)
 
     tab.select(refresh, checkpoint, [checkpoint, loaded])
+    checkpoint.change(server.snippet, checkpoint, api)
     submitted = box.submit(add_user, [box, turns], [turns, bot, box])
     streaming = submitted.then(respond, [checkpoint, trust, max_new, temperature, top_p, top_k, turns],
                                [turns, bot, footnote])

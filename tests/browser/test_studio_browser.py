@@ -119,6 +119,11 @@ def test_chat_streams_text(page, shot, cache_dir):
     page.wait_for_selector("#chat-bot img")  # the user's turn shows its image
     page.evaluate("document.querySelectorAll('#chat-bot *').forEach(e => { if (e.scrollTop) e.scrollTop = 0; })")
     shot("chat")
+    page.get_by_text("Use it from an application (API)").click()  # the API snippet for this checkpoint
+    page.wait_for_selector("#chat-api:has-text('rrft-studio serve')")
+    api = page.locator("#chat-api").inner_text()
+    assert "curl http://127.0.0.1:8000/v1/chat/completions" in api and "from openai import OpenAI" in api
+    shot("chat_api")
 
 
 def test_data_preview(page, shot):
