@@ -137,8 +137,9 @@ def dataset(cfg: config.Config, stage: str, processor, cache: Path, size: int, g
     paths = images(cache, size)
     rows = [{"id": f"b{i}", "image": paths[i % len(paths)], "problem": PROMPT, "answer": "3", "cot": target}
             for i in range(n)]
-    task = types.SimpleNamespace(NAME="counting", prompt=lambda problem, style: problem,
-                                 target=lambda record, style: record["cot"])
+    # the bare problem as the prompt; the framed cot is the SFT target as it stands (schema.target keeps it)
+    task = types.SimpleNamespace(NAME="counting", prompt=lambda problem, style, **context: problem,
+                                 REWARD="match", SCORERS={})
     return data.sft_dataset(rows, task, "cot") if stage == "sft" else data.grpo_dataset(rows, task)
 
 

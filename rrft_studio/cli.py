@@ -8,6 +8,7 @@
     rrft-studio eval --compare RUN_A RUN_B ...              several runs in one table, the paper's layout
     rrft-studio sweep presets/demo.yaml --samples 400 800   data efficiency: accuracy against samples
     rrft-studio data generate counting --n 100 --out DIR    write a synthetic dataset (Reason-RFT schema)
+    rrft-studio data check DATASET_DIR_OR_FILE [--task T]   records, images, answers, token lengths, problems
     rrft-studio chat RUN|CHECKPOINT --image PATH            talk to a model in the terminal (streaming)
     rrft-studio export RUN|CHECKPOINT --format merged --out DIR   a Hugging Face folder (or lora, gguf) with a model card
     rrft-studio serve RUN|CHECKPOINT [--port 8000]          an OpenAI-compatible API (/v1/chat/completions)
@@ -23,7 +24,7 @@ import os
 import sys
 from pathlib import Path
 
-from . import config, quiet_library_warnings, runs
+from . import config, quiet_library_warnings, runs, tasks
 from .config import ConfigError
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -43,6 +44,8 @@ def _checked_data(cfg: config.Config) -> None:
 def cmd_train(args) -> int:
     from . import models
 
+    if args.rewards_dir:  # searched last: a module there never shadows an installed one
+        sys.path.append(str(Path(args.rewards_dir).expanduser().resolve()))
     if args.resume:
         run_dir = Path(args.resume)
         cfg = runs.load_config(run_dir)
@@ -169,8 +172,6 @@ def cmd_sweep(args) -> int:
 
 
 def cmd_data_generate(args) -> int:
-    from . import tasks
-
     task = tasks.get(args.task)
     if args.n < 1:
         raise ConfigError("--n must be at least 1")
@@ -184,6 +185,22 @@ def cmd_data_generate(args) -> int:
     path = task.generate(out, n=args.n, seed=args.seed, spec=spec, split=args.split)
     print(f"wrote {args.n} records to {path}")
     return 0
+
+
+def cmd_data_check(args) -> int:
+    from . import datacheck
+
+    if args.task and args.task not in config.TASKS:
+        raise ConfigError(f"--task {args.task}: choose one of {', '.join(config.TASKS)}")
+    path = Path(args.path).expanduser()
+    if not path.exists():
+        raise ConfigError(f"'{path}' not found: give a data file or the dataset's folder (train_jsons/, test_jsons/, images/)")
+    cfg = config.load(args.preset, args.overrides) if args.preset else config.load(None, args.overrides)
+    _, text, problems = datacheck.run(path, args.task, cfg, tokens=not args.no_tokens, needs_cot=bool(args.preset))
+    print(text)
+    for line in problems:
+        print(f"error: {line}", file=sys.stderr)
+    return 2 if problems else 0
 
 
 def cmd_chat(args) -> int:
@@ -219,6 +236,7 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("preset", nargs="?", help="presets/<name>.yaml")
     t.add_argument("overrides", nargs="*", help="key=value, e.g. sft.lr=1e-5 (see `config show`)")
     t.add_argument("--resume", metavar="RUN_DIR", help="continue a stopped or killed run")
+    t.add_argument("--rewards-dir", metavar="DIR", help="a folder of reward modules for package.module:function rewards")
     t.set_defaults(func=cmd_train)
 
     pf = sub.add_parser("preflight", help="estimate each stage's peak GPU memory and whether it fits the GPU at hand")
@@ -251,12 +269,19 @@ def parser() -> argparse.ArgumentParser:
     d = sub.add_parser("data", help="datasets")
     dsub = d.add_subparsers(dest="data_command", required=True)
     g = dsub.add_parser("generate", help="write a synthetic dataset in the Reason-RFT schema")
-    g.add_argument("task", choices=list(config.TASKS))
+    g.add_argument("task", choices=list(tasks.SYNTHETIC))
     g.add_argument("--n", type=int, required=True)
     g.add_argument("--out", required=True)
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--split", default="train", help="train, or an evaluation split (id, ood, left, right)")
     g.set_defaults(func=cmd_data_generate)
+    k = dsub.add_parser("check", help="records, images, answer kinds and token lengths of a data file or the dataset")
+    k.add_argument("path", help="a data file (JSON, JSONL, parquet, saved datasets folder) or the dataset's folder")
+    k.add_argument("preset", nargs="?", help="a preset whose model and limits to check against (default: the defaults)")
+    k.add_argument("overrides", nargs="*", help="key=value, e.g. model.name=Qwen/Qwen2-VL-2B-Instruct")
+    k.add_argument("--task", help="the task family (default: each task's files in the dataset; a single file: custom)")
+    k.add_argument("--no-tokens", action="store_true", help="skip the token counts (no tokenizer is loaded)")
+    k.set_defaults(func=cmd_data_check)
     ch = sub.add_parser("chat", help="talk to a checkpoint about images in the terminal (multi-turn, streaming)")
     ch.add_argument("checkpoint", help="a run directory (its last finished stage), a checkpoint directory or a hub id")
     ch.add_argument("--image", action="append", default=[], help="an image for the first message (repeat for more)")
@@ -294,8 +319,15 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
-    if getattr(args, "preset", None) and "=" in args.preset and args.func is cmd_train:
+    p = parser()
+    args, extra = p.parse_known_args(argv)
+    if extra and args.func is cmd_data_check and not any(e.startswith("-") for e in extra):
+        # `data check PATH --task T PRESET k=v`: argparse leaves positionals after an option unparsed
+        args.overrides += extra if args.preset else extra[1:]
+        args.preset = args.preset or extra[0]
+    elif extra:
+        p.error(f"unrecognized arguments: {' '.join(extra)}")
+    if getattr(args, "preset", None) and "=" in args.preset and args.func in (cmd_train, cmd_data_check):
         args.overrides.insert(0, args.preset)  # `train --resume X` has no preset
         args.preset = None
     if args.func is cmd_eval:  # targets, then key=value overrides

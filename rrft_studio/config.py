@@ -10,26 +10,19 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import typing
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 
+from . import tasks
+from .options import doc, options_of, section
+from .tasks import counting, custom, spatial, structure
+
 
 class ConfigError(ValueError):
     """A user mistake in a preset or an override: one line that names the problem and the fix."""
-
-
-def doc(default: Any, text: str) -> Any:
-    """A dataclass field with a default and its one-line doc."""
-    if isinstance(default, (list, dict)):
-        return field(default_factory=lambda: type(default)(default), metadata={"doc": text})
-    return field(default=default, metadata={"doc": text})
-
-
-def section(cls: type, text: str) -> Any:
-    return field(default_factory=cls, metadata={"doc": text})
 
 
 @dataclass
@@ -64,46 +57,31 @@ class Model:
     tiny: TinyModel = section(TinyModel, "shape of the built-in tiny model (model.name=tiny)")
 
 
-@dataclass
-class Counting:
-    image_size: int = doc(112, "counting scenes: square image side in pixels")
-    min_objects: int = doc(1, "counting scenes: fewest objects")
-    max_objects: int = doc(6, "counting scenes: most objects")
-    subtract_fraction: float = doc(0.5, "counting: share of 'Subtract all X. How many objects are left?' questions")
-    add_fraction: float = doc(0.2, "counting: share of 'Add k X. How many objects exist?' questions (the rest ask for the total)")
-    layout: Literal["random", "grid"] = doc("random", "counting scenes: objects anywhere (CLEVR) or one per 28-pixel cell, i.e. per visual token (learnable by a tiny model)")
-
-
-@dataclass
-class Structure:
-    image_size: int = doc(224, "geometry diagrams: square image side in pixels")
-    choice_fraction: float = doc(0.5, "geometry: share of multiple-choice (A-D) problems; the rest are numeric")
-
-
-@dataclass
-class Spatial:
-    image_size: int = doc(160, "spatial scenes: square image side in pixels (two images per sample)")
-    min_objects: int = doc(3, "spatial scenes: fewest objects")
-    max_objects: int = doc(6, "spatial scenes: most objects")
-    min_steps: int = doc(1, "spatial: fewest transformations per program")
-    max_steps: int = doc(4, "spatial: most transformations per program")
-
-
-TASKS = ("counting", "structure", "spatial")
+TASKS = tasks.TASKS
+# Each task family's section (data.counting, ...) is the documented part of its generator's settings,
+# declared with the task.
+Counting = options_of(counting.SceneSpec, "Counting")
+Structure = options_of(structure.SceneSpec, "Structure")
+Spatial = options_of(spatial.SceneSpec, "Spatial")
+Custom = options_of(custom.SceneSpec, "Custom")
 
 
 @dataclass
 class Data:
-    task: Literal["counting", "structure", "spatial"] = doc("counting", "task family: visual counting, structure perception (geometry) or spatial transformation")
-    train_file: str = doc("", "training records (Reason-RFT JSON); empty = generate synthetic data")
-    eval_files: list[str] = doc([], "one Reason-RFT JSON per evaluation split, in the task's order (counting: id, ood; structure: id, ood; spatial: id, left, right); empty = synthetic")
-    image_root: str = doc("", "folder the records' image paths are relative to; empty = each JSON file's folder")
+    task: Literal["counting", "structure", "spatial", "custom"] = doc("counting", "task family: visual counting, structure perception (geometry), spatial transformation, or custom (your own records)")
+    root: str = doc("", "the public Reason-RFT dataset as unpacked (train_jsons/, test_jsons/, images/): the task's training and test files and their images are found there")
+    train_file: str = doc("", "training records (JSON, JSONL, parquet or a saved datasets folder); empty = the task's file under data.root, else synthetic data")
+    eval_files: list[str] = doc([], "one file per evaluation split, in the task's order (counting, structure: id, ood; spatial: id, left, right); empty = the task's test files under data.root, else synthetic")
+    image_root: str = doc("", "folder the training file's image paths are relative to; empty = found by the dataset's layout (train_jsons/ -> images/train_images/), else the file's folder")
+    eval_image_root: str = doc("", "folder the evaluation files' image paths are relative to; empty = found by the dataset's layout (test_jsons/ -> images/test_images/), else each file's folder")
+    prompts: Literal["reason_rft", "compact"] = doc("reason_rft", "prompt set: reason_rft = the released code's strings word for word (needed to compare with the paper or its checkpoints); compact = the same with spatial's rules in fewer tokens, for small models")
     n_train: int = doc(2000, "synthetic data: training samples")
     n_eval: int = doc(200, "synthetic data: samples per evaluation split (other seeds)")
     seed: int = doc(0, "synthetic data: generator seed")
     counting: Counting = section(Counting, "synthetic visual-counting scenes (CLEVR-Math-like)")
     structure: Structure = section(Structure, "synthetic geometry problems (GeoMath-like)")
     spatial: Spatial = section(Spatial, "synthetic before/after scenes with transformation programs (TRANCE-like)")
+    custom: Custom = section(Custom, "your own records (data.task=custom): prompt templates and the answer checker")
     sft_samples: int = doc(1600, "method rft: Stage 1 trains on the first N training records, Stage 2 on the rest")
     grpo_all: bool = doc(False, "method rft: Stage 2 trains on all records, Stage 1's included (the paper, for structure perception)")
     max_samples: int = doc(0, "use at most N training records (0 = all): the data-efficiency knob")
@@ -168,7 +146,8 @@ class Eval:
     max_new_tokens: int = doc(768, "most new tokens per answer")
     batch_size: int = doc(16, "prompts per generate call")
     splits: list[str] = doc(["id"], "evaluation splits (counting, structure: id, ood; spatial: id, left, right)")
-    style: Literal["cot", "bare"] = doc("cot", "prompt: cot asks for <think>/<answer>; bare asks for the answer alone (zero-shot)")
+    style: Literal["cot", "bare", "ans"] = doc("cot", "prompt: cot asks for <think>/<answer>; bare asks for the answer alone (zero-shot); ans sends the bare question (as ANS-SFT trained)")
+    scorer: Literal["paper", "strict"] = doc("paper", "accuracy as the released evaluation scores it (paper: equal answer text, else math-verify equal; spatial: partial credit) or as training rewards it (strict); each prediction records both")
 
 
 @dataclass
@@ -200,7 +179,7 @@ METHODS = {
     "rft": (["sft", "grpo"], "cot", "cot"),
     "rft_zero": (["grpo"], "cot", "cot"),
     "cot_sft": (["sft"], "cot", "cot"),
-    "ans_sft": (["sft"], "ans", "bare"),
+    "ans_sft": (["sft"], "ans", "ans"),
     "zero_shot": ([], "cot", "bare"),
 }
 
@@ -326,7 +305,7 @@ def read_preset(path: str | Path) -> dict:
     return tree
 
 
-def load(preset: str | Path | None = None, overrides: list[str] = ()) -> Config:
+def load(preset: str | Path | None = None, overrides: list[str] = (), import_rewards: bool = True) -> Config:
     """Defaults < preset < overrides, then validate. Raises ConfigError."""
     cfg = Config()
     if preset is not None:
@@ -336,15 +315,15 @@ def load(preset: str | Path | None = None, overrides: list[str] = ()) -> Config:
     for text in overrides:
         _apply(cfg, parse_override(text))
     apply_method(cfg)
-    validate(cfg)
+    validate(cfg, import_rewards)
     return cfg
 
 
-def from_dict(tree: dict) -> Config:
+def from_dict(tree: dict, import_rewards: bool = True) -> Config:
     cfg = Config()
     _apply(cfg, tree)
     apply_method(cfg)
-    validate(cfg)
+    validate(cfg, import_rewards)
     return cfg
 
 
@@ -370,9 +349,12 @@ def _check(ok: bool, message: str) -> None:
         raise ConfigError(message)
 
 
-def validate(cfg: Config) -> None:
-    """Impossible values and combinations, each with its fix. Files are checked here too."""
+def validate(cfg: Config, import_rewards: bool = True) -> None:
+    """Impossible values and combinations, each with its fix. Files are checked here too. import_rewards=False
+    leaves `module:function` rewards unimported (the studio checks them its own way, in its own process)."""
     r, m, d, s, g, e = cfg.run, cfg.model, cfg.data, cfg.sft, cfg.grpo, cfg.eval
+    _check(not any(bad in r.name for bad in ("/", "\\", "..")),
+           f"run.name={r.name!r} must be a plain folder name, without '/', '\\' or '..': runs go into run.runs_dir")
     _check("none" not in r.report_to or len(r.report_to) == 1,
            f"run.report_to={r.report_to}: none means no tracker: give none alone or trackers only, e.g. run.report_to=[trackio]")
     for stage in r.stages:
@@ -387,28 +369,26 @@ def validate(cfg: Config) -> None:
     if m.name != "tiny" and (m.name.startswith((".", "/", "~")) or Path(m.name).expanduser().exists()):
         _check((Path(m.name).expanduser() / "config.json").is_file(),
                f"model.name: '{m.name}' is not a checkpoint directory (no config.json): give a hub id, a saved checkpoint or tiny")
-    _check(not d.train_file or Path(d.train_file).expanduser().is_file(),
-           f"data.train_file: '{d.train_file}' not found: give an existing Reason-RFT JSON file")
-    _check(not d.image_root or Path(d.image_root).expanduser().is_dir(), f"data.image_root: '{d.image_root}' is not a folder")
-    for name in ("counting", "spatial"):
-        scene = getattr(d, name)
-        _check(1 <= scene.min_objects <= scene.max_objects, f"data.{name}: need 1 <= min_objects <= max_objects")
-    c = d.counting
-    _check(c.subtract_fraction >= 0 and c.add_fraction >= 0 and c.subtract_fraction + c.add_fraction <= 1,
-           "data.counting: subtract_fraction and add_fraction are shares of the questions: each >= 0, sum <= 1")
-    cells = (d.counting.image_size // 28) ** 2
-    _check(d.counting.layout != "grid" or (d.counting.max_objects <= cells and d.counting.image_size <= 116),
-           f"data.counting.layout=grid fits at most {cells} objects and images up to 116 pixels: "
-           "lower data.counting.max_objects / image_size or use layout=random")
-    _check(1 <= d.spatial.min_steps <= d.spatial.max_steps <= 4, "data.spatial: need 1 <= min_steps <= max_steps <= 4")
-    from . import tasks
-
+    try:
+        getattr(tasks.get(d.task), "check_options")(getattr(d, d.task))
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+    for key in ("image_root", "eval_image_root", "root"):
+        value = getattr(d, key)
+        _check(not value or Path(value).expanduser().is_dir(), f"data.{key}: '{value}' is not a folder")
     splits = list(tasks.get(d.task).BENCHMARKS)
     for split in e.splits:
         _check(split in splits, f"eval.splits: '{split}' is not a split of {d.task}: use {', '.join(splits)}")
     _check(len(d.eval_files) <= len(splits), f"data.eval_files: {d.task} has {len(splits)} evaluation splits ({', '.join(splits)})")
-    for value in d.eval_files:
-        _check(Path(value).expanduser().is_file(), f"data.eval_files: '{value}' not found: give an existing Reason-RFT JSON file")
+    from . import data
+
+    for split in ["train", *(e.splits if e.enabled else [])]:
+        if split == "train" and not r.stages:
+            continue
+        path, _ = data.source(cfg, split)
+        _check(path is None or path.exists(), f"{data.source_key(cfg, split)}: '{path}' not found: "
+               + ("the dataset's files belong in train_jsons/ and test_jsons/ under data.root"
+                  if d.root and not (d.train_file if split == "train" else d.eval_files) else "give an existing data file"))
     _check(d.n_train > 0 and d.n_eval > 0, "data.n_train and data.n_eval must be positive")
     for name, stage in (("sft", s), ("grpo", g)):
         _check(stage.lr > 0, f"{name}.lr must be positive")
@@ -426,7 +406,7 @@ def validate(cfg: Config) -> None:
         from . import models, rewards
 
         models.check_fast_inference(cfg)
-        for name in g.rewards:
+        for name in g.rewards if import_rewards else [n for n in g.rewards if ":" not in n]:
             try:
                 rewards.resolve(name)
             except ValueError as err:

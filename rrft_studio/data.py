@@ -1,8 +1,11 @@
 """Records in the Reason-RFT schema (id, image, problem, answer, cot) -> the datasets TRL's trainers read.
 
-Real files are read by the task's loader; without them the task's synthetic generator writes a dataset
-once into the cache (keyed by its settings) and the loader reads it back, so both go through one path.
-The user turn holds the image(s) first, then the text; there is no custom system prompt.
+Where records come from, per split ('train' or an evaluation split): the file given (data.train_file,
+data.eval_files), else the task's file in the public dataset under data.root (train_jsons/, test_jsons/),
+else the task's synthetic generator, which writes a dataset once into the cache (keyed by its settings).
+All of them are read by one loader (tasks/schema.py), which finds each file's images (data.image_root,
+data.eval_image_root, or the dataset's layout). The user turn holds the image(s) first, then the text;
+there is no custom system prompt.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import hashlib
 import json
 import os
 import shutil
+import sys
 from pathlib import Path
 from types import ModuleType
 
@@ -40,6 +44,8 @@ def synthetic(cfg: Config, split: str) -> Path:
     key = hashlib.sha256(json.dumps([task.NAME, repr(spec), n, seed, split]).encode()).hexdigest()[:12]
     folder = Path(cfg.run.cache_dir).expanduser() / "data" / f"{task.NAME}-{split}-{key}"
     if not (folder / f"{split}.json").is_file():
+        print(f"generating {n} synthetic {task.NAME} samples ({split} split, seed {seed}) into {folder} "
+              f"(once: later runs reuse them)", file=sys.stderr, flush=True)
         tmp = folder.with_name(f".{folder.name}.tmp{os.getpid()}")
         shutil.rmtree(tmp, ignore_errors=True)
         task.generate(tmp, n=n, seed=seed, spec=spec, split=split)
@@ -51,24 +57,46 @@ def synthetic(cfg: Config, split: str) -> Path:
     return folder / f"{split}.json"
 
 
-def records(cfg: Config, split: str) -> list[dict]:
-    """Training ('train') or evaluation (an eval split: 'id', 'ood', ...) records, from files or synthetic."""
-    d = cfg.data
-    splits = list(task_of(cfg).BENCHMARKS)
+def source_key(cfg: Config, split: str) -> str:
+    """The config key that names a split's file, for messages."""
+    return "data.train_file" if split == "train" else "data.eval_files"
+
+
+def source(cfg: Config, split: str) -> tuple[Path | None, str]:
+    """(file, image root given for it) of a split; None: synthetic. The file given wins, then data.root's."""
+    d, task = cfg.data, task_of(cfg)
     if split == "train":
-        path = d.train_file
+        given, root = d.train_file, d.image_root
     else:
+        splits = list(task.BENCHMARKS)
         if split not in splits:
             raise ConfigError(f"'{split}' is not an evaluation split of {d.task}: use {', '.join(splits)}")
         index = splits.index(split)
-        path = d.eval_files[index] if index < len(d.eval_files) else ""
-    path = Path(path).expanduser() if path else synthetic(cfg, split)
+        given, root = (d.eval_files[index] if index < len(d.eval_files) else ""), d.eval_image_root
+    if given:
+        return Path(given).expanduser(), root
+    if d.root and split in task.DATASET:
+        folder = "train_jsons" if split == "train" else "test_jsons"
+        return Path(d.root).expanduser() / folder / task.DATASET[split], root
+    return None, root
+
+
+def records(cfg: Config, split: str) -> list[dict]:
+    """Training ('train') or evaluation (an eval split: 'id', 'ood', ...) records, from files or synthetic."""
+    from .tasks import schema
+
+    path, root = source(cfg, split)
+    custom = cfg.data.task == "custom"
+    if path is None and not hasattr(task_of(cfg), "generate"):
+        raise ConfigError(f"{source_key(cfg, split)}: data.task={cfg.data.task} has no synthetic data: give your "
+                          f"file(s) (JSON, JSONL, parquet or a saved datasets folder)")
+    extract = Path(cfg.run.cache_dir).expanduser() / "data" / "embedded-images"
     try:
-        rows = task_of(cfg).load(path, Path(d.image_root).expanduser() if d.image_root else None)
+        rows = schema.load(path or synthetic(cfg, split), root or None, aliases=custom, extract_dir=extract)
     except ValueError as e:  # the loader's one-line message names the file, the record and the fix
         raise ConfigError(str(e)) from None
-    if split == "train" and d.max_samples > 0:
-        rows = rows[: d.max_samples]
+    if split == "train" and cfg.data.max_samples > 0:
+        rows = rows[: cfg.data.max_samples]
     return rows
 
 
@@ -93,29 +121,44 @@ def user_turn(text: str, n_images: int) -> dict:
     return {"role": "user", "content": [{"type": "image"}] * n_images + [{"type": "text", "text": text}]}
 
 
-def sft_dataset(rows: list[dict], task: ModuleType, style: str):
+def prompt_of(task: ModuleType, record: dict, style: str, cfg: Config | None = None, split: str = "train") -> str:
+    """The user-turn text of a record: the task's prompt for the style, the split and the config's prompt set
+    (structure picks its instruction by the record's answer; a custom task fills its templates)."""
+    d = cfg.data if cfg is not None else None
+    return task.prompt(record["problem"], style, answer=record.get("answer"), split=split,
+                       prompts=d.prompts if d else "reason_rft", options=getattr(d, task.NAME, None) if d else None)
+
+
+def sft_dataset(rows: list[dict], task: ModuleType, style: str, cfg: Config | None = None):
     """prompt/completion conversations plus an `images` column: TRL supervises the completion only."""
     from datasets import Dataset, Image, List
 
+    from .tasks import schema
+
     prompt_style = "cot" if style == "cot" else "ans"
     ds = Dataset.from_dict({
-        "prompt": [[user_turn(task.prompt(r["problem"], prompt_style), len(images_of(r)))] for r in rows],
-        "completion": [[{"role": "assistant", "content": [{"type": "text", "text": task.target(r, style)}]}]
+        "prompt": [[user_turn(prompt_of(task, r, prompt_style, cfg), len(images_of(r)))] for r in rows],
+        "completion": [[{"role": "assistant", "content": [{"type": "text", "text": schema.target(r, style, task.NAME)}]}]
                        for r in rows],
         "images": [images_of(r) for r in rows],
     })
     return ds.cast_column("images", List(Image()))
 
 
-def grpo_dataset(rows: list[dict], task: ModuleType):
-    """Prompts plus the columns the rewards read (answer) and the rollout log shows (id, image paths)."""
+def grpo_dataset(rows: list[dict], task: ModuleType, cfg: Config | None = None):
+    """Prompts plus the columns the rewards read (answer, task, checker) and the rollout log shows (id, image
+    paths)."""
     from datasets import Dataset, Image, List
 
+    from . import tasks
+
+    reward_checker, _ = tasks.checker_names(task, getattr(cfg.data, task.NAME, None) if cfg else None)
     ds = Dataset.from_dict({
-        "prompt": [[user_turn(task.prompt(r["problem"], "cot"), len(images_of(r)))] for r in rows],
+        "prompt": [[user_turn(prompt_of(task, r, "cot", cfg), len(images_of(r)))] for r in rows],
         "images": [images_of(r) for r in rows],
         "answer": [r["answer"] for r in rows],
         "task": [task.NAME] * len(rows),
+        "checker": [reward_checker] * len(rows),
         "id": [r["id"] for r in rows],
         "image_path": [images_of(r) for r in rows],
     })
@@ -124,8 +167,11 @@ def grpo_dataset(rows: list[dict], task: ModuleType):
 
 def corpus(cfg: Config, limit: int = 2000) -> list[str]:
     """Text the tiny model's tokenizer is trained on: the task's prompts and targets."""
+    from .tasks import schema
+
     task = task_of(cfg)
     rows = records(cfg, "train")[:limit]
-    texts = [task.prompt(r["problem"], "cot") + "\n" + task.target(r, "cot") for r in rows]
-    texts += [task.prompt(r["problem"], s) for r in rows[:50] for s in ("bare", "ans")]
+    texts = [prompt_of(task, r, "cot", cfg) + "\n" + (schema.target(r, "cot") if r.get("cot") else r["answer"])
+             for r in rows]
+    texts += [prompt_of(task, r, s, cfg) for r in rows[:50] for s in ("bare", "ans")]
     return texts

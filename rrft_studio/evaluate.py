@@ -1,5 +1,7 @@
-"""Accuracy of a checkpoint on an evaluation split, scored as in training: pass@1, the answer-tag text equal
-to the truth (math-verify only where there is no answer tag), plus the format reward and answer lengths.
+"""Accuracy of a checkpoint on an evaluation split, pass@1, scored the way the paper's released evaluation
+scores it (eval.scorer=paper: the answer text equal to the truth, else math-verify equal; spatial: hierarchical
+partial credit) or the way training rewards it (strict). Each prediction records both scores, the format
+reward and its length; the summary says which scorer gave its accuracy.
 
 Decoding follows the paper (temperature 0.1, top-p 0.9, top-k 50, at most 768 new tokens); presets may
 shorten max_new_tokens for small models. Chance is the accuracy of always giving the split's most frequent
@@ -54,20 +56,25 @@ def evaluate(checkpoint: str, cfg: Config, rows: list[dict], label: str = "", sp
     import torch
     from PIL import Image
 
+    from . import tasks
+
     task = data.task_of(cfg)
+    _, scorers = tasks.checker_names(task, getattr(cfg.data, task.NAME, None))
+    score = {name: tasks.checker(check) for name, check in scorers.items()}
     torch.manual_seed(cfg.run.seed)
     model, processor = models.load_for_inference(checkpoint, cfg, cfg.grpo.max_pixels)
     predictions = []
     for start in range(0, len(rows), cfg.eval.batch_size):
         batch = rows[start: start + cfg.eval.batch_size]
-        conversations = [[data.user_turn(task.prompt(r["problem"], cfg.eval.style), len(data.images_of(r)))]
+        conversations = [[data.user_turn(data.prompt_of(task, r, cfg.eval.style, cfg, split), len(data.images_of(r)))]
                          for r in batch]
         images = [[Image.open(p).convert("RGB") for p in data.images_of(r)] for r in batch]
         texts, lengths = generate(model, processor, conversations, images, cfg)
         for r, text, length in zip(batch, texts, lengths):
+            scores = {name: fn(text, r["answer"]) for name, fn in score.items()}
             predictions.append({
                 "id": r["id"], "answer": r["answer"], "completion": text,
-                "correct": task.verify(text, r["answer"]),
+                "correct": scores[cfg.eval.scorer], "scores": scores,
                 "format": rewards.format_reward([text])[0],
                 "length": length,
             })
@@ -75,7 +82,9 @@ def evaluate(checkpoint: str, cfg: Config, rows: list[dict], label: str = "", sp
     return {
         "label": label, "split": split, "benchmark": task.BENCHMARKS[split], "task": task.NAME,
         "checkpoint": str(checkpoint), "n": len(predictions), "chance": chance(rows),
+        "scorer": cfg.eval.scorer, "scorers": dict(scorers),
         "accuracy": sum(p["correct"] for p in predictions) / n,
+        "accuracy_by_scorer": {name: sum(p["scores"][name] for p in predictions) / n for name in scorers},
         "format": sum(p["format"] for p in predictions) / n,
         "mean_length": sum(p["length"] for p in predictions) / n,
         "predictions": predictions,
@@ -98,6 +107,6 @@ def load(run_dir: Path, label: str, split: str = "id") -> dict | None:
 
 def summary_line(result: dict) -> str:
     return (f"{result['label'] or result['checkpoint']} on {result['benchmark']} ({result['split']}): "
-            f"accuracy {100 * result['accuracy']:.1f}% "
+            f"accuracy {100 * result['accuracy']:.1f}% ({result.get('scorer', 'strict')} scorer) "
             f"(chance {100 * result['chance']:.1f}%), format {result['format']:.2f}, "
             f"mean length {result['mean_length']:.0f} tokens, n={result['n']}")

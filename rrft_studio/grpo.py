@@ -83,7 +83,7 @@ def run(cfg: Config, run_dir: Path, source: str, backend: str) -> Path | None:
 
     # data
     rows = data.stage_records(cfg, "grpo")
-    train = preflight.prepare(cfg, "grpo", data.grpo_dataset(rows, data.task_of(cfg)), rows, processor, model, backend)
+    train = preflight.prepare(cfg, "grpo", data.grpo_dataset(rows, data.task_of(cfg), cfg), rows, processor, model, backend)
 
     # rewards, trainer
     tracker = tracking.RunTracker(run_dir, "grpo", samples_every=cfg.grpo.samples_every)

@@ -32,7 +32,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import data, rewards
+from . import data
+from .answers import Parsed, split_think  # noqa: F401  (the studio and chat read completions through these)
 
 BASE_PREFIX = "base:"
 READY_TIMEOUT_S = 600  # loading a 7B model from a slow disk can take minutes
@@ -72,33 +73,6 @@ def conversation(turns: list[Turn]) -> tuple[list[dict], list[str]]:
         else:
             messages.append({"role": "assistant", "content": [{"type": "text", "text": turn.text}]})
     return messages, images
-
-
-@dataclass
-class Parsed:
-    think: str | None  # None when the text has no <think>
-    answer: str  # the answer-tag text (tags removed), or whatever follows </think>
-    thinking_done: bool  # False while a <think> is still open (streaming)
-
-
-def split_think(text: str) -> Parsed:
-    """Separate the reasoning from the answer; works on a partial, still-streaming text too."""
-    text = rewards.SPECIAL_TOKEN.sub("", text)
-    start = text.find(rewards.THINK_OPEN)
-    if start < 0:
-        return Parsed(None, _strip_answer_tags(text), True)
-    body = text[start + len(rewards.THINK_OPEN):]
-    end = body.find(rewards.THINK_CLOSE)
-    if end < 0:
-        return Parsed(body.strip(), "", False)
-    rest = text[:start] + body[end + len(rewards.THINK_CLOSE):]
-    return Parsed(body[:end].strip(), _strip_answer_tags(rest), True)
-
-
-def _strip_answer_tags(text: str) -> str:
-    if rewards.has_answer_tag(text):
-        return rewards.answer_text(text)
-    return text.replace(rewards.ANSWER_OPEN, "").replace(rewards.ANSWER_CLOSE, "").strip()
 
 
 # ---------------------------------------------------------------- inside the worker process

@@ -50,7 +50,6 @@ PUBLISHED: dict[str, dict] = {
 }
 # Text of the longest sample when preflight runs without the data (train prints the measured one):
 # the task's prompt, the chat template, and for SFT the target (<think> CoT </think><answer>..</answer>).
-PROMPT_TOKENS = {"counting": 60, "structure": 150, "spatial": 700}
 TEMPLATE_TOKENS = 20
 TARGET_TOKENS = 256
 CUDA_OVERHEAD = 1.0 * GiB  # CUDA context, cuBLAS workspace, kernels
@@ -177,12 +176,14 @@ def image_tokens(height: int, width: int, max_pixels: int) -> int:
 def default_tokens(cfg: Config, stage: str) -> tuple[int, int]:
     """(image tokens, text tokens) of the longest sample without reading the data: synthetic images have the
     generator's size; real files count as max_pixels (the worst case)."""
-    st, task = getattr(cfg, stage), cfg.data.task
-    n_images = 2 if task == "spatial" else 1
-    side = getattr(cfg.data, task).image_size
-    per_image = image_tokens(st.max_pixels, 1, st.max_pixels) if cfg.data.train_file else \
-        image_tokens(side, side, st.max_pixels)
-    text = PROMPT_TOKENS[task] + TEMPLATE_TOKENS + (TARGET_TOKENS if stage == "sft" else 0)
+    from . import data, tasks
+
+    st, task = getattr(cfg, stage), tasks.get(cfg.data.task)
+    n_images = getattr(task, "IMAGES_PER_SAMPLE", 1)
+    side = getattr(getattr(cfg.data, task.NAME), "image_size", None)
+    real = data.source(cfg, "train")[0] is not None or side is None
+    per_image = image_tokens(st.max_pixels, 1, st.max_pixels) if real else image_tokens(side, side, st.max_pixels)
+    text = task.PROMPT_TOKENS + TEMPLATE_TOKENS + (TARGET_TOKENS if stage == "sft" else 0)
     return n_images * per_image, text
 
 

@@ -50,19 +50,28 @@ def method_of(cfg: Config) -> str:
 
 def results_table(cfg: Config, run_dirs: list[Path]) -> str:
     """Every evaluated checkpoint of the given runs as a row of the paper's table, the paper's rows beside."""
-    rows, matches = [], []
+    rows, matches, scorers = [], [], set()
     for run_dir in run_dirs:
         run_cfg = runs.load_config(run_dir)
         model = paper.paper_model(run_cfg.model.name)
         name = Path(run_dir).name if len(run_dirs) > 1 else run_cfg.model.name
         for label in ("base", "sft", "grpo"):
-            values = {r["benchmark"]: r["accuracy"] for split in run_cfg.eval.splits
-                      if (r := evaluate.load(run_dir, label, split)) is not None}
-            if values:
-                rows.append((f"ours: {name} {label}", values))
+            results = [r for split in run_cfg.eval.splits if (r := evaluate.load(run_dir, label, split)) is not None]
+            if results:
+                rows.append((f"ours: {name} {label}", {r["benchmark"]: r["accuracy"] for r in results}))
+                scorers |= {r.get("scorer", "strict") for r in results}
         if model:
             matches += [(model, "zero_shot"), (model, method_of(run_cfg))]
-    return paper.table(rows, matches)
+    table = paper.table(rows, matches)
+    if scorers:
+        table += "\n\nOur rows scored by: " + ", ".join(f"{s} ({SCORER_NOTES[s]})" for s in sorted(scorers))
+    return table
+
+
+SCORER_NOTES = {
+    "paper": "as the released evaluation scores: equal answer text, else math-verify equal; spatial: partial credit",
+    "strict": "as training rewards: equal answer-tag text; spatial: partial credit of strictly parsed calls",
+}
 
 
 def _series(rows: list[dict], key: str) -> tuple[list[int], list[float]]:

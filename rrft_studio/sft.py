@@ -54,7 +54,7 @@ def run(cfg: Config, run_dir: Path, source: str, backend: str) -> Path | None:
     # data
     task = data.task_of(cfg)
     rows = data.stage_records(cfg, "sft")
-    train = preflight.prepare(cfg, "sft", data.sft_dataset(rows, task, cfg.sft.style), rows, processor, model, backend)
+    train = preflight.prepare(cfg, "sft", data.sft_dataset(rows, task, cfg.sft.style, cfg), rows, processor, model, backend)
 
     # trainer
     tracker = tracking.RunTracker(run_dir, "sft")

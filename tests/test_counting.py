@@ -8,7 +8,7 @@ from collections import Counter
 import pytest
 from PIL import Image
 
-from rrft_studio.tasks import counting
+from rrft_studio.tasks import counting, schema
 from rrft_studio.tasks.counting import SceneSpec
 
 
@@ -114,12 +114,12 @@ def test_answer_distribution_is_not_degenerate():
 def test_load_round_trip(tmp_path):
     path = counting.generate(tmp_path, n=5, seed=1)
     raw = json.loads(path.read_text())
-    loaded = counting.load(path)
+    loaded = schema.load(path)
     assert [r["id"] for r in loaded] == [r["id"] for r in raw]
     for src, rec in zip(raw, loaded):
         assert rec["image"] == str(tmp_path / src["image"])
         assert (rec["problem"], rec["answer"], rec["cot"]) == (src["problem"], src["answer"], src["cot"])
-        assert counting.target(rec) == f"<think>\n{src['cot']}\n</think>\n<answer>\n{src['answer']}\n</answer>"
+        assert schema.target(rec) == f"<think>\n{src['cot']}\n</think>\n<answer>\n{src['answer']}\n</answer>"
 
 
 def _write(tmp_path, records, name="data.json"):
@@ -135,7 +135,7 @@ def test_load_solution_tag_list_images_and_image_root(tmp_path):
         {"id": "x1", "image": "a.png", "problem": "How many?", "solution": "<answer> 3 </answer>", "extra": 5},
         {"id": "x2", "image": ["a.png", str(tmp_path / "b.png")], "problem": "Which?", "answer": 4},
     ])
-    first, second = counting.load(path)
+    first, second = schema.load(path)
     assert first["answer"] == "3" and first["cot"] == "" and first["extra"] == 5
     assert first["solution"] == "<answer> 3 </answer>"  # other keys are kept as they were
     assert first["image"] == str(tmp_path / "a.png")
@@ -146,7 +146,7 @@ def test_load_solution_tag_list_images_and_image_root(tmp_path):
     sub.mkdir()
     moved = sub / "data.json"
     moved.write_text(path.read_text())
-    assert counting.load(moved, image_root=tmp_path)[0]["image"] == str(tmp_path / "a.png")
+    assert schema.load(moved, image_root=tmp_path)[0]["image"] == str(tmp_path / "a.png")
 
 
 @pytest.mark.parametrize("content, needle", [
@@ -156,8 +156,8 @@ def test_load_solution_tag_list_images_and_image_root(tmp_path):
     ([{"image": "a.png", "answer": "1"}], "missing 'problem'"),
     ([{"problem": "q", "answer": "1"}], "missing 'image'"),
     ([{"problem": "q", "image": "a.png"}], "missing 'answer'"),
-    ([{"id": "r9", "problem": "q", "image": "nope.png", "answer": "1"}], "image file not found"),
-    ([{"problem": "q", "image": ["a.png", "nope.png"], "answer": "1"}], "image file not found"),
+    ([{"id": "r9", "problem": "q", "image": "nope.png", "answer": "1"}], "image not found"),
+    ([{"problem": "q", "image": ["a.png", "nope.png"], "answer": "1"}], "image not found"),
     (["just a string"], "not an object"),
 ])
 def test_load_errors_are_one_line(tmp_path, content, needle):
@@ -167,27 +167,28 @@ def test_load_errors_are_one_line(tmp_path, content, needle):
     elif content is not None:
         path.write_text(content)
     with pytest.raises(ValueError) as err:
-        counting.load(path)
+        schema.load(path)
     message = str(err.value)
     assert "\n" not in message and needle in message and "bad.json" in message
     if isinstance(content, list) and isinstance(content[0], dict):
         assert "record 0" in message
-    if needle == "image file not found" and "id" in content[0]:
+    if needle == "image not found" and "id" in content[0]:
         assert "'r9'" in message
 
 
 def test_prompt_and_target_styles():
     q = "How many objects are there?"
     assert counting.prompt(q) == f"{q} {counting.INSTRUCTION}"
-    assert counting.prompt(q, "bare") == f"{q} Answer with an Arabic numeral only."
+    # the released zero-shot prompt puts its instruction before the question
+    assert counting.prompt(q, "bare") == f"Please answer in Arabic numerals. For example, if the answer is 3, please respond with 3. {q}"
     assert counting.prompt(q, "ans") == q
     rec = {"answer": "4", "cot": "There are 6 objects. The red cubes: 2. 6 - 2 = 4."}
-    assert counting.target(rec, "ans") == "4"
-    assert counting.target(rec) == f"<think>\n{rec['cot']}\n</think>\n<answer>\n4\n</answer>"
+    assert schema.target(rec, "ans") == "4"
+    assert schema.target(rec) == f"<think>\n{rec['cot']}\n</think>\n<answer>\n4\n</answer>"
     with pytest.raises(ValueError):
         counting.prompt(q, "fancy")
     with pytest.raises(ValueError):
-        counting.target(rec, "fancy")
+        schema.target(rec, "fancy")
     assert counting.NAME == "counting"
 
 
@@ -213,4 +214,4 @@ def test_grid_layout_refuses_what_does_not_fit():
 
 def test_target_unwraps_a_cot_that_holds_its_own_think_block():
     record = {"id": "x", "answer": "3", "cot": "<think>\nThere are 3 objects.\n</think>\n<answer>3</answer>"}
-    assert counting.target(record) == "<think>\nThere are 3 objects.\n</think>\n<answer>\n3\n</answer>"
+    assert schema.target(record) == "<think>\nThere are 3 objects.\n</think>\n<answer>\n3\n</answer>"

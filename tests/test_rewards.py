@@ -8,17 +8,10 @@ import time
 import pytest
 
 from rrft_studio import rewards
-from rrft_studio.rewards import (
-    REWARDS,
-    FORMAT_PATTERN,
-    accuracy_reward,
-    answer_text,
-    completion_text,
-    format_reward,
-    has_answer_tag,
-    match_answer,
-    resolve,
-)
+from rrft_studio.answers import FORMAT_PATTERN, answer_text, completion_text, has_answer_tag
+from rrft_studio.rewards import REWARDS, accuracy_reward, format_reward, resolve
+from rrft_studio.tasks import checks
+from rrft_studio.tasks.checks import match_answer
 
 FORMAT_CASES = [
     ("<think>\ncount the cubes\n</think>\n<answer>\n3\n</answer>", 1.0),  # the CoT-SFT target template
@@ -291,5 +284,5 @@ def test_unknown_name_without_a_close_match_has_no_suggestion():
 
 
 def test_module_constants_are_sane():
-    assert rewards.MATH_VERIFY_MAX_CHARS >= 100
-    assert rewards.MATH_VERIFY_TIMEOUT_S >= 1
+    assert checks.MATH_VERIFY_MAX_CHARS >= 100
+    assert checks.MATH_VERIFY_TIMEOUT_S >= 1

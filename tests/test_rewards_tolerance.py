@@ -4,7 +4,8 @@ import math
 
 import pytest
 
-from rrft_studio.rewards import REWARDS, resolve, tolerance_reward, tolerance_score
+from rrft_studio.rewards import REWARDS, resolve, tolerance_reward
+from rrft_studio.tasks.checks import tolerance_score
 
 # Hand-computed: d = |pred - gt|, g = |gt|; 1 below 0.05 g, 0 above 0.20 g,
 # 0.5 (1 + cos(pi (d - 0.05 g) / (0.15 g))) in between.

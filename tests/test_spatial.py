@@ -8,7 +8,8 @@ import time
 import pytest
 from PIL import Image, ImageChops
 
-from rrft_studio.tasks import spatial
+from rrft_studio import tasks
+from rrft_studio.tasks import schema, spatial
 from rrft_studio.tasks.spatial import FUNCTIONS, SceneSpec
 
 GT = "change_color(2, red), change_position(0, front_left)"
@@ -117,33 +118,44 @@ def test_parse_calls(text, calls):
     assert spatial.parse_calls(text) == calls
 
 
-# (prediction, exact as trained, partial as evaluated), all against GT; hand-computed.
+# (prediction, exact as trained, partial credit, partial credit parsed as the released evaluation parses),
+# all against GT; hand-computed. The released parser takes no spaces inside the parentheses before the comma
+# and no double quotes, and reads a multi-line answer block (no DOTALL) from the whole completion.
 SCORES = [
-    (GT, 1.0, 1.0),
-    ("change_position(0, front_left), change_color(2, red)", 1.0, 1.0),                    # order ignored
-    ("change_color(2, 'red') and change_position(0, \"front_left\")", 1.0, 1.0),           # quotes
-    ("change_color( 2 ,red ) ;change_position (0,front_left)", 1.0, 1.0),                  # spaces
+    (GT, 1.0, 1.0, 1.0),
+    ("change_position(0, front_left), change_color(2, red)", 1.0, 1.0, 1.0),                # order ignored
+    ("change_color(2, 'red') and change_position(0, \"front_left\")", 1.0, 1.0, 0.5),       # quotes
+    ("change_color( 2 ,red ) ;change_position (0,front_left)", 1.0, 1.0, 0.0),              # spaces
     ("<think>change_size(1, small)</think>\n<answer>\nchange_color(2, red)\n"
-     "change_position(0, front_left)\n</answer>", 1.0, 1.0),                               # multi-line, tags
-    ("change_color(2, red)", 0.5, 0.5),                                                     # w = 1/2
-    (GT + ", change_size(1, small)", 2 / 3, 2 / 3),                                         # extra call: w = 1/3
-    (GT + ", change_color(2, red)", 2 / 3, 1.0),                                           # duplicate: 2/3 penalty
-    ("change_color(2, blue), change_position(0, front_left)", 0.5, 0.75),                  # (func, obj) tier
-    ("change_color(3, red), change_position(0, front_left)", 0.5, 0.75),                   # (func, value) tier
-    ("change_color(3, blue), change_position(1, left)", 0.0, 0.25),                        # func tier, 2 x 0.25/2
-    ("change_size(2, red), change_shape(0, front_left)", 0.0, 0.0),                        # no function shared
-    ("Change_Color(2, Red)", 0.0, 0.0),                                                     # case-sensitive
-    ("", 0.0, 0.0),
-    ("<answer></answer>", 0.0, 0.0),
-    ("I cannot tell.", 0.0, 0.0),
+     "change_position(0, front_left)\n</answer>", 1.0, 1.0, 2 / 3),                      # multi-line, tags
+    ("change_color(2, red)", 0.5, 0.5, 0.5),                                                # w = 1/2
+    (GT + ", change_size(1, small)", 2 / 3, 2 / 3, 2 / 3),                                  # extra call: w = 1/3
+    (GT + ", change_color(2, red)", 2 / 3, 1.0, 1.0),                                      # duplicate: 2/3 penalty
+    ("change_color(2, blue), change_position(0, front_left)", 0.5, 0.75, 0.75),            # (func, obj) tier
+    ("change_color(3, red), change_position(0, front_left)", 0.5, 0.75, 0.75),             # (func, value) tier
+    ("change_color(3, blue), change_position(1, left)", 0.0, 0.25, 0.25),                  # func tier, 2 x 0.25/2
+    ("change_size(2, red), change_shape(0, front_left)", 0.0, 0.0, 0.0),                   # no function shared
+    ("Change_Color(2, Red)", 0.0, 0.0, 0.0),                                                # case-sensitive
+    ("", 0.0, 0.0, 0.0),
+    ("<answer></answer>", 0.0, 0.0, 0.0),
+    ("I cannot tell.", 0.0, 0.0, 0.0),
 ]
 
 
-@pytest.mark.parametrize("pred, exact, partial", SCORES)
-def test_exact_and_partial_scores(pred, exact, partial):
+@pytest.mark.parametrize("pred, exact, partial, paper", SCORES)
+def test_exact_partial_and_paper_scores(pred, exact, partial, paper):
     assert spatial.exact_score(pred, GT) == pytest.approx(exact)
     assert spatial.partial_score(pred, GT) == pytest.approx(partial)
-    assert spatial.verify(pred, GT) == pytest.approx(partial)
+    assert spatial.paper_score(pred, GT) == pytest.approx(paper)
+    assert tasks.checker(spatial.REWARD)(pred, GT) == pytest.approx(exact)
+    assert tasks.checker(spatial.SCORERS["strict"])(pred, GT) == pytest.approx(partial)
+    assert tasks.checker(spatial.SCORERS["paper"])(pred, GT) == pytest.approx(paper)
+
+
+def test_paper_score_reads_the_truth_from_the_whole_solution():
+    # the released scorer parses calls from the whole solution string, tags and all
+    assert spatial.paper_score(GT, f"<answer>{GT}</answer>") == 1.0
+    assert spatial.paper_score("<answer>change_color(2, red)</answer> change_size(1, big)", GT) == 0.5
 
 
 def test_score_edge_cases():
@@ -171,7 +183,7 @@ def test_huge_inputs_score_fast():
 
 def test_prompt_styles_and_rules():
     q = spatial.make_problem(spatial.sample_scene(random.Random(1)))
-    cot, ans, bare = (spatial.prompt(q, s) for s in ("cot", "ans", "bare"))
+    cot, ans, bare = (spatial.prompt(q, s, prompts="compact") for s in ("cot", "ans", "bare"))
     assert cot.startswith(spatial.RULES) and spatial.OUTPUT_FORMAT in cot
     assert cot.endswith(f"{q} {spatial.INSTRUCTION}")
     assert ans.startswith(spatial.RULES) and ans.endswith(q) and "<think>" not in ans
@@ -182,18 +194,35 @@ def test_prompt_styles_and_rules():
         spatial.prompt(q, "fancy")
 
 
+def test_released_prompts_word_for_word():
+    """The reason_rft set sends the released text: fixed points of it, typos and markdown breaks included."""
+    q = "The attributes of the initial objects are: [(0, 'cube', 'large', 'red', 'rubber')]."
+    cot, ans, bare = (spatial.prompt(q, s) for s in ("cot", "ans", "bare"))
+    head = "Your need to complete the spatial visual reasoning task according to the following rules.  \n\n"
+    assert cot.startswith(head) and ans.startswith(head) and bare.startswith(head)
+    assert "are provxided as a list" in cot and "are provided as a list" in ans and "are provided" in bare
+    assert "**'change_shape(object_id, value)'** - - Changes the object" in cot
+    assert "moving forward along the object's initial direction.  \n" in cot
+    assert cot.endswith(f"Now, it's your turn!\n\n{q} Output the thinking process in <think> </think> and final "
+                        f"answer in <answer> </answer> tags.\n")
+    assert "### Output Format  \n\nYou should first thinks about" in cot and "Output Format" not in ans
+    assert ans.endswith(f"initial location.\n\nNow, it's your turn!\n\n{q}\n")
+    assert bare.endswith(f"{q} Please output the answer only with a sequence of functions for transformation.\n")
+    assert (len(cot), len(ans)) == (2841 + len(q), 2382 + len(q))  # the released templates less {Question}
+
+
 def test_target_and_load_round_trip(tmp_path):
     path = spatial.generate(tmp_path, n=2, seed=1)
-    raw, loaded = json.loads(path.read_text()), spatial.load(path)
+    raw, loaded = json.loads(path.read_text()), schema.load(path)
     for src, rec in zip(raw, loaded):
         assert rec["image"] == [str(tmp_path / p) for p in src["image"]]
-        assert spatial.target(rec) == f"<think>\n{src['cot']}\n</think>\n<answer>\n{src['answer']}\n</answer>"
-        assert spatial.target(rec, "ans") == src["answer"]
+        assert schema.target(rec, "cot") == f"<think>\n{src['cot']}\n</think>\n<answer>\n{src['answer']}\n</answer>"
+        assert schema.target(rec, "ans") == src["answer"]
     # The released CoT files hold the whole tagged text: the think body is taken, not nested.
     rec = {"answer": GT, "cot": f"<think>\nLet me see.\n</think>\n<answer>{GT}</answer>"}
-    assert spatial.target(rec) == f"<think>\nLet me see.\n</think>\n<answer>\n{GT}\n</answer>"
+    assert schema.target(rec, "cot") == f"<think>\nLet me see.\n</think>\n<answer>\n{GT}\n</answer>"
     with pytest.raises(ValueError):
-        spatial.target({"answer": GT, "cot": ""})
+        schema.target({"answer": GT, "cot": ""}, "cot")
     with pytest.raises(ValueError):
-        spatial.target(rec, "fancy")
+        schema.target(rec, "fancy")
     assert spatial.NAME == "spatial"

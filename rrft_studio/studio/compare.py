@@ -13,7 +13,8 @@ from pathlib import Path
 
 import gradio as gr
 
-from .. import data, inference, rewards
+from .. import data, inference, rewards, tasks
+from ..answers import answer_text as answers_text
 from ..inference import Pool, Settings, Turn, WorkerError
 from . import catalog
 from .chat import loaded_markdown, short_name
@@ -73,7 +74,9 @@ def eval_sample(checkpoints: list[str], index: int):
 def prompt_text(question: str, instruction: bool, checkpoints: list[str]) -> str:
     """The question with the task's instruction appended, in the run's evaluation style, when asked."""
     cfg = _first_config(checkpoints) if instruction else None
-    return data.task_of(cfg).prompt(question, cfg.eval.style) if cfg else question
+    if cfg is None:
+        return question
+    return data.prompt_of(data.task_of(cfg), {"problem": question}, cfg.eval.style, cfg, (cfg.eval.splits or ["id"])[0])
 
 
 def _slot(value: str | None, state: dict | None, truth: str) -> list:
@@ -132,17 +135,18 @@ def run_batch(pool: Pool, checkpoints: list[str], n: int, settings: Settings, tr
     cfg = _first_config(checkpoints)
     if cfg is None:
         raise gr.Error("Pick at least one checkpoint of a run: its eval split is used.")
-    task, rows = data.task_of(cfg), catalog.eval_records(cfg)[: int(n)]
-    prompts = [(task.prompt(r["problem"], cfg.eval.style), data.images_of(r)) for r in rows]
+    task, rows, split = data.task_of(cfg), catalog.eval_records(cfg)[: int(n)], (cfg.eval.splits or ["id"])[0]
+    prompts = [(data.prompt_of(task, r, cfg.eval.style, cfg, split), data.images_of(r)) for r in rows]
+    check = tasks.checker(tasks.checker_names(task, getattr(cfg.data, task.NAME))[1][cfg.eval.scorer])
     summary, answers = [], {r["id"]: [r["id"], r["answer"]] for r in rows}
     for value in checkpoints:
         outputs = pool.get(value, trust).batch(prompts, settings)
-        correct = [task.verify(o["text"], r["answer"]) for o, r in zip(outputs, rows)]  # the evaluator's checker
+        correct = [check(o["text"], r["answer"]) for o, r in zip(outputs, rows)]  # the evaluator's scorer
         formats = rewards.format_reward([o["text"] for o in outputs])
         summary.append([short_name(value), f"{100 * sum(correct) / len(rows):.1f}%",
                         f"{sum(formats) / len(rows):.2f}", f"{sum(o['tokens'] for o in outputs) / len(rows):.0f}"])
         for o, r, ok in zip(outputs, rows, correct):
-            answers[r["id"]].append(f"{'✓' if ok >= 1 else '✗'} {rewards.answer_text(o['text'])[:40]}")
+            answers[r["id"]].append(f"{'✓' if ok >= 1 else '✗'} {answers_text(o['text'])[:40]}")
     headers = ["sample", "truth", *(short_name(v) for v in checkpoints)]
     return summary, gr.Dataframe(value=list(answers.values()), headers=headers), loaded_markdown(pool)
 

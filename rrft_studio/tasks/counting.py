@@ -22,29 +22,32 @@ import random
 from collections import Counter
 import dataclasses
 from dataclasses import dataclass
+from typing import Literal
 
 from PIL import Image, ImageDraw
 
+from ..options import doc
 from . import schema
+from .clevr import PALETTE
 
 
 NAME = "counting"
+# The released code's prompts, word for word (utils/prompts.py, the evaluation script): CoT-SFT, GRPO and CoT
+# evaluation append INSTRUCTION; zero-shot evaluation puts ZERO_SHOT before the question; ANS-SFT and its
+# evaluation send the bare question.
 INSTRUCTION = (
     "Output the thinking process in <think> </think> and final answer (number) in <answer> </answer> tags."
 )
-BARE_INSTRUCTION = "Answer with an Arabic numeral only."
+ZERO_SHOT = "Please answer in Arabic numerals. For example, if the answer is 3, please respond with 3."
+# Checkers (tasks/__init__.py: CHECKERS): the training reward, and the evaluation scorers by name.
+REWARD = "match"
+SCORERS = {"paper": "math_verify", "strict": "match"}
+# Text tokens of a prompt plus its CoT target, for the memory preflight when the data is not read.
+PROMPT_TOKENS = 60
+# The public dataset's files (data.root): the training file and one test file per evaluation split.
+DATASET = {"train": "A3-Visual-Counting-train-35k-cot.json",
+           "id": "Visual-Counting-id-test-1k.json", "ood": "Visual-Counting-ood-test-1k.json"}
 
-# The CLEVR palette (RGB values from the CLEVR rendering properties).
-PALETTE = {
-    "gray": (87, 87, 87),
-    "red": (173, 35, 35),
-    "blue": (42, 75, 215),
-    "green": (29, 105, 20),
-    "brown": (129, 74, 25),
-    "purple": (129, 38, 192),
-    "cyan": (41, 208, 208),
-    "yellow": (255, 238, 51),
-}
 BACKGROUND = (214, 214, 214)
 
 # Half-extent of an object's bounding box as a fraction of the canvas side. Large/small = 1.71, so
@@ -59,25 +62,40 @@ ATTRIBUTE_KINDS = (("color", 0.7), ("size", 0.15), ("material", 0.15))
 MAX_ADDED = 3             # "Add k ..." questions add 1 to MAX_ADDED objects
 # Super-CLEVR's five vehicle categories: the out-of-domain split's objects, unseen in training.
 VEHICLES = ("car", "bus", "motorbike", "aeroplane", "bicycle")
-STYLES_PROMPT = ("cot", "bare", "ans")
 
 
 @dataclass(frozen=True)
 class SceneSpec:
-    image_size: int = 112          # square canvas, pixels
-    min_objects: int = 1
-    max_objects: int = 6
+    """The generator's settings; the documented ones are the `data.counting` section of a run's config."""
+    image_size: int = doc(112, "counting scenes: square image side in pixels")
+    min_objects: int = doc(1, "counting scenes: fewest objects")
+    max_objects: int = doc(6, "counting scenes: most objects")
     shapes: tuple[str, ...] = ("cube", "sphere", "cylinder")
     colors: tuple[str, ...] = ("gray", "red", "blue", "green", "brown", "purple", "cyan", "yellow")
     sizes: tuple[str, ...] = ("small", "large")
     materials: tuple[str, ...] = ("rubber", "metal")
-    subtract_fraction: float = 0.5  # share of "Subtract all X. How many objects are left?"
-    add_fraction: float = 0.2       # share of "Add k X. How many objects exist?"; the rest: "How many objects"
+    subtract_fraction: float = doc(0.5, "counting: share of 'Subtract all X. How many objects are left?' questions")
+    add_fraction: float = doc(0.2, "counting: share of 'Add k X. How many objects exist?' questions (the rest ask for the total)")
     # "random": anywhere, as in CLEVR. "grid": one object per grid_cell x grid_cell cell; with 28 pixels
     # (14-pixel patches merged 2x2) each of the model's visual tokens sees at most one object, which lets
     # a tiny model learn to count within minutes on a CPU.
-    layout: str = "random"
+    layout: Literal["random", "grid"] = doc("random", "counting scenes: objects anywhere (CLEVR) or one per 28-pixel cell, i.e. per visual token (learnable by a tiny model)")
     grid_cell: int = 28
+
+
+def check_options(spec) -> None:
+    """One-line ValueErrors for settings the generator cannot honour (`spec`: SceneSpec or its config section)."""
+    if not 1 <= spec.min_objects <= spec.max_objects:
+        raise ValueError("data.counting: need 1 <= min_objects <= max_objects")
+    if spec.image_size < 28:
+        raise ValueError(f"data.counting.image_size={spec.image_size} is too small: use at least 28 pixels")
+    if not (spec.subtract_fraction >= 0 and spec.add_fraction >= 0 and spec.subtract_fraction + spec.add_fraction <= 1):
+        raise ValueError("data.counting: subtract_fraction and add_fraction are shares of the questions: "
+                         "each >= 0, sum <= 1")
+    cells = (spec.image_size // 28) ** 2
+    if spec.layout == "grid" and not (spec.max_objects <= cells and spec.image_size <= 116):
+        raise ValueError(f"data.counting.layout=grid fits at most {cells} objects and images up to 116 pixels: "
+                         "lower data.counting.max_objects / image_size or use layout=random")
 
 
 @dataclass(frozen=True)
@@ -381,7 +399,7 @@ def generate(out_dir, n: int, seed: int, spec: SceneSpec = SceneSpec(), split: s
     image_dir.mkdir(parents=True, exist_ok=True)
     rng = random.Random(seed)
     records = []
-    for i in range(n):
+    for i in schema.progress(n, f"{NAME} {split}"):
         scene = sample_scene(rng, spec)
         problem, answer, cot = make_question(rng, scene, spec)
         rel = f"images/{split}/{i:06d}.png"
@@ -400,24 +418,18 @@ load = schema.load  # the Reason-RFT JSON loader, the same for every task family
 # Prompt and target text
 # ----------------------------------------------------------------------------------------------
 
-def prompt(problem: str, style: str = "cot") -> str:
-    """The user-turn text: cot (think/answer instruction), bare (zero-shot) or ans (question only)."""
+def prompt(problem: str, style: str = "cot", **context) -> str:
+    """The user-turn text: cot (think/answer instruction), bare (zero-shot) or ans (the question alone).
+    One prompt set: the released code's strings (``context``: answer, split, prompt set, unused here)."""
     if style == "cot":
         return f"{problem} {INSTRUCTION}"
     if style == "bare":
-        return f"{problem} {BARE_INSTRUCTION}"
+        return f"{ZERO_SHOT} {problem}"
     if style == "ans":
         return problem
-    raise ValueError(f"counting.prompt: unknown style {style!r}; use one of {', '.join(STYLES_PROMPT)}")
+    raise ValueError(f"counting.prompt: unknown style {style!r}; use one of {', '.join(schema.PROMPT_STYLES)}")
 
 
 def target(record: dict, style: str = "cot") -> str:
     """The SFT assistant text: cot -> think/answer tags; ans -> the answer alone (tasks/schema.py)."""
     return schema.target(record, style, NAME)
-
-
-def verify(text: str, answer: str) -> float:
-    """The task's checker: the answer-tag text equals the truth (math-verify where there is no tag)."""
-    from ..rewards import match_answer
-
-    return match_answer(text, answer)

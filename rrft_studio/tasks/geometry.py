@@ -20,6 +20,8 @@ import random
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
 
+from ..options import doc
+
 
 STYLES = ("id", "ood")
 KINDS = (
@@ -38,9 +40,10 @@ PALETTES = 5  # fill colour schemes of the OOD drawing; each figure gets one
 
 @dataclass(frozen=True)
 class SceneSpec:
-    image_size: int = 224        # square canvas, pixels
+    """The generator's settings; the documented ones are the `data.structure` section of a run's config."""
+    image_size: int = doc(224, "geometry diagrams: square image side in pixels")
     style: str = "id"            # "id" (GeoMath-like) or "ood" (Geometry3K-like): drawing and phrasing
-    choice_fraction: float = 0.5  # share of multiple-choice questions (answer: a letter A-D)
+    choice_fraction: float = doc(0.5, "geometry: share of multiple-choice (A-D) problems; the rest are numeric")
     kinds: tuple[str, ...] = ()  # restrict to these problem kinds (see KINDS); empty: the style's mix
 
 

@@ -1,19 +1,41 @@
-"""What every task family shares about the Reason-RFT record schema: the loader of its JSON files, the
-atomic writer the generators use, and the SFT target text built from a record."""
+"""The record schema every task family shares, and the loader of real files in the layouts they ship in.
+
+A record is ``id``, ``image`` (a path, or a list of paths: spatial's ``[initial, final]``), ``problem``,
+``answer`` (``solution`` in RL-format files; an ``<answer>`` tag is stripped) and ``cot`` (training files
+only). Files may be JSON (a list of records), JSONL, parquet, or a folder saved by ``datasets``
+(``save_to_disk``); images may be paths or embedded bytes (written once into ``extract_dir``).
+
+Image paths are relative to an image root, found per file:
+1. the one given (``data.image_root`` for the training file, ``data.eval_image_root`` for test files);
+2. the public dataset's layout: a file in ``<root>/train_jsons/`` has its images under
+   ``<root>/images/train_images/``, one in ``<root>/test_jsons/`` under ``<root>/images/test_images/``;
+3. the file's own folder (what the synthetic generators write).
+The first of these under which the file's first record finds its images is used for the whole file; a record
+whose image is missing there is an error naming the file, the record, the path tried and the fix.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import pathlib
-import re
 import tempfile
 
-STYLES = ("cot", "ans")
-_THINK = re.compile(r"<think>(.*?)</think>", re.DOTALL)
+from ..answers import answer_text, compose
+
+PROMPT_STYLES = ("cot", "bare", "ans")  # CoT instruction, zero-shot instruction, the bare question (ANS-SFT)
+TARGET_STYLES = ("cot", "ans")
+LAYOUT = {"train_jsons": ("images", "train_images"), "test_jsons": ("images", "test_images")}
+# Other names a user's own file may give a field (data.task=custom reads any of these).
+ALIASES = {"problem": ("problem", "question"), "image": ("image", "images"), "answer": ("answer", "solution")}
 
 
-def target(record: dict, style: str, task: str) -> str:
+class DataError(ValueError):
+    """A problem with a data file: one line naming the file, the record and the fix."""
+
+
+def target(record: dict, style: str = "cot", task: str = "") -> str:
     """The SFT assistant text: cot -> `<think>\\n{cot}\\n</think>\\n<answer>\\n{answer}\\n</answer>`;
     ans -> the answer alone. A CoT that already holds a <think> block (as released CoT files do) gives
     only its body, so tags are never nested."""
@@ -21,14 +43,15 @@ def target(record: dict, style: str, task: str) -> str:
     if style == "ans":
         return answer
     if style != "cot":
-        raise ValueError(f"{task}.target: unknown style {style!r}; use one of {', '.join(STYLES)}")
+        raise ValueError(f"{task or 'target'}: unknown style {style!r}; use one of {', '.join(TARGET_STYLES)}")
     cot = str(record.get("cot") or "").strip()
-    match = _THINK.search(cot)
-    cot = match.group(1).strip() if match else cot
+    start, end = cot.find("<think>"), cot.find("</think>")
+    if 0 <= start < end:
+        cot = cot[start + len("<think>"): end].strip()
     if not cot:
-        raise ValueError(f"{task}.target: record {record.get('id', '?')!r} has no 'cot'; "
-                         f"use style='ans' or add a chain of thought")
-    return f"<think>\n{cot}\n</think>\n<answer>\n{answer}\n</answer>"
+        raise ValueError(f"{task or 'target'}: record {record.get('id', '?')!r} has no 'cot'; "
+                         f"use style='ans' (ans_sft) or add a chain of thought")
+    return compose(cot, answer)
 
 
 def write_json_atomic(path: pathlib.Path, data) -> None:
@@ -47,73 +70,182 @@ def write_json_atomic(path: pathlib.Path, data) -> None:
         raise
 
 
-_ANSWER_TAG = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
+def progress(n: int, what: str):
+    """range(n) with a progress bar on stderr (one line, updated at most once a second); none for small n."""
+    from tqdm.auto import tqdm
+
+    return tqdm(range(n), desc=what, unit="sample", mininterval=1.0, disable=n < 100, leave=False)
 
 
-def _clean_answer(value) -> str:
-    # Same convention as the accuracy reward: the text inside the first answer tag, stripped.
-    text = str(value)
-    match = _ANSWER_TAG.search(text)
-    return (match.group(1) if match else text).strip()
+# ---------------------------------------------------------------- reading files
 
+def read_records(path: pathlib.Path) -> list:
+    """The raw records of a JSON, JSONL or parquet file, or of a saved `datasets` folder."""
+    path = pathlib.Path(path)
+    if path.is_dir():
+        if not (path / "dataset_info.json").is_file() and not (path / "state.json").is_file():
+            raise DataError(f"{path}: a folder, but not one saved by datasets (no dataset_info.json); "
+                            f"give a .json, .jsonl or .parquet file")
+        from datasets import load_from_disk
 
-def _resolve_image(value, root: pathlib.Path, where: str):
-    paths = value if isinstance(value, list) else [value]
-    if not paths or not all(isinstance(p, str) and p for p in paths):
-        raise ValueError(f"{where}: 'image' must be a path string or a non-empty list of path strings; "
-                         f"fix the record")
-    resolved = []
-    for p in paths:
-        full = p if os.path.isabs(p) else os.path.abspath(os.path.join(root, p))
-        if not os.path.isfile(full):
-            raise ValueError(f"{where}: image file not found: {full}; pass image_root= "
-                             f"pointing at the folder the image paths are relative to")
-        resolved.append(full)
-    return resolved if isinstance(value, list) else resolved[0]
-
-
-def _read_records(path: pathlib.Path) -> list:
+        return [dict(row) for row in _with_raw_images(load_from_disk(str(path)))]
     if not path.is_file():
-        raise ValueError(f"{path}: file not found; check the path to the Reason-RFT JSON file")
+        raise DataError(f"{path}: file not found; check the path to the data file")
+    if path.suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        try:
+            return pq.read_table(path).to_pylist()
+        except Exception as exc:  # pyarrow's errors have no common base class worth naming
+            raise DataError(f"{path}: not a readable parquet file ({' '.join(str(exc).split())[:200]})") from None
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        detail = " ".join(str(exc).split())
-        raise ValueError(f"{path}: not valid JSON ({detail}); the file must hold a JSON list of records")
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise DataError(f"{path}: not UTF-8 text; save it as UTF-8 JSON, JSONL or parquet") from None
+    if path.suffix == ".jsonl":
+        rows = []
+        for n, line in enumerate(text.splitlines(), 1):
+            if line.strip():
+                try:
+                    rows.append(json.loads(line))
+                except json.JSONDecodeError as exc:
+                    raise DataError(f"{path}: line {n} is not valid JSON ({exc.msg}); each line must hold one record") from None
+        return rows
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno}); the file must hold a JSON "
+                        f"list of records (or use .jsonl for one record per line)") from None
     if not isinstance(data, list):
-        raise ValueError(f"{path}: top level is {type(data).__name__}, not a list; "
-                         f"the file must hold a JSON list of records")
+        raise DataError(f"{path}: top level is {type(data).__name__}, not a list; the file must hold a JSON list of records")
     return data
 
 
-def load(json_path, image_root=None) -> list[dict]:
-    """Read a Reason-RFT JSON file into records with absolute image paths and a clean answer.
+def _with_raw_images(dataset):
+    """A datasets.Dataset whose Image columns give {'bytes', 'path'} instead of decoded PIL images."""
+    from datasets import Image, List
 
-    Accepts ``answer`` or (when absent) ``solution``; strips an ``<answer>`` tag; ``image`` may be
-    a string or a list of strings; ``cot`` defaults to "". Image files are checked to exist but not
-    opened. Any problem raises ValueError with one line naming the file, the record and the fix.
-    """
-    path = pathlib.Path(json_path)
-    root = pathlib.Path(image_root) if image_root is not None else path.parent
+    for name, feature in dataset.features.items():
+        if isinstance(feature, Image):
+            dataset = dataset.cast_column(name, Image(decode=False))
+        elif isinstance(feature, List) and isinstance(feature.feature, Image):
+            dataset = dataset.cast_column(name, List(Image(decode=False)))
+    return dataset
+
+
+def _field(rec: dict, key: str, aliases: bool):
+    for name in ALIASES[key] if aliases else (key, "solution") if key == "answer" else (key,):
+        if rec.get(name) is not None:
+            return rec[name]
+    return None
+
+
+# ---------------------------------------------------------------- image roots
+
+def root_candidates(path: pathlib.Path, image_root: str | os.PathLike | None = None) -> list[pathlib.Path]:
+    """Where a file's image paths may be relative to, in the order tried (see the module's docstring)."""
+    path = pathlib.Path(path).resolve()
+    out = [pathlib.Path(image_root).expanduser().resolve()] if image_root else []
+    if path.parent.name in LAYOUT:
+        out.append(path.parent.parent.joinpath(*LAYOUT[path.parent.name]))
+    out.append(path.parent if path.is_file() else path)
+    return list(dict.fromkeys(out))
+
+
+def _paths(value) -> list:
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+def _relative(value) -> list[str]:
+    return [p for p in _paths(value) if isinstance(p, str) and p and not os.path.isabs(p)]
+
+
+def choose_root(path: pathlib.Path, rows: list, image_root=None) -> pathlib.Path:
+    """The first candidate root under which the first record with relative image paths finds them all."""
+    candidates = root_candidates(path, image_root)
+    first = next((_relative(_field(r, "image", True)) for r in rows if isinstance(r, dict)
+                  and _relative(_field(r, "image", True))), None)
+    if first:
+        for root in candidates:
+            if all((root / p).is_file() for p in first):
+                return root
+    return candidates[0]
+
+
+def _fix(path: pathlib.Path) -> str:
+    if path.resolve().parent.name in LAYOUT:
+        sub = "/".join(LAYOUT[path.resolve().parent.name])
+        return (f"unzip the dataset's images so that {path.resolve().parent.parent / sub} holds them, or set "
+                f"data.image_root (data.eval_image_root for test files) to the folder the paths are relative to")
+    return "set data.image_root (data.eval_image_root for test files) to the folder the image paths are relative to"
+
+
+def _extract(blob: dict, extract_dir: pathlib.Path | None, where: str) -> str:
+    """An embedded image ({'bytes': ..., 'path': ...}) written once under extract_dir, named by its content."""
+    if extract_dir is None:
+        raise DataError(f"{where}: the image is embedded in the file; this command reads image paths only")
+    data = blob["bytes"]
+    name = hashlib.sha256(data).hexdigest()[:20] + pathlib.Path(blob.get("path") or "x.png").suffix
+    target = pathlib.Path(extract_dir) / name
+    if not target.is_file():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{name}.{os.getpid()}.tmp")
+        tmp.write_bytes(data)
+        os.replace(tmp, target)
+    return str(target)
+
+
+def resolve_image(value, root: pathlib.Path, where: str, file: pathlib.Path | None = None, extract_dir=None,
+                  check: bool = True):
+    """A record's image field as absolute path(s); raises DataError naming what is missing and the fix."""
+    paths = _paths(value)
+    if not paths or not all((isinstance(p, str) and p) or (isinstance(p, dict) and p.get("bytes")) for p in paths):
+        raise DataError(f"{where}: 'image' must be a path or a non-empty list of paths; fix the record")
     out = []
-    for i, rec in enumerate(_read_records(path)):
-        where = f"{path}: record {i}" + (f" (id {rec.get('id')!r})" if isinstance(rec, dict) and
-                                          "id" in rec else "")
-        if not isinstance(rec, dict):
-            raise ValueError(f"{where}: is {type(rec).__name__}, not an object; each record must be a "
-                             f"JSON object")
-        for key in ("problem", "image"):
-            if rec.get(key) is None:
-                raise ValueError(f"{where}: missing '{key}'; add it to the record")
-        raw = rec.get("answer") if rec.get("answer") is not None else rec.get("solution")
-        if raw is None:
-            raise ValueError(f"{where}: missing 'answer' (and no 'solution'); add the answer")
-        answer = _clean_answer(raw)
-        if not answer:
-            raise ValueError(f"{where}: answer is empty; put the answer text in 'answer'")
-        new = dict(rec)
-        new.update(id=str(rec.get("id", f"{path.stem}-{i:06d}")), problem=str(rec["problem"]),
-                   image=_resolve_image(rec["image"], root, where), answer=answer,
-                   cot=str(rec.get("cot") or ""))
-        out.append(new)
-    return out
+    for p in paths:
+        if isinstance(p, dict):
+            out.append(_extract(p, extract_dir, where))
+            continue
+        full = p if os.path.isabs(p) else os.path.normpath(os.path.join(root, p))
+        if check and not os.path.isfile(full):
+            raise DataError(f"{where}: image not found: {full}; {_fix(file) if file else 'check the path'}")
+        out.append(full)
+    return out if isinstance(value, (list, tuple)) else out[0]
+
+
+# ---------------------------------------------------------------- records
+
+def normalise(rec, i: int, path: pathlib.Path, root: pathlib.Path, aliases: bool = False, extract_dir=None,
+              check_images: bool = True) -> dict:
+    """One raw record -> id, problem, image (absolute), answer (tag stripped), cot; other keys kept."""
+    where = f"{path}: record {i}" + (f" (id {rec.get('id')!r})" if isinstance(rec, dict) and "id" in rec else "")
+    if not isinstance(rec, dict):
+        raise DataError(f"{where}: is {type(rec).__name__}, not an object; each record must be a JSON object")
+    values = {key: _field(rec, key, aliases) for key in ALIASES}
+    for key in ("problem", "image"):
+        if values[key] is None:
+            names = " or ".join(f"'{n}'" for n in ALIASES[key]) if aliases else f"'{key}'"
+            raise DataError(f"{where}: missing {names}; add it to the record")
+    if values["answer"] is None:
+        raise DataError(f"{where}: missing 'answer' (and no 'solution'); add the answer")
+    answer = answer_text(values["answer"])
+    if not answer:
+        raise DataError(f"{where}: answer is empty; put the answer text in 'answer'")
+    new = {k: v for k, v in rec.items() if k != "images" and not isinstance(v, (bytes, bytearray))}
+    new.update(id=str(rec.get("id", f"{path.stem}-{i:06d}")), problem=str(values["problem"]),
+               image=resolve_image(values["image"], root, where, path, extract_dir, check_images), answer=answer,
+               cot=str(rec.get("cot") or ""))
+    return new
+
+
+def load(path, image_root=None, aliases: bool = False, extract_dir=None) -> list[dict]:
+    """Read a data file into records with absolute image paths and a clean answer.
+
+    ``image_root`` is tried first, then the dataset's layout rule, then the file's folder (module docstring).
+    ``aliases`` also accepts ``question`` / ``images`` / ``solution`` (a user's own data). Image files are
+    checked to exist, not opened. Any problem raises DataError, one line naming the file, record and fix.
+    """
+    path = pathlib.Path(path)
+    rows = read_records(path)
+    root = choose_root(path, rows, image_root)
+    return [normalise(rec, i, path, root, aliases, extract_dir) for i, rec in enumerate(rows)]

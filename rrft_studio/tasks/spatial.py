@@ -12,8 +12,10 @@ TRANCE-R (the out-of-distribution splits) show the final state from a camera mov
   highlight, rubber matte; the chain of thought is a template built from the program, not a GPT-4o
   distillation. ``SceneSpec(view="left"|"right")`` renders the final state from a camera orbited by
   ``VIEW_DEGREES`` around the scene, the initial state always from the centre.
-* ``load``, ``prompt`` and ``target`` as in the other tasks; ``parse_calls``, ``exact_score``,
-  ``partial_score`` and ``verify`` are the task's checker (see ``method.md``).
+* ``prompt`` in two sets: ``reason_rft`` (the released code's text, word for word) and ``compact`` (shorter
+  wording for small models). The checkers (``REWARD``, ``SCORERS``): ``exact_score`` (as trained, duplicate
+  penalty), ``partial_score`` (hierarchical partial credit) and ``paper_score`` (partial credit parsed
+  exactly as the released evaluation parses).
 
 Answer format (canonical, as written by the generator): the calls joined by ``", "``, e.g.
 ``change_shape(0, sphere), change_position(0, front_left), change_color(2, red)``; values unquoted; calls
@@ -34,9 +36,10 @@ from dataclasses import dataclass
 
 from PIL import Image, ImageDraw
 
-from ..rewards import answer_text
+from ..answers import answer_text, as_str
+from ..options import doc
 from . import schema
-from .counting import PALETTE
+from .clevr import PALETTE
 
 NAME = "spatial"
 FUNCTIONS = {
@@ -66,7 +69,59 @@ SUPERSAMPLE = 4
 BACKGROUND, PLANE, GRID = (196, 196, 196), (172, 172, 170), (158, 158, 156)
 
 INSTRUCTION = "Output the thinking process in <think> </think> and final answer in <answer> </answer> tags."
-BARE_INSTRUCTION = "Output only the sequence of functions of the transformation."
+REWARD = "spatial_exact"
+SCORERS = {"paper": "spatial_paper", "strict": "spatial_partial"}
+PROMPT_TOKENS = 700
+IMAGES_PER_SAMPLE = 2  # the initial and the final state
+DATASET = {"train": "A1-Spatial-Transformation-train-60k-cot.json", "id": "Spatial-Transformation-id-test-1k.json",
+           "left": "Spatial-Transformation-ood-left-test-1k.json",
+           "right": "Spatial-Transformation-ood-right-test-1k.json"}
+
+# Prompt set "reason_rft": the released code's text, word for word, trailing double spaces (markdown line
+# breaks) and typos included. Its CoT prompt (CoT-SFT data, CoT evaluation) says "provxided"; its ANS-SFT,
+# zero-shot and GRPO prompts say "provided" (GRPO rollouts here use the CoT prompt, as in Stage 1).
+_ORIGINAL_RULES = "  \n".join([
+    "Your need to complete the spatial visual reasoning task according to the following rules.",
+    "\nGiven the image of the initial state, the image of the final state, and the attributes of the initial "
+    "objects, you should determine a transformation that can achieve the change of states.",
+    "\nThe **attributes of the initial objects** are {provided} as a list of tuples in the following format:",
+    "**('object_id', 'shape', 'size', 'color', 'material')**",
+    "Each tuple represents an object and its properties in the initial state.",
+    "\nThe transformation should be a sequence of functions with a length ranging from 1 to 4, where each "
+    "function is represented as **'func(object_id, value)'**.",
+    "\n### Available functions and values:",
+    "\n1. **'change_size(object_id, value)'** - Changes the object to a new size relative to its initial size.",
+    "   - Possible values: `['small', 'medium', 'large']`",
+    "\n2. **'change_color(object_id, value)'** - Changes the object to a new color relative to its initial color.",
+    "   - Possible values: `['yellow', 'gray', 'cyan', 'blue', 'brown', 'green', 'red', 'purple']`",
+    "\n3. **'change_material(object_id, value)'** - Changes the object to a new material relative to its initial "
+    "material.",
+    "   - Possible values: `['glass', 'metal', 'rubber']`",
+    "\n4. **'change_shape(object_id, value)'** - - Changes the object to a new shape relative to its initial shape.",
+    "   - Possible values: `['cube', 'sphere', 'cylinder']`",
+    "\n5. **'change_position(object_id, value)'** - Moves the object to a new position relative to its initial "
+    "location.",
+    "   - Possible values: `['front', 'behind', 'left', 'right', 'front_left', 'front_right', 'behind_left', "
+    "'behind_right']`",
+    "   - 'front' means moving forward along the object's initial direction.",
+    "   - 'behind' means moving backward along the object's initial direction.",
+    "   - 'left' means moving to the left of the object's initial orientation.",
+    "   - 'right' means moving to the right of the object's initial orientation.",
+    "   - 'front_left' means moving diagonally toward the front and left of the initial location.",
+    "   - 'front_right' means moving diagonally toward the front and right of the initial location.",
+    "   - 'behind_left' means moving diagonally toward the behind and left of the initial location.",
+    "   - 'behind_right' means moving diagonally toward the behind and right of the initial location.",
+])
+_ORIGINAL_OUTPUT_FORMAT = (
+    "\n   \n### Output Format  \n\nYou should first thinks about the reasoning process internally and then provides "
+    "the user with the answer. The **reasoning process** and **answer** are enclosed within specific tags:  \n\n"
+    "- **Reasoning process**: Enclosed within `<think>...</think>`  \n"
+    "- **Final answer (sequence of functions only)**: Enclosed within `<answer>...</answer>`  \n"
+)
+_ORIGINAL_TURN = "\nNow, it's your turn!\n\n"
+ORIGINAL_ZERO_SHOT = "Please output the answer only with a sequence of functions for transformation."
+
+# Prompt set "compact": the same rules in fewer tokens, for small models on a CPU (the tiny presets).
 _EFFECT = {f: f"gives the object a new {a}" for f, a in ATTRIBUTE.items()}
 _EFFECT["change_position"] = "moves the object from its initial location"
 _VALUES = "\n".join(f"{i}. {f}(object_id, value): {_EFFECT[f]}. Values: {', '.join(v)}."
@@ -86,17 +141,28 @@ RULES = (
 OUTPUT_FORMAT = ("Output format: first think about the reasoning process, then give the answer. Put the "
                  "reasoning process in <think> </think> tags and the final answer (the sequence of functions "
                  "only) in <answer> </answer> tags.")
-STYLES_PROMPT = ("cot", "bare", "ans")
+BARE_INSTRUCTION = "Output only the sequence of functions of the transformation."
 
 
 @dataclass(frozen=True)
 class SceneSpec:
-    image_size: int = 160   # square canvas, pixels
-    min_objects: int = 3
-    max_objects: int = 6
-    min_steps: int = 1      # program length
-    max_steps: int = 4
+    """The generator's settings; the documented ones are the `data.spatial` section of a run's config."""
+    image_size: int = doc(160, "spatial scenes: square image side in pixels (two images per sample)")
+    min_objects: int = doc(3, "spatial scenes: fewest objects")
+    max_objects: int = doc(6, "spatial scenes: most objects")
+    min_steps: int = doc(1, "spatial: fewest transformations per program")
+    max_steps: int = doc(4, "spatial: most transformations per program")
     view: str = "center"    # viewpoint of the FINAL image: center (TRANCE), left / right (TRANCE-L / -R)
+
+
+def check_options(spec) -> None:
+    """One-line ValueErrors for settings the generator cannot honour (`spec`: SceneSpec or its config section)."""
+    if not 1 <= spec.min_objects <= spec.max_objects:
+        raise ValueError("data.spatial: need 1 <= min_objects <= max_objects")
+    if not 1 <= spec.min_steps <= spec.max_steps <= 4:
+        raise ValueError("data.spatial: need 1 <= min_steps <= max_steps <= 4")
+    if spec.image_size < 56:
+        raise ValueError(f"data.spatial.image_size={spec.image_size} is too small: use at least 56 pixels")
 
 
 BENCHMARKS = {"id": "TRANCE", "left": "TRANCE-L", "right": "TRANCE-R"}
@@ -407,7 +473,7 @@ def generate(out_dir, n: int, seed: int, spec: SceneSpec = SceneSpec(), split: s
     image_dir.mkdir(parents=True, exist_ok=True)
     rng = random.Random(seed)
     records = []
-    for i in range(n):
+    for i in schema.progress(n, f"{NAME} {split}"):
         scene, calls = sample_task(rng, spec)
         paths = [f"images/{split}/{i:06d}_initial.png", f"images/{split}/{i:06d}_final.png"]
         render(scene, spec.image_size).save(out / paths[0], format="PNG")
@@ -419,27 +485,26 @@ def generate(out_dir, n: int, seed: int, spec: SceneSpec = SceneSpec(), split: s
     return json_path
 
 
-load = schema.load  # the Reason-RFT JSON loader, the same for every task family
-
-
 # ----------------------------------------------------------------------------------------------
-# Prompt and target text
+# Prompt text
 # ----------------------------------------------------------------------------------------------
 
-def prompt(problem: str, style: str = "cot") -> str:
-    """cot: rules, output format, problem, think/answer instruction; ans: rules and problem; bare: zero-shot."""
+def prompt(problem: str, style: str = "cot", *, prompts: str = "reason_rft", **context) -> str:
+    """cot: rules, output format, problem, think/answer instruction; ans: rules and problem (ANS-SFT);
+    bare: rules, problem, answer-only instruction (zero-shot). ``prompts``: reason_rft (the released text) or
+    compact (the project's shorter wording)."""
+    if style not in schema.PROMPT_STYLES:
+        raise ValueError(f"spatial.prompt: unknown style {style!r}; use one of {', '.join(schema.PROMPT_STYLES)}")
+    if prompts == "compact":
+        if style == "cot":
+            return f"{RULES}\n\n{OUTPUT_FORMAT}\n\nNow it is your turn.\n\n{problem} {INSTRUCTION}"
+        tail = f" {BARE_INSTRUCTION}" if style == "bare" else ""
+        return f"{RULES}\n\nNow it is your turn.\n\n{problem}{tail}"
     if style == "cot":
-        return f"{RULES}\n\n{OUTPUT_FORMAT}\n\nNow it is your turn.\n\n{problem} {INSTRUCTION}"
-    if style == "ans":
-        return f"{RULES}\n\nNow it is your turn.\n\n{problem}"
-    if style == "bare":
-        return f"{RULES}\n\nNow it is your turn.\n\n{problem} {BARE_INSTRUCTION}"
-    raise ValueError(f"spatial.prompt: unknown style {style!r}; use one of {', '.join(STYLES_PROMPT)}")
-
-
-def target(record: dict, style: str = "cot") -> str:
-    """The SFT assistant text: cot -> think/answer tags; ans -> the answer alone (tasks/schema.py)."""
-    return schema.target(record, style, NAME)
+        return (_ORIGINAL_RULES.format(provided="provxided") + _ORIGINAL_OUTPUT_FORMAT + _ORIGINAL_TURN
+                + f"{problem} {INSTRUCTION}\n")
+    tail = f" {ORIGINAL_ZERO_SHOT}" if style == "bare" else ""
+    return _ORIGINAL_RULES.format(provided="provided") + "\n" + _ORIGINAL_TURN + f"{problem}{tail}\n"
 
 
 # ----------------------------------------------------------------------------------------------
@@ -494,7 +559,11 @@ def partial_score(pred_text: str, gt_text: str, duplicate_penalty: bool = False)
     pools = _pools(pred_text, gt_text, duplicate_penalty)
     if pools is None:
         return 0.0
-    pred, gt, w = pools
+    return _tiered(*pools)
+
+
+def _tiered(pred: list, gt: list, w: float) -> float:
+    """Greedy tier by tier; a matched pair leaves both pools."""
     score = 0.0
     for key, credit in _TIERS:
         for p in list(pred):
@@ -506,7 +575,24 @@ def partial_score(pred_text: str, gt_text: str, duplicate_penalty: bool = False)
     return score
 
 
-def verify(text: str, answer: str) -> float:
-    """The task's reported accuracy for one completion: partial credit without the duplicate penalty."""
-    return partial_score(text, answer)
+# The released evaluation's parsing: the answer block found without DOTALL (a multi-line block, the SFT
+# target's layout, falls back to the whole completion), its call pattern (no spaces inside the parentheses
+# before the comma, single quotes only), duplicates dropped, the truth parsed from the whole solution.
+_PAPER_ANSWER = re.compile(r"<answer>(.*?)</answer>")
+_PAPER_CALL = re.compile(r"\b(\w+)\((\w+),\s*'?(\w+)'?\)")  # \b: same matches, linear time
 
+
+def paper_score(pred_text: str, gt_text: str) -> float:
+    """Hierarchical partial credit exactly as the released evaluation scores TRANCE (``SCORERS["paper"]``).
+
+    Where it matched tiers in Python set order (so a few scores depended on the hash seed), the calls here
+    keep their order of first appearance, which makes every score reproducible.
+    """
+    pred_text, gt_text = as_str(pred_text), as_str(gt_text)
+    match = _PAPER_ANSWER.search(pred_text)
+    body = match.group(1).strip() if match else pred_text.strip()
+    pred = list(dict.fromkeys(_PAPER_CALL.findall(body)))
+    gt = list(dict.fromkeys(_PAPER_CALL.findall(gt_text)))
+    if not gt or not pred:
+        return 0.0
+    return _tiered(pred, gt, 1.0 / max(len(pred), len(gt)))

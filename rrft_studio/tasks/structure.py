@@ -22,9 +22,9 @@ project's machines, so this module offers two things:
   lengths, trigonometry and areas. It departs from the real data on purpose: the diagrams are clean and
   uncluttered, the kinds are few, and the chain of thought is a short template built from the
   construction (the rule, the formula and the numbers) rather than a GPT-4o distillation.
-* ``load``: the Reason-RFT JSON loader (tasks/schema.py, shared by every task), ``prompt`` for the instruction
-  text (the paper's choice / non-choice sentences), ``target`` for the SFT target text and ``verify``
-  for the as-trained accuracy check.
+* ``prompt``: the released code's instruction sentences, picked as it picks them: by the ANSWER being one
+  of A-D (choice) or not (non-choice), for training and evaluation alike; Geometry3K's evaluation asks for
+  "(number or choice)" instead (prompt set ``reason_rft``). Checkers: ``REWARD`` and ``SCORERS``.
 """
 
 from __future__ import annotations
@@ -35,7 +35,6 @@ import pathlib
 import random
 import re
 
-from .. import rewards
 from . import schema
 from .geometry import Figure, SceneSpec, check_spec, fmt, is_exact, sample_figure
 from .geometry_draw import render
@@ -43,7 +42,9 @@ from .geometry_draw import render
 
 NAME = "structure"
 BENCHMARKS = {"id": "GeoMath", "ood": "Geometry3K"}
-# The paper's evaluation prompts for GeoMath (choice and non-choice), word for word.
+# The released code's prompts, word for word. GeoMath's CoT prompts (choice and non-choice, chosen by the
+# answer) serve training and the ID evaluation; its Geometry3K evaluation appends GENERIC_INSTRUCTION; zero-shot
+# puts ZERO_SHOT before the question; ANS-SFT sends the bare question.
 CHOICE_INSTRUCTION = (
     "Please select the correct answer by writing the letter (A, B, C or D) that precedes your choice.\n"
     "Output the thinking process in <think> </think> and final answer (chosen letter) in <answer> </answer> tags."
@@ -52,10 +53,20 @@ NUMBER_INSTRUCTION = (
     "Output the thinking process in <think> </think> and final answer (float number or int number) in "
     "<answer> </answer> tags."
 )
-BARE_CHOICE_INSTRUCTION = "Answer with the letter (A, B, C or D) of the correct choice only."
-BARE_NUMBER_INSTRUCTION = "Answer with a number only (an integer or a decimal such as 5.2)."
+GENERIC_INSTRUCTION = (
+    "Output the thinking process in <think> </think> and final answer (number or choice) in <answer> </answer> tags."
+)
+ZERO_SHOT = (
+    "Please answer the question with only numbers (either integer or float, such as 1, 2, 5.2, etc.) or options "
+    "(such as A, B, C, or D). If it is an option, please provide your answer as a single letter (A, B, C, or D). "
+    "For example, if the answer is A, just respond with A. Do not include any explanations or additional text."
+)
+REWARD = "match"
+SCORERS = {"paper": "math_verify", "strict": "match"}
+PROMPT_TOKENS = 150
+DATASET = {"train": "A2-Structure-Perception-train-4k5-cot.json",
+           "id": "Structure-Perception-id-test-820.json", "ood": "Structure-Perception-ood-test-800.json"}
 LETTERS = "ABCD"
-STYLES_PROMPT = ("cot", "bare", "ans")
 
 # Choice lists: "A. 70 B. 110 ..." (the ID layout) or one per line (the OOD layout); also "A:" and "(A)".
 _CHOICES = re.compile(r"(?:^|\s)\(?A[.:)]\s*\S.*?(?:^|\s)\(?B[.:)]\s*\S.*?(?:^|\s)\(?C[.:)]\s*\S.*?"
@@ -140,7 +151,7 @@ def generate(out_dir, n: int, seed: int, spec: SceneSpec = SceneSpec(), split: s
     image_dir.mkdir(parents=True, exist_ok=True)
     rng = random.Random(seed)
     records = []
-    for i in range(n):
+    for i in schema.progress(n, f"{NAME} {split}"):
         fig = sample_figure(rng, spec)
         problem, answer, cot = make_question(rng, fig, spec)
         rel = f"images/{split}/{i:06d}.png"
@@ -152,41 +163,39 @@ def generate(out_dir, n: int, seed: int, spec: SceneSpec = SceneSpec(), split: s
     return json_path
 
 
-load = schema.load  # the Reason-RFT JSON loader, the same for every task family
-
-
 # ----------------------------------------------------------------------------------------------
 # Prompt, target text and answer check
 # ----------------------------------------------------------------------------------------------
 
 def is_choice(problem: str, answer=None) -> bool:
-    """Whether a problem is multiple choice: by its answer when given (a letter A-D), else by its text."""
+    """Whether a problem is multiple choice: by its answer when known (a letter A-D, the released code's
+    rule), else by its text (choices "A. .. B. .. C. .. D. .." for a question typed in the studio)."""
     if answer is not None:
         return str(answer).strip() in tuple(LETTERS)
     return bool(_CHOICES.search(problem))
 
 
-def prompt(problem: str, style: str = "cot", answer=None) -> str:
-    """The user-turn text: cot (think/answer instruction), bare (zero-shot) or ans (question only).
+def prompt(problem: str, style: str = "cot", *, answer=None, split: str = "train", prompts: str = "reason_rft",
+           **context) -> str:
+    """The user-turn text: cot (think/answer instruction), bare (zero-shot) or ans (the question alone).
 
-    Multiple-choice problems (choices "A. .. B. .. C. .. D. .." in the text, or ``answer`` a letter A-D)
-    get the paper's letter instruction; the others its number instruction.
+    cot: the choice or the non-choice instruction by ``is_choice``; with ``prompts="reason_rft"`` the OOD
+    split (Geometry3K) gets the released evaluation's generic "(number or choice)" instruction instead.
     """
-    choice = is_choice(problem, answer)
     if style == "cot":
-        return f"{problem} {CHOICE_INSTRUCTION if choice else NUMBER_INSTRUCTION}"
+        if split == "ood" and prompts == "reason_rft":
+            return f"{problem} {GENERIC_INSTRUCTION}"
+        return f"{problem} {CHOICE_INSTRUCTION if is_choice(problem, answer) else NUMBER_INSTRUCTION}"
     if style == "bare":
-        return f"{problem} {BARE_CHOICE_INSTRUCTION if choice else BARE_NUMBER_INSTRUCTION}"
+        return f"{ZERO_SHOT} {problem}"
     if style == "ans":
         return problem
-    raise ValueError(f"structure.prompt: unknown style {style!r}; use one of {', '.join(STYLES_PROMPT)}")
+    raise ValueError(f"structure.prompt: unknown style {style!r}; use one of {', '.join(schema.PROMPT_STYLES)}")
 
 
-def target(record: dict, style: str = "cot") -> str:
-    """The SFT assistant text: cot -> think/answer tags; ans -> the answer alone (tasks/schema.py)."""
-    return schema.target(record, style, NAME)
-
-
-def verify(text: str, answer: str) -> float:
-    """The as-trained accuracy check: answer-tag strings equal (math-verify only without a tag)."""
-    return rewards.match_answer(text, answer)
+def check_options(spec) -> None:
+    """One-line ValueErrors for settings the generator cannot honour (`spec`: SceneSpec or its config section)."""
+    if not 0.0 <= spec.choice_fraction <= 1.0:
+        raise ValueError(f"data.structure.choice_fraction={spec.choice_fraction} is a share: use a value in [0, 1]")
+    if spec.image_size < 64:
+        raise ValueError(f"data.structure.image_size={spec.image_size} is too small for readable labels: use >= 64")
