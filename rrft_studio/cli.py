@@ -9,6 +9,8 @@
     rrft-studio sweep presets/demo.yaml --samples 400 800   data efficiency: accuracy against samples
     rrft-studio data generate counting --n 100 --out DIR    write a synthetic dataset (Reason-RFT schema)
     rrft-studio data check DATASET_DIR_OR_FILE [--task T]   records, images, answers, token lengths, problems
+    rrft-studio rewards check PRESET [k=v] [--checkpoint RUN]  GRPO's rewards on the model's own samples, and a verdict
+    rrft-studio rewards check PRESET --completions FILE     score given completions with the configured rewards
     rrft-studio chat RUN|CHECKPOINT --image PATH            talk to a model in the terminal (streaming)
     rrft-studio export RUN|CHECKPOINT --format merged --out DIR   a Hugging Face folder (or lora, gguf) with a model card
     rrft-studio serve RUN|CHECKPOINT [--port 8000]          an OpenAI-compatible API (/v1/chat/completions)
@@ -203,6 +205,33 @@ def cmd_data_check(args) -> int:
     return 2 if problems else 0
 
 
+def cmd_rewards_check(args) -> int:
+    from . import models, workbench
+
+    if args.rewards_dir:  # searched last, as for train
+        sys.path.append(str(Path(args.rewards_dir).expanduser().resolve()))
+    if args.n < 1 or args.batch < 1:
+        raise ConfigError("--n and --batch must be at least 1, e.g. --n 32")
+    if args.completions and args.checkpoint:
+        raise ConfigError("--completions scores given texts and --checkpoint samples a model: give one of them")
+    cfg = config.load(args.preset, args.overrides)
+    if args.completions:
+        summary, verdict, samples = workbench.check_completions(cfg, Path(args.completions).expanduser())
+    else:
+        models.choose_backend(cfg)
+        from . import pipeline
+
+        pipeline.quiet()
+        summary, verdict, samples = workbench.check_model(cfg, args.checkpoint, args.n, args.batch)
+    print(workbench.text(summary, verdict, cfg))
+    if args.json:
+        out = Path(args.json).expanduser()
+        out.parent.mkdir(parents=True, exist_ok=True)
+        runs.write_atomic(out, workbench.to_json(summary, verdict, samples))
+        print(f"wrote {out}")
+    return 0
+
+
 def cmd_chat(args) -> int:
     from .inference import Settings
     from .studio import terminal
@@ -282,6 +311,21 @@ def parser() -> argparse.ArgumentParser:
     k.add_argument("--task", help="the task family (default: each task's files in the dataset; a single file: custom)")
     k.add_argument("--no-tokens", action="store_true", help="skip the token counts (no tokenizer is loaded)")
     k.set_defaults(func=cmd_data_check)
+    rw = sub.add_parser("rewards", help="the reward workbench")
+    rsub = rw.add_subparsers(dest="rewards_command", required=True)
+    rc = rsub.add_parser("check", help="score GRPO's rewards on the starting model's samples (or given completions) "
+                         "and say whether GRPO will learn")
+    rc.add_argument("preset")
+    rc.add_argument("overrides", nargs="*", help="key=value, e.g. grpo.temperature=1.2 grpo.num_generations=16")
+    rc.add_argument("--n", type=int, default=32, help="training prompts to sample (each grpo.num_generations times)")
+    rc.add_argument("--checkpoint", help="a run directory (its final/sft, what GRPO starts from) or a checkpoint "
+                    "folder (default: the preset's model)")
+    rc.add_argument("--completions", metavar="FILE", help="score these instead: JSONL of {completion, answer[, task, "
+                    "group]}; groups are the group key, else blocks of grpo.num_generations rows")
+    rc.add_argument("--json", metavar="FILE", help="also write the summary, the verdict and every sample's scores here")
+    rc.add_argument("--batch", type=int, default=64, help="completions per generate call")
+    rc.add_argument("--rewards-dir", metavar="DIR", help="a folder of reward modules for package.module:function rewards")
+    rc.set_defaults(func=cmd_rewards_check)
     ch = sub.add_parser("chat", help="talk to a checkpoint about images in the terminal (multi-turn, streaming)")
     ch.add_argument("checkpoint", help="a run directory (its last finished stage), a checkpoint directory or a hub id")
     ch.add_argument("--image", action="append", default=[], help="an image for the first message (repeat for more)")
@@ -321,7 +365,9 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     p = parser()
     args, extra = p.parse_known_args(argv)
-    if extra and args.func is cmd_data_check and not any(e.startswith("-") for e in extra):
+    if extra and args.func is cmd_rewards_check and not any(e.startswith("-") for e in extra):
+        args.overrides += extra  # `rewards check PRESET --n 8 k=v`
+    elif extra and args.func is cmd_data_check and not any(e.startswith("-") for e in extra):
         # `data check PATH --task T PRESET k=v`: argparse leaves positionals after an option unparsed
         args.overrides += extra if args.preset else extra[1:]
         args.preset = args.preset or extra[0]

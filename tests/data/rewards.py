@@ -14,3 +14,24 @@ def length_reward(completions, **kwargs) -> list[float]:
 def contains_answer(text: str, answer: str) -> float:
     """A user's own checker (data.custom.checker=module:function): the answer anywhere in the completion."""
     return 1.0 if str(answer) in text else 0.0
+
+
+# Rewards for the reward workbench's tests (rrft-studio rewards check --completions).
+def zero_reward(completions, **kwargs) -> list[float]:
+    return [0.0] * len(completions)
+
+
+def constant_reward(completions, **kwargs) -> list[float]:
+    return [0.5] * len(completions)
+
+
+def raising_reward(completions, answer, **kwargs) -> list[float]:
+    return [float(a) / 0 for a in answer]
+
+
+def short_reward(completions, **kwargs) -> list[float]:
+    return [1.0] * (len(completions) - 1)
+
+
+def text_reward(completions, **kwargs) -> list:
+    return ["good"] * len(completions)
