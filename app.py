@@ -3,16 +3,22 @@
     python app.py                                  # http://127.0.0.1:7860, runs in ./runs
     python app.py --runs-dir runs --port 7861
     python app.py --auth alice:secret              # or RRFT_STUDIO_AUTH=alice:secret python app.py
-    python app.py --host 0.0.0.0 --auth alice:...  # reachable from other machines: set a password
+    python app.py --host 0.0.0.0 --auth alice:...  # reachable from other machines: a password is required
+    python app.py --models-dir /models --rewards-dir my_rewards   # local checkpoints; module:function rewards
 
-Safe by default: it listens on 127.0.0.1 only, makes no public share link unless --share, serves files
-only from the runs and presets folders, runs only the project's own CLI (never a shell), loads YAML safely,
-caps uploads (--max-upload-mb), and trusts no remote code from model repositories unless told so per model.
+Safe by default: it listens on 127.0.0.1 only (another address needs --auth, or --insecure-no-auth), makes
+no public share link unless --share, and before a login serves nothing but the login form. Every path a form
+field names (run name, data files, cache, checkpoints, the Data tab's output) must lie in the studio's
+folders: runs, presets, data, cache and models (studio/folders.py). It imports no user code (module:function
+rewards only from --rewards-dir, and only in the training process), serves files of the runs folder inline
+only for the kinds it shows (studio/guard.py), runs only the project's own CLI (never a shell), loads YAML
+safely, caps each upload request (--max-upload-mb), and trusts no remote model code unless told so per model.
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import ipaddress
 import os
 import sys
@@ -46,10 +52,19 @@ def arguments(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--port", type=int, default=7860)
     p.add_argument("--runs-dir", default="runs", help="where runs are launched and found")
     p.add_argument("--presets-dir", default="presets", help="the presets offered in the Train tab")
+    p.add_argument("--data-dir", default="data", help="where data files may be read from and generated into")
+    p.add_argument("--cache-dir", default=None, help="the folder run.cache_dir may name (default: the config's, "
+                                                     "~/.cache/rrft-studio)")
+    p.add_argument("--models-dir", default=None, help="local checkpoints that Chat, Compare and model.name may load "
+                                                      "(runs' checkpoints and hub ids are always allowed)")
+    p.add_argument("--rewards-dir", default=None, help="reward modules that grpo.rewards may name as module:function "
+                                                       "(without it, only the built-in rewards)")
     p.add_argument("--auth", default=None, help=f"user:password (or set {AUTH_ENV})")
     p.add_argument("--share", action="store_true", help="also make a public gradio.live link (off by default)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="where chat/compare models run")
-    p.add_argument("--max-upload-mb", type=float, default=20, help="largest image upload")
+    p.add_argument("--max-upload-mb", type=float, default=20, help="largest upload request (all its files together)")
+    p.add_argument("--insecure-no-auth", action="store_true",
+                   help="allow a non-loopback --host without a password (anyone reaching the port can launch runs)")
     p.add_argument("--max-loaded", type=int, default=4, help="models kept loaded at once (one process each)")
     return p.parse_args(argv)
 
@@ -57,19 +72,28 @@ def arguments(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = arguments(argv)
     auth = parse_auth(args.auth or os.environ.get(AUTH_ENV))
-    if not is_loopback(args.host) and auth is None:
-        print(f"warning: listening on {args.host} without a password: anyone who can reach this port can "
-              f"launch runs. Set --auth user:password or {AUTH_ENV}.", file=sys.stderr)
+    if (not is_loopback(args.host) or args.share) and auth is None and not args.insecure_no_auth:
+        print(f"error: --host {args.host}{' --share' if args.share else ''} without a password would let anyone "
+              f"who reaches the port launch runs: set --auth user:password (or {AUTH_ENV}), or pass "
+              "--insecure-no-auth", file=sys.stderr)
+        return 2
+    from starlette.middleware import Middleware
+
+    from rrft_studio.studio.folders import Folders
+    from rrft_studio.studio.guard import Guard
     from rrft_studio.studio.ui import CSS, build
 
-    runs_dir, presets_dir = Path(args.runs_dir).resolve(), Path(args.presets_dir).resolve()
-    runs_dir.mkdir(parents=True, exist_ok=True)
-    demo, pool = build(runs_dir, presets_dir, device=args.device, max_loaded=args.max_loaded)
+    folders = Folders.create(args.runs_dir, args.presets_dir, args.data_dir, args.cache_dir, args.models_dir,
+                             args.rewards_dir)
+    folders.runs.mkdir(parents=True, exist_ok=True)
+    demo, pool = build(folders.runs, folders.presets, device=args.device, max_loaded=args.max_loaded, folders=folders)
+    guard = Middleware(Guard, max_body=int(args.max_upload_mb * 2**20), login=auth is not None)
+    gc.freeze()  # the app's objects live as long as it: out of the collector's full scans, which reading logs triggers
     try:
         demo.queue(default_concurrency_limit=8).launch(
             server_name=args.host, server_port=args.port, share=args.share, auth=auth,
-            allowed_paths=[str(runs_dir), str(presets_dir)], max_file_size=f"{args.max_upload_mb:g}mb",
-            css=CSS, footer_links=["gradio", "settings"], ssr_mode=False)
+            allowed_paths=[str(folders.runs)], max_file_size=f"{args.max_upload_mb:g}mb",
+            css=CSS, footer_links=["gradio", "settings"], ssr_mode=False, app_kwargs={"middleware": [guard]})
     finally:
         pool.unload()  # model workers die with the studio; training runs do not
     return 0

@@ -10,10 +10,11 @@ import time
 
 import pytest
 
-from conftest import MICRO
+from conftest import MICRO, ROOT
 from rrft_studio import runs
 from rrft_studio.config import ConfigError
 from rrft_studio.studio import launcher as launcher_mod
+from rrft_studio.studio.folders import Folders
 from rrft_studio.studio.launcher import Launcher
 
 
@@ -52,7 +53,9 @@ def test_validate_reports_one_line_with_where(launcher, text, words):
         assert word in message, message
 
 
-def test_validate_uses_the_name_and_the_studio_runs_dir(launcher):
+def test_validate_uses_the_name_and_the_studio_runs_dir(tmp_path):
+    # micro.yaml's third reward is tests.data.rewards:length_reward: a rewards folder holding tests/ allows it
+    launcher = Launcher(tmp_path / "runs", Folders.create(tmp_path / "runs", rewards=ROOT, cwd=ROOT))
     cfg = launcher.validate("micro", MICRO.read_text(), ["sft.lr=5e-4"])
     assert cfg.run.name == "micro" and cfg.sft.lr == 5e-4 and cfg.run.runs_dir == str(launcher.runs_dir)
     with pytest.raises(ConfigError, match="run name"):
@@ -60,9 +63,12 @@ def test_validate_uses_the_name_and_the_studio_runs_dir(launcher):
 
 
 def test_the_command_is_the_cli_without_a_shell(launcher, tmp_path):
+    (tmp_path / "p.yaml").write_text("model: tiny\n")
     cmd = launcher.train_command(tmp_path / "p.yaml", ["sft.lr=1e-4"])
     assert cmd[:3] == [sys.executable, "-m", "rrft_studio.cli"] and cmd[3] == "train"
-    assert cmd[-1] == f"run.runs_dir={launcher.runs_dir}"
+    assert cmd[-1] == f"run.runs_dir={launcher.runs_dir}"  # the default cache is the studio's default cache
+    elsewhere = Launcher(launcher.runs_dir, Folders.create(launcher.runs_dir, cache=tmp_path / "cache"))
+    assert elsewhere.train_command(tmp_path / "p.yaml")[-1] == f"run.cache_dir={tmp_path / 'cache'}"
     assert launcher_mod.command_text(cmd).startswith(f"rrft-studio train {tmp_path / 'p.yaml'} sft.lr=1e-4 ")
 
 

@@ -12,6 +12,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import yaml
+
 from .. import config, runs
 from .launcher import effective_state
 
@@ -45,9 +47,11 @@ def list_runs(runs_dir: Path) -> list[RunInfo]:
 
 
 def run_config(run_dir: Path) -> config.Config | None:
+    """The run's resolved config, read without importing its `module:function` rewards (no user code runs in
+    the studio's process)."""
     try:
-        return runs.load_config(run_dir)
-    except (config.ConfigError, OSError, ValueError):
+        return config.from_dict(yaml.safe_load((Path(run_dir) / "config.yaml").read_text()), import_rewards=False)
+    except (config.ConfigError, OSError, ValueError, yaml.YAMLError):
         return None
 
 
@@ -64,13 +68,30 @@ def eval_results(run_dir: Path) -> dict[str, dict]:
     found.update({f"{p.stem}/id": p for p in folder.glob("*.json") if f"{p.stem}/id" not in found})
     out = {}
     for key in sorted(found, key=_eval_order):
-        try:
-            result = json.loads(found[key].read_text())
-        except (OSError, json.JSONDecodeError):
-            continue
-        if isinstance(result, dict) and "accuracy" in result:
-            out[key] = {k: v for k, v in result.items() if k != "predictions"}
+        summary = _eval_summary(found[key])
+        if summary is not None:
+            out[key] = summary
     return out
+
+
+_summaries: dict[Path, tuple[tuple, dict | None]] = {}  # eval file -> ((size, mtime), summary): the runs table
+# reads every run's evaluations each second, and a file with every prediction can be megabytes
+
+
+def _eval_summary(path: Path) -> dict | None:
+    try:
+        stat = path.stat()
+        key = (stat.st_size, stat.st_mtime_ns)
+        if path not in _summaries or _summaries[path][0] != key:
+            result = json.loads(path.read_text())
+            summary = {k: v for k, v in result.items() if k != "predictions"} \
+                if isinstance(result, dict) and "accuracy" in result else None
+            if len(_summaries) > 4096:
+                _summaries.clear()
+            _summaries[path] = (key, summary)
+    except (OSError, json.JSONDecodeError):
+        return None
+    return _summaries[path][1]
 
 
 def fmt_seconds(seconds: float | None) -> str:

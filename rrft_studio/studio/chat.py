@@ -11,8 +11,10 @@ from pathlib import Path
 import gradio as gr
 
 from .. import inference, server
+from ..config import ConfigError
 from ..inference import Pool, Settings, Turn, WorkerError
 from . import catalog
+from .folders import Folders
 
 
 def short_name(checkpoint: str) -> str:
@@ -95,7 +97,8 @@ def reply(pool: Pool, checkpoint: str, trust: bool, settings: Settings, turns: l
         yield turns[:-1], render(turns[:-1]), f"✗ {e}"
 
 
-def build(runs_dir: Path, pool: Pool, tab: gr.Tab) -> None:
+def build(runs_dir: Path, pool: Pool, tab: gr.Tab, folders: Folders | None = None) -> None:
+    folders = folders or Folders.create(runs_dir)
     turns = gr.State([])
     with gr.Row(equal_height=False):
         with gr.Column(scale=1, min_width=300):
@@ -129,13 +132,18 @@ def build(runs_dir: Path, pool: Pool, tab: gr.Tab) -> None:
         return gr.Dropdown(choices=choices, value=value if value in values or current else None), loaded_markdown(pool)
 
     def respond(ckpt, trusted, n, t, p, k, history):
+        try:  # the box takes any text: load only the studio's checkpoints or a hub id
+            folders.checkpoint(ckpt) if ckpt else None
+        except ConfigError as e:
+            yield history[:-1], render(history[:-1]), f"✗ {e}"
+            return
         yield from reply(pool, ckpt, trusted, Settings(int(n), float(t), float(p), int(k)), history)
 
     tab.select(refresh, checkpoint, [checkpoint, loaded])
     checkpoint.change(server.snippet, checkpoint, api)
     submitted = box.submit(add_user, [box, turns], [turns, bot, box])
     streaming = submitted.then(respond, [checkpoint, trust, max_new, temperature, top_p, top_k, turns],
-                               [turns, bot, footnote])
+                               [turns, bot, footnote], api_name="chat_reply")
     streaming.then(lambda: (gr.MultimodalTextbox(interactive=True), loaded_markdown(pool)), None, [box, loaded])
     box.stop(lambda: (gr.MultimodalTextbox(interactive=True), "stopped"), None, [box, footnote], cancels=[streaming])
     unload.click(lambda: (pool.unload(), loaded_markdown(pool))[1], None, loaded)

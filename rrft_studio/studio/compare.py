@@ -15,18 +15,21 @@ import gradio as gr
 
 from .. import data, inference, rewards, tasks
 from ..answers import answer_text as answers_text
+from ..config import ConfigError
 from ..inference import Pool, Settings, Turn, WorkerError
 from . import catalog
 from .chat import loaded_markdown, short_name
+from .folders import Folders
 
 SLOTS = 4
 
 
 def score(text: str, truth: str, reward_names: list[str], task: str | None = None) -> dict[str, float]:
     """The run's rewards for one completion, given the columns training gives them (answer, task);
-    rewards that need the truth are skipped without one."""
+    rewards that need the truth are skipped without one, and module:function ones too (the studio's process
+    imports no user code)."""
     out = {}
-    for name in reward_names:
+    for name in [n for n in reward_names if ":" not in n]:
         fn = rewards.resolve(name)
         try:
             out[name] = fn([text], answer=[truth], task=[task])[0] if truth else fn([text])[0]
@@ -167,7 +170,8 @@ def placeholders(values: list[str] | None) -> list:
             [gr.Column(visible=True), f"#### {short_name(v)}", "", "", "*press Compare*"])]
 
 
-def build(runs_dir: Path, pool: Pool, tab: gr.Tab) -> None:
+def build(runs_dir: Path, pool: Pool, tab: gr.Tab, folders: Folders | None = None) -> None:
+    folders = folders or Folders.create(runs_dir)
     with gr.Row():
         checkpoints = gr.Dropdown([], multiselect=True, max_choices=SLOTS, scale=4, elem_id="compare-checkpoints",
                                   label="Checkpoints to compare (two to four)")
@@ -205,8 +209,15 @@ def build(runs_dir: Path, pool: Pool, tab: gr.Tab) -> None:
         per_sample = gr.Dataframe(interactive=False, max_height=360, label="Answers per sample")
     loaded = gr.Markdown(loaded_markdown(pool))
 
+    def confined(values):
+        try:
+            return [folders.checkpoint(v) for v in values or []]
+        except ConfigError as e:
+            raise gr.Error(str(e)) from None
+
     def side_by_side(values, img, q, t, add, tokens, temp, trusted):
         settings = Settings(int(tokens), float(temp))
+        values = confined(values)
         yield from run_side_by_side(pool, values, img, prompt_text(q, add, values or []), t, settings, trusted)
 
     tab.select(lambda c: refresh(runs_dir, pool, c), checkpoints, [checkpoints, loaded]).then(
@@ -214,6 +225,6 @@ def build(runs_dir: Path, pool: Pool, tab: gr.Tab) -> None:
     checkpoints.input(placeholders, checkpoints, slots)
     load.click(eval_sample, [checkpoints, index], [image, question, truth])
     go.click(side_by_side, [checkpoints, image, question, truth, instruction, max_new, temperature, trust],
-             slots).then(lambda: loaded_markdown(pool), None, loaded)
-    batch.click(lambda v, k, tokens, temp, trusted: run_batch(pool, v, k, Settings(int(tokens), float(temp)), trusted),
+             slots, api_name="compare").then(lambda: loaded_markdown(pool), None, loaded)
+    batch.click(lambda v, k, tokens, temp, trusted: run_batch(pool, confined(v), k, Settings(int(tokens), float(temp)), trusted),
                 [checkpoints, n, max_new, temperature, trust], [summary, per_sample, loaded])

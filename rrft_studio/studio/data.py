@@ -61,9 +61,12 @@ def preview(preset: str, split: str, n: int):
 
 
 def generate(launcher: Launcher, task: str, n: int, seed: int, split: str, out: str) -> str:
-    """Run `rrft-studio data generate` and return the command with its output."""
-    args = ["data", "generate", task, "--n", str(int(n)), "--out", out.strip() or f"data/{task}",
-            "--seed", str(int(seed)), "--split", split]
+    """Run `rrft-studio data generate` into the studio's data folder and return the command with its output."""
+    try:
+        folder = launcher.folders.confine(out.strip() or f"data/{task}", "Output folder", ("data",))
+    except ConfigError as e:
+        return f"✗ {e}"
+    args = ["data", "generate", task, "--n", str(int(n)), "--out", str(folder), "--seed", str(int(seed)), "--split", split]
     done = launcher.run_cli(args)
     return f"$ rrft-studio {' '.join(args)}\n{done.stdout}{done.stderr}".strip()
 
@@ -96,4 +99,4 @@ def build(launcher: Launcher, presets_dir: Path) -> None:
         result = gr.Code(language="shell", label="Output", interactive=False, lines=4)
     preset.change(lambda p: gr.Radio(choices=splits(p), value="train"), preset, split)
     show.click(preview, [preset, split, n], [gallery, line, table])
-    go.click(lambda *a: generate(launcher, *a), [task, count, seed, gen_split, out], result)
+    go.click(lambda *a: generate(launcher, *a), [task, count, seed, gen_split, out], result, api_name="generate_data")

@@ -6,7 +6,8 @@ and starts `python -m rrft_studio.cli train <that file> run.runs_dir=RUNS [key=v
 studio; the run directory it creates is found again by the pid in its status.json. Stop sends SIGTERM to
 that pid (the CLI saves a checkpoint at the end of the step and marks the run `stopped`); resume starts
 `train --resume RUN_DIR`. Every launch is recorded in `RUNS/.studio/launches.jsonl`, so a restarted studio
-still knows each run's log.
+still knows each run's log. Validation imports no user code and confines every path the preset names to the
+studio's folders (folders.py); with a rewards folder, the CLI gets `--rewards-dir` to import from it.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from pathlib import Path
 
 from .. import config, runs
 from ..config import ConfigError
+from .folders import Folders
 
 CLI = [sys.executable, "-m", "rrft_studio.cli"]
 NAME_OK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -84,23 +86,26 @@ def command_text(cmd: list[str]) -> str:
 
 
 class Launcher:
-    def __init__(self, runs_dir: Path):
+    def __init__(self, runs_dir: Path, folders: Folders | None = None):
         self.runs_dir = Path(runs_dir).resolve()
         # The CLI runs where the studio runs: relative data paths in a preset mean the same to both.
         self.cwd = Path.cwd()
+        self.folders = folders or Folders.create(self.runs_dir, cwd=self.cwd)
         self.studio_dir = self.runs_dir / ".studio"
         self.children: dict[int, subprocess.Popen] = {}
 
     # -- presets
     def validate(self, name: str, text: str, overrides: list[str] = ()) -> config.Config:
-        """Parse and validate an edited preset exactly as the CLI will; ConfigError (one line) otherwise."""
+        """Parse and validate an edited preset as the CLI will, its paths and rewards checked first against the
+        studio's folders, without importing user code; ConfigError (one line) otherwise."""
         if not NAME_OK.match(name or ""):
             raise ConfigError(f"run name {name!r}: use letters, digits, '-', '_' or '.' (at most 64)")
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / f"{name}.yaml"
             path.write_text(text)
             try:
-                return config.load(path, list(overrides) + [f"run.runs_dir={self.runs_dir}"])
+                self.folders.check_config(self.folders.merged(path, list(overrides)))
+                return config.load(path, list(overrides) + self._placed(path, overrides), import_rewards=False)
             except ConfigError as e:
                 raise ConfigError(_with_line(str(e).replace(f"'{path}'", "the preset"), text)) from None
 
@@ -112,7 +117,19 @@ class Launcher:
         return path
 
     def train_command(self, preset: Path, overrides: list[str] = ()) -> list[str]:
-        return [*CLI, "train", str(preset), *overrides, f"run.runs_dir={self.runs_dir}"]
+        return [*CLI, "train", *self._rewards_flag(), str(preset), *overrides, *self._placed(preset, overrides)]
+
+    def _placed(self, preset: Path, overrides: list[str]) -> list[str]:
+        """The overrides that put a run in the studio's folders: its runs folder, and its cache folder where
+        the preset leaves run.cache_dir at its default."""
+        out = [f"run.runs_dir={self.runs_dir}"]
+        cache = self.folders.merged(preset, list(overrides)).run.cache_dir
+        if cache == config.Run().cache_dir and self.folders.resolve(cache) != self.folders.cache:
+            out.append(f"run.cache_dir={self.folders.cache}")
+        return out
+
+    def _rewards_flag(self) -> list[str]:
+        return ["--rewards-dir", str(self.folders.rewards)] if self.folders.rewards else []
 
     # -- processes
     def launch(self, name: str, text: str, overrides: list[str] = ()) -> Launch:
@@ -128,7 +145,8 @@ class Launcher:
             raise ConfigError(f"{run_dir.name} is finished: launch a new run instead")
         if effective_state(status) in LIVE_STATES:
             raise ConfigError(f"{run_dir.name} is still running (pid {status.get('pid')}): stop it first")
-        return self._spawn([*CLI, "train", "--resume", str(run_dir)], f"{run_dir.name}-resume", run_dir=str(run_dir))
+        return self._spawn([*CLI, "train", *self._rewards_flag(), "--resume", str(run_dir)], f"{run_dir.name}-resume",
+                           run_dir=str(run_dir))
 
     def stop(self, run_dir: Path) -> str:
         """SIGTERM to the run's process: it checkpoints at the end of the step and exits as `stopped`."""

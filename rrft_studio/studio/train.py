@@ -135,7 +135,7 @@ def build(launcher: Launcher, presets_dir: Path, tab: gr.Tab) -> None:
         source.change(lambda *a: check(launcher, *a), inputs, [verdict, resolved], trigger_mode="always_last",
                       show_progress="hidden", concurrency_id="train-check", concurrency_limit=1)
     search.change(field_rows, search, fields, show_progress="hidden")
-    show.click(lambda *a: show_command(launcher, *a), inputs, [command, message])
-    go.click(lambda *a: launch(launcher, *a), inputs, [command, message, pid]).then(
+    show.click(lambda *a: show_command(launcher, *a), inputs, [command, message], api_name="show_command")
+    go.click(lambda *a: launch(launcher, *a), inputs, [command, message, pid], api_name="launch").then(
         lambda p: (launch_progress(launcher, p), gr.Timer(active=bool(p))), pid, [progress, poll])
     poll.tick(lambda p: launch_progress(launcher, p), pid, progress, show_progress="hidden")

@@ -8,6 +8,7 @@ import gradio as gr
 
 from ..inference import Pool
 from . import chat, compare, data, monitor, rollouts, train
+from .folders import Folders
 from .launcher import Launcher
 
 CSS = """
@@ -29,10 +30,13 @@ def header(runs_dir: Path) -> str:
             f"Runs folder `{runs_dir}`: runs started here keep going when this page or the studio closes.")
 
 
-def build(runs_dir: Path, presets_dir: Path, device: str = "auto", max_loaded: int = 4) -> tuple[gr.Blocks, Pool]:
-    """The app and the pool of model workers it uses (close the pool when the app stops)."""
+def build(runs_dir: Path, presets_dir: Path, device: str = "auto", max_loaded: int = 4,
+          folders: Folders | None = None) -> tuple[gr.Blocks, Pool]:
+    """The app and the pool of model workers it uses (close the pool when the app stops). folders: what form
+    fields may name (default: runs and presets as given, data, cache and no models folder)."""
     runs_dir, presets_dir = Path(runs_dir).resolve(), Path(presets_dir).resolve()
-    launcher, pool = Launcher(runs_dir), Pool(max_loaded=max_loaded, device=device)
+    folders = folders or Folders.create(runs_dir, presets_dir)
+    launcher, pool = Launcher(runs_dir, folders), Pool(max_loaded=max_loaded, device=device)
     with gr.Blocks(title="rrft-studio") as demo:
         gr.Markdown(header(runs_dir), elem_id="rrft-header")
         with gr.Tabs():
@@ -44,9 +48,9 @@ def build(runs_dir: Path, presets_dir: Path, device: str = "auto", max_loaded: i
             with gr.Tab("Rollouts", id="rollouts", elem_id="tab-rollouts") as tabs["rollouts"]:
                 rollouts.build(runs_dir, tabs["rollouts"])
             with gr.Tab("Compare", id="compare", elem_id="tab-compare") as tabs["compare"]:
-                compare.build(runs_dir, pool, tabs["compare"])
+                compare.build(runs_dir, pool, tabs["compare"], folders)
             with gr.Tab("Chat", id="chat", elem_id="tab-chat") as tabs["chat"]:
-                chat.build(runs_dir, pool, tabs["chat"])
+                chat.build(runs_dir, pool, tabs["chat"], folders)
             with gr.Tab("Data", id="data", elem_id="tab-data") as tabs["data"]:
                 data.build(launcher, presets_dir)
         # The monitor polls the disk only while it is on screen.

@@ -89,7 +89,8 @@ def studio(tmp_path_factory, cache_dir):
     port = _free_port()
     log = open(root / "app.log", "w")
     app = subprocess.Popen([sys.executable, "app.py", "--runs-dir", str(runs_dir), "--presets-dir", str(presets),
-                            "--port", str(port), "--device", "cpu"], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+                            "--cache-dir", str(cache_dir), "--port", str(port), "--device", "cpu"], cwd=ROOT, stdout=log,
+                           stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/"
     for _ in range(240):
         try:
