@@ -81,9 +81,9 @@ def import_callable(name: str, what: str, valid: str) -> Callable:
         if os.getcwd() not in sys.path:  # a user's module beside their preset, as with `python -m`
             sys.path.append(os.getcwd())
         module = importlib.import_module(module_name)
-    except ImportError as e:
-        reason = " ".join(str(e).split())
-        raise ValueError(f"{what}: cannot import module {module_name!r} ({reason})") from e
+    except (Exception, SystemExit) as e:  # a user's module may raise anything on import, a SyntaxError included
+        reason = " ".join(str(e).split())[:300]
+        raise ValueError(f"{what}: cannot import module {module_name!r} ({type(e).__name__}: {reason})") from e
     func: Any = module
     for part in attr.split("."):
         if not hasattr(func, part):

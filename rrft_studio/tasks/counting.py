@@ -60,6 +60,7 @@ PRESENT_PAIR_SHARE = 0.85  # share of subtract questions that name something in 
 # staple; size and material add variety.
 ATTRIBUTE_KINDS = (("color", 0.7), ("size", 0.15), ("material", 0.15))
 MAX_ADDED = 3             # "Add k ..." questions add 1 to MAX_ADDED objects
+MAX_OBJECTS = 10          # CLEVR's most; more do not fit reliably at these radii
 # Super-CLEVR's five vehicle categories: the out-of-domain split's objects, unseen in training.
 VEHICLES = ("car", "bus", "motorbike", "aeroplane", "bicycle")
 
@@ -67,15 +68,15 @@ VEHICLES = ("car", "bus", "motorbike", "aeroplane", "bicycle")
 @dataclass(frozen=True)
 class SceneSpec:
     """The generator's settings; the documented ones are the `data.counting` section of a run's config."""
-    image_size: int = doc(112, "counting scenes: square image side in pixels")
-    min_objects: int = doc(1, "counting scenes: fewest objects")
-    max_objects: int = doc(6, "counting scenes: most objects")
+    image_size: int = doc(112, "counting scenes: square image side in pixels", ge=28, le=2048)
+    min_objects: int = doc(1, "counting scenes: fewest objects", ge=1, le=MAX_OBJECTS)
+    max_objects: int = doc(6, "counting scenes: most objects", ge=1, le=MAX_OBJECTS)
     shapes: tuple[str, ...] = ("cube", "sphere", "cylinder")
     colors: tuple[str, ...] = ("gray", "red", "blue", "green", "brown", "purple", "cyan", "yellow")
     sizes: tuple[str, ...] = ("small", "large")
     materials: tuple[str, ...] = ("rubber", "metal")
-    subtract_fraction: float = doc(0.5, "counting: share of 'Subtract all X. How many objects are left?' questions")
-    add_fraction: float = doc(0.2, "counting: share of 'Add k X. How many objects exist?' questions (the rest ask for the total)")
+    subtract_fraction: float = doc(0.5, "counting: share of 'Subtract all X. How many objects are left?' questions", ge=0, le=1)
+    add_fraction: float = doc(0.2, "counting: share of 'Add k X. How many objects exist?' questions (the rest ask for the total)", ge=0, le=1)
     # "random": anywhere, as in CLEVR. "grid": one object per grid_cell x grid_cell cell; with 28 pixels
     # (14-pixel patches merged 2x2) each of the model's visual tokens sees at most one object, which lets
     # a tiny model learn to count within minutes on a CPU.
@@ -187,11 +188,17 @@ def _place_grid(attrs: list[tuple[str, str, str, str]], rng: random.Random, spec
 def sample_scene(rng: random.Random, spec: SceneSpec = SceneSpec()) -> list[SceneObject]:
     """Draw attributes and non-overlapping positions for one scene."""
     n = rng.randint(spec.min_objects, spec.max_objects)
-    attrs = [(rng.choice(spec.shapes), rng.choice(spec.colors), rng.choice(spec.sizes),
-              rng.choice(spec.materials)) for _ in range(n)]
+
+    def draw_attrs():
+        return [(rng.choice(spec.shapes), rng.choice(spec.colors), rng.choice(spec.sizes),
+                 rng.choice(spec.materials)) for _ in range(n)]
+
+    attrs = draw_attrs()
     if spec.layout == "grid":
         return _place_grid(attrs, rng, spec)
-    for _ in range(100):
+    for attempt in range(2000):
+        if attempt and attempt % 100 == 0:  # these n do not fit (too many large ones, ~1 in 8 at 10): others
+            attrs = draw_attrs()
         placed = _place(attrs, rng, spec.image_size)
         if placed is not None:
             return placed

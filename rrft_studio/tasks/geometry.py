@@ -41,9 +41,9 @@ PALETTES = 5  # fill colour schemes of the OOD drawing; each figure gets one
 @dataclass(frozen=True)
 class SceneSpec:
     """The generator's settings; the documented ones are the `data.structure` section of a run's config."""
-    image_size: int = doc(224, "geometry diagrams: square image side in pixels")
+    image_size: int = doc(224, "geometry diagrams: square image side in pixels", ge=64, le=2048)
     style: str = "id"            # "id" (GeoMath-like) or "ood" (Geometry3K-like): drawing and phrasing
-    choice_fraction: float = doc(0.5, "geometry: share of multiple-choice (A-D) problems; the rest are numeric")
+    choice_fraction: float = doc(0.5, "geometry: share of multiple-choice (A-D) problems; the rest are numeric", ge=0, le=1)
     kinds: tuple[str, ...] = ()  # restrict to these problem kinds (see KINDS); empty: the style's mix
 
 
