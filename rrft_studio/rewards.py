@@ -12,7 +12,9 @@ Reason-RFT trains with two rewards of weight 1 each (total in [0, 2]):
 - ``accuracy``: the task's own training reward, asked by the row's ``task`` column (``tasks.reward``):
   counting and structure compare the answer-tag text with the truth as strings, with math-verify only
   where the completion has no answer tag (``tasks/checks.py: match_answer``); spatial scores the set of
-  calls with the duplicate penalty; a custom task uses the checker its preset names.
+  calls with the duplicate penalty; a custom task uses the checker its preset names. math-verify's fallbacks
+  stop being asked once they have taken 10 s of one call (the rest score 0); off the main thread a worker
+  process answers them, killed past 10 s a completion (``tasks/verifier.py``).
 
 Also offered:
 
@@ -22,17 +24,21 @@ Also offered:
 
 Extra keyword arguments from TRL (``prompts``, ``completion_ids``, ``trainer_state``, ``log_extra``,
 ``log_metric``, other dataset columns) are accepted and ignored. ``resolve`` maps a config name to a
-function: a ``REWARDS`` key or ``package.module:function``.
+function: a ``REWARDS`` key or ``package.module:function``; ``check_callable`` calls one on a sample row before
+training, so a reward that raises or returns the wrong shape is one line, not a traceback after Stage 1.
 """
 
 from __future__ import annotations
 
 import difflib
+import math
+import numbers
 from collections.abc import Callable
+from types import SimpleNamespace
 from typing import Any
 
 from . import tasks
-from .answers import completion_text, format_ok, format_ok_strict
+from .answers import answer_text, completion_text, compose, format_ok, format_ok_strict
 from .tasks import checks, spatial
 
 
@@ -53,8 +59,9 @@ def accuracy_reward(completions: list, answer: list, task: list | None = None, c
     the checker named in the row's ``checker`` column)."""
     names = task or [None] * len(completions)
     checkers = checker or [None] * len(completions)
-    return [tasks.reward(t, completion_text(c), a, k)
-            for c, a, t, k in zip(completions, answer, names, checkers, strict=True)]
+    with checks.budget():  # math-verify fallbacks past MATH_VERIFY_BUDGET_S seconds in this call score 0
+        return [tasks.reward(t, completion_text(c), a, k)
+                for c, a, t, k in zip(completions, answer, names, checkers, strict=True)]
 
 
 def spatial_partial_reward(completions: list, answer: list, **kwargs: Any) -> list[float]:
@@ -75,6 +82,47 @@ REWARDS: dict[str, Callable[..., list[float]]] = {
     "tolerance": tolerance_reward,
     "spatial_partial": spatial_partial_reward,
 }
+
+
+def _ignore(*args: Any, **kwargs: Any) -> None:
+    """log_extra / log_metric as GRPOTrainer passes them, for a reward called outside training."""
+
+
+def check_callable(fn: Callable, sample_columns: dict[str, Any], name: str | None = None) -> list:
+    """Call a reward once, as GRPOTrainer calls it, on one made-up completion for one dataset row, before
+    training: `sample_columns` is that row (``answer``, ``task``, ``checker``, ``prompt``, ...; one value
+    each). The completion is the CoT layout around the row's answer, conversational where the prompt is.
+    Returns the reward's list; ValueError, one line naming the reward, when it raises, returns other than one
+    score, or a score that is not a finite number (None, "does not apply", is allowed as TRL allows it)."""
+    name = name or getattr(fn, "__name__", repr(fn))
+    prompt = sample_columns.get("prompt", "")
+    text = compose("checking the reward before training", answer_text(sample_columns.get("answer", "")))
+    completion = [{"role": "assistant", "content": text}] if isinstance(prompt, list) else text
+    columns = {key: [value] for key, value in sample_columns.items() if key != "prompt"}
+    # the fields of TrainerState a reward may read, at step 0 (the real one needs torch imported)
+    state = SimpleNamespace(global_step=0, max_steps=0, epoch=0.0, num_train_epochs=0, log_history=[])
+    try:
+        values = fn(prompts=[prompt], completions=[completion], completion_ids=[[0]], trainer_state=state,
+                    log_extra=_ignore, log_metric=_ignore, **columns)
+    except Exception as e:  # a user's reward: whatever it raises is theirs to fix, in one line
+        reason = " ".join(f"{type(e).__name__}: {e}".split())[:300]
+        raise ValueError(f"reward {name!r} raised {reason} on a sample completion: fix it before training "
+                         f"(it is called as f(completions, {', '.join(['prompts', *columns])}, ...) "
+                         f"-> list[float])") from None
+    try:
+        values = list(values)
+    except TypeError:
+        raise ValueError(f"reward {name!r} returned {type(values).__name__}, not a list: return one float per "
+                         f"completion") from None
+    if len(values) != 1:
+        raise ValueError(f"reward {name!r} returned {len(values)} scores for 1 completion: return one float per "
+                         f"completion")
+    value = values[0]
+    if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Real)
+                              or not math.isfinite(value)):
+        raise ValueError(f"reward {name!r} returned {value!r:.80}, not a finite number: return floats "
+                         f"(None where the reward does not apply to a row)")
+    return values
 
 
 def resolve(name: str) -> Callable[..., list[float]]:

@@ -13,8 +13,10 @@ Where these depart from the released code: an empty answer never matches (the or
 were empty); a non-string truth is read as text (the original raised); math-verify sees only the last
 ``MATH_VERIFY_MAX_CHARS`` characters of each side (final answers come last); ``match_answer`` passes the truth
 as gold (the original training reward swapped them), ``paper_match`` keeps the evaluation's order.
-math-verify's own time limit uses ``signal.alarm``, which only works in the main thread, so off the main
-thread it is switched off and the length cap is the only guard.
+math-verify's alarms (``MATH_VERIFY_TIMEOUT_S`` per parse and comparison) work only on a main thread; off it a
+worker process answers (``verifier``), killed when a verdict is not back within ``verifier.KILL_AFTER_S``, where the
+original ran for minutes on one nested fraction or power tower. Inside ``budget()`` (one reward call), verdicts stop
+being asked once ``MATH_VERIFY_BUDGET_S`` seconds are spent.
 """
 
 from __future__ import annotations
@@ -23,13 +25,17 @@ import logging
 import math
 import re
 import threading
+import time
 
 from ..answers import answer_text, as_str, has_answer_tag
+from . import verifier
 
 MATH_VERIFY_MAX_CHARS = 2000  # math-verify sees only the tail; sympy can be slow on long inputs
-MATH_VERIFY_TIMEOUT_S = 3  # per parse / comparison, main thread only (signal.alarm)
-# Off the main thread we call math-verify without its signal-based timeout on purpose (the 2,000-character
-# cap guards it instead); its warning about that would repeat for every scored completion.
+MATH_VERIFY_TIMEOUT_S = verifier.OP_TIMEOUT_S  # per parse / comparison, on any thread (off it: in a worker)
+MATH_VERIFY_BUDGET_S = verifier.BUDGET_S  # per reward call: later fallbacks score 0
+budget = verifier.budget  # `with checks.budget():` around one reward call's scoring
+# Where no worker can be started, math-verify runs here without its signal-based timeout off the main thread;
+# its warning about that would repeat for every scored completion.
 logging.getLogger("math_verify").setLevel(logging.ERROR)
 
 
@@ -56,15 +62,35 @@ def paper_match(text: str, answer: str) -> float:
 
 
 def math_equal(gold: str, target: str) -> bool:
-    """math-verify's verdict ``verify(parse(gold), parse(target))``; False on any error or timeout."""
+    """math-verify's verdict ``verify(parse(gold), parse(target))``; False on any error or timeout, and once the
+    caller's ``budget`` is spent. On the main thread math-verify runs here under its alarms; elsewhere a worker
+    process answers (``verifier``)."""
+    gold, target = gold[-MATH_VERIFY_MAX_CHARS:], target[-MATH_VERIFY_MAX_CHARS:]
+    if verifier.spent():
+        return False
+    if threading.current_thread() is threading.main_thread():
+        import math_verify  # noqa: F401  (sympy's import, once, is not charged to the budget)
+
+        start = time.monotonic()
+        try:
+            return _math_equal_here(gold, target)
+        finally:
+            verifier.charge(time.monotonic() - start)
+    verdict = verifier.equal(gold, target)
+    return _math_equal_here(gold, target) if verdict is None else verdict
+
+
+def _math_equal_here(gold: str, target: str) -> bool:
+    """math-verify in this process: under its alarms on the main thread, unbounded elsewhere (where the worker
+    could not be started)."""
     from math_verify import parse, verify  # sympy is slow to import; only these fallbacks need it
     from math_verify.errors import TimeoutException  # a BaseException, missed by `except Exception`
 
     # signal.alarm only works in the main thread; elsewhere math-verify raises unless timeouts are off.
     limit = MATH_VERIFY_TIMEOUT_S if threading.current_thread() is threading.main_thread() else None
     try:
-        gold_parsed = parse(gold[-MATH_VERIFY_MAX_CHARS:], parsing_timeout=limit)
-        target_parsed = parse(target[-MATH_VERIFY_MAX_CHARS:], parsing_timeout=limit)
+        gold_parsed = parse(gold, parsing_timeout=limit)
+        target_parsed = parse(target, parsing_timeout=limit)
         if not gold_parsed or not target_parsed:
             return False
         return bool(verify(gold_parsed, target_parsed, timeout_seconds=limit))
