@@ -25,6 +25,13 @@ from .tasks import counting, custom, spatial, structure
 class ConfigError(ValueError):
     """A user mistake in a preset or an override: one line that names the problem and the fix."""
 
+    def __init__(self, message: str) -> None:  # a user's text quoted in it stays on the line, escaped
+        super().__init__(message.translate(_LINE_BREAKS))
+
+
+# control characters (what str.splitlines() breaks at among them), written as Python escapes; tabs stay
+_LINE_BREAKS = {c: repr(chr(c))[1:-1] for c in [*range(32), 0x7F, 0x85, 0x2028, 0x2029] if c != ord("\t")}
+
 
 MAX_PIXELS = 28 * 28 * 16384  # Qwen2-VL's own ceiling: 16,384 visual tokens of 28x28 pixels
 # transformers' SchedulerType names a stage can run: the others need lr_scheduler_kwargs we do not pass, or an
