@@ -59,7 +59,8 @@ def test_plot_series_per_stage_and_overlaid(run_dir):
 
 
 def test_rollout_groups_flags_and_filters(run_dir):
-    (record,) = rollouts.step_records(run_dir)
+    assert rollouts.steps(run_dir) == [1]
+    record = rollouts.step_record(run_dir, 1)
     first, second = rollouts.groups(record, [1.0, 1.0], 10)
     assert [c["total"] for c in first.completions] == [2.0, 0.0] and not first.zero_spread
     assert second.zero_spread and first.completions[1]["format_failure"] and first.completions[1]["truncated"]

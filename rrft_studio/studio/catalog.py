@@ -8,6 +8,7 @@ is never given a path outside the runs and presets folders.
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,9 +42,25 @@ def list_runs(runs_dir: Path) -> list[RunInfo]:
     found.sort(key=lambda d: (d / "config.yaml").stat().st_mtime, reverse=True)
     out = []
     for d in found:
-        status = runs.read_status(d)
+        status = _status(d)
         out.append(RunInfo(d, status, effective_state(status)))
     return out
+
+
+_statuses: dict[Path, tuple[tuple, dict]] = {}  # the monitor lists every run each second: re-read what changed
+
+
+def _status(run_dir: Path) -> dict:
+    try:
+        stat = (run_dir / "status.json").stat()
+    except OSError:
+        return {}
+    key = (stat.st_mtime_ns, stat.st_size)
+    if run_dir not in _statuses or _statuses[run_dir][0] != key:
+        if len(_statuses) > 4096:
+            _statuses.clear()
+        _statuses[run_dir] = (key, runs.read_status(run_dir))
+    return _statuses[run_dir][1]
 
 
 def run_config(run_dir: Path) -> config.Config | None:
@@ -64,6 +81,9 @@ def eval_results(run_dir: Path) -> dict[str, dict]:
     """'label/split' -> summary of eval/<label>/<split>.json (predictions dropped), base first, then each
     stage; older runs' eval/<label>.json count as split 'id'."""
     folder = Path(run_dir) / "eval"
+    signature = _listing(folder)
+    if run_dir in _evals and _evals[run_dir][0] == signature:
+        return _evals[run_dir][1]
     found = {f"{p.parent.name}/{p.stem}": p for p in folder.glob("*/*.json")}
     found.update({f"{p.stem}/id": p for p in folder.glob("*.json") if f"{p.stem}/id" not in found})
     out = {}
@@ -71,7 +91,23 @@ def eval_results(run_dir: Path) -> dict[str, dict]:
         summary = _eval_summary(found[key])
         if summary is not None:
             out[key] = summary
+    if len(_evals) > 4096:
+        _evals.clear()
+    _evals[run_dir] = (signature, out)
     return out
+
+
+_evals: dict[Path, tuple[tuple, dict]] = {}  # run -> (its eval folder's listing, results)
+
+
+def _listing(folder: Path) -> tuple:
+    """Names and modification times in the eval folder and its label folders: writing a result (a file
+    renamed into place) changes them."""
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return ()
+    return tuple(sorted((e.name, e.stat().st_mtime_ns, e.stat().st_size) for e in entries))
 
 
 _summaries: dict[Path, tuple[tuple, dict | None]] = {}  # eval file -> ((size, mtime), summary): the runs table

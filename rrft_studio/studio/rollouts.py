@@ -1,20 +1,23 @@
 """The Rollouts tab: samples.jsonl step by step. For each prompt of a logged GRPO step: its image(s), the
 prompt and the truth; each completion with its per-reward scores, weighted total, advantage and length;
 filters for format failures, zero-spread groups (every completion scored the same: no learning signal) and
-truncated completions (as long as grpo.max_completion_length allows).
+truncated completions (as long as grpo.max_completion_length allows). The steps come from logs.py's index of
+samples.jsonl: showing a step reads that step's line only.
 """
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import gradio as gr
 
-from .. import inference, runs
-from . import catalog
+from .. import inference
+from . import catalog, logs
 
 FILTERS = ["format failures", "zero-spread groups", "truncated"]
+VIEW_OUTPUTS = 7  # summary line, prompt picker, images, prompt, truth, completions, the one being read
 
 
 @dataclass
@@ -32,8 +35,14 @@ class Group:
         return len({round(c["total"], 9) for c in self.completions}) <= 1
 
 
-def step_records(run_dir: Path) -> list[dict]:
-    return runs.read_jsonl(Path(run_dir) / "samples.jsonl")
+def steps(run_dir: Path) -> list[int]:
+    """The logged rollout steps, in order."""
+    return list(logs.CACHE.get(run_dir, metrics=False, samples=True).samples.steps)
+
+
+def step_record(run_dir: Path, step: int | None) -> dict | None:
+    """The rollouts of one step (its last line in samples.jsonl), read on their own."""
+    return logs.CACHE.get(run_dir, metrics=False, samples=True).samples.record(step) if step is not None else None
 
 
 def groups(record: dict, weights: list[float], max_length: int) -> list[Group]:
@@ -78,11 +87,12 @@ def _settings(run_dir: Path) -> tuple[list[float], int]:
 
 def load_step(run_dir: Path, step: int | None, filters: list[str]) -> tuple[list[Group], str]:
     """The step's groups that have completions passing the filters, and a one-line summary of the step."""
-    records = [r for r in step_records(run_dir) if r["step"] == step]
-    if not records:
+    step = int(step) if step is not None else None  # a slider's value arrives as a float
+    record = step_record(run_dir, step)
+    if not record:
         return [], "No rollouts logged for this step."
     weights, max_length = _settings(run_dir)
-    every = groups(records[-1], weights, max_length)
+    every = groups(record, weights, max_length)
     shown = [g for g in every if keep(g, filters)]
     completions = [c for g in every for c in g.completions]
     mean = sum(c["total"] for c in completions) / max(len(completions), 1)
@@ -123,15 +133,33 @@ def detail(c: dict) -> str:
             f"tokens\n\n{think}\n**Answer:** `{parsed.answer or '(empty)'}`\n\n**Raw completion**\n```\n{c['completion']}\n```")
 
 
-def run_choices(runs_dir: Path, name: str | None):
-    """Runs that logged rollouts, newest first; the current one kept."""
+def enter(runs_dir: Path, name: str | None, s: float | None, chosen_filters: list[str]) -> list:
+    """On opening the tab: the runs that logged rollouts (newest first) and, in the same answer, the newest
+    one's first step; a run already shown stays as it is, its step picker brought up to date."""
     names = [i.name for i in catalog.list_runs(runs_dir) if (i.path / "samples.jsonl").is_file()]
-    return gr.Dropdown(choices=names, value=name if name in names else (names[0] if names else None))
+    if name in names:
+        found = steps(runs_dir / name)
+        return [gr.update(choices=names), step_picker(found, nearest(found, s)), *[gr.skip()] * VIEW_OUTPUTS]
+    name = names[0] if names else None
+    return [gr.update(choices=names, value=name), *open_run(runs_dir, name, chosen_filters)]
 
 
-def step_choices(runs_dir: Path, name: str | None, current: int | None = None):
-    steps = sorted({r["step"] for r in step_records(runs_dir / name)}) if name else []
-    return gr.Dropdown(choices=steps, value=current if current in steps else (steps[0] if steps else None))
+def nearest(found: list[int], s: float | None) -> int | None:
+    """The logged step closest to s (rollouts are logged every grpo.samples_every steps); None without any."""
+    if not found:
+        return None
+    if s is None:
+        return found[0]
+    i = bisect.bisect_left(found, s)
+    return min(found[max(0, i - 1): i + 1], key=lambda step: abs(step - s))
+
+
+def step_picker(found: list[int], s: int | None):
+    """A slider over the logged steps (a long run logs 20,000: a dropdown of them all would stall the page)."""
+    if not found:
+        return gr.update(minimum=0, maximum=1, value=0, info="no rollouts logged yet")
+    every = f", every {found[1] - found[0]}" if len(found) > 1 else ""
+    return gr.update(minimum=found[0], maximum=max(found[-1], found[0] + 1), value=s, info=f"{len(found):,} logged{every}")
 
 
 def show_step(runs_dir: Path, name: str | None, s: int | None, chosen_filters: list[str]):
@@ -154,18 +182,33 @@ def show_group(runs_dir: Path, name: str | None, s: int | None, chosen_filters: 
     return pictures, user_text(g.prompt), g.answer, grid_update, detail(keep(g, chosen_filters)[0])
 
 
-def move(runs_dir: Path, name: str | None, s: int | None, delta: int) -> int | None:
-    steps = sorted({r["step"] for r in step_records(runs_dir / name)}) if name else []
-    if not steps:
-        return None
-    i = steps.index(s) if s in steps else 0
-    return steps[max(0, min(len(steps) - 1, i + delta))]
+def view(runs_dir: Path, name: str | None, s: int | None, chosen_filters: list[str]) -> list:
+    """A step at once: its summary line, its prompts, and the first prompt's images, text and completions."""
+    summary, prompts = show_step(runs_dir, name, s, chosen_filters)
+    return [summary, prompts, *show_group(runs_dir, name, s, chosen_filters, 0)]
+
+
+def open_run(runs_dir: Path, name: str | None, chosen_filters: list[str]) -> list:
+    """The step picker over the run's logged steps, and the first step's view."""
+    found = steps(runs_dir / name) if name else []
+    s = found[0] if found else None
+    return [step_picker(found, s), *view(runs_dir, name, s, chosen_filters)]
+
+
+def go_to(runs_dir: Path, name: str | None, s: float | None, chosen_filters: list[str], delta: int = 0) -> list:
+    """The logged step nearest to s (then delta logged steps on) and its view."""
+    found = steps(runs_dir / name) if name else []
+    s = nearest(found, s)
+    if s is not None and delta:
+        i = found.index(s)
+        s = found[max(0, min(len(found) - 1, i + delta))]
+    return [s if s is not None else 0, *view(runs_dir, name, s, chosen_filters)]
 
 
 def build(runs_dir: Path, tab: gr.Tab) -> None:
     with gr.Row(equal_height=True):
         run = gr.Dropdown([], label="Run", scale=3, elem_id="rollouts-run")
-        step = gr.Dropdown([], label="Step", scale=1, min_width=100, elem_id="rollouts-step")
+        step = gr.Slider(0, 1, value=0, step=1, label="Step", scale=2, min_width=200, elem_id="rollouts-step")
         with gr.Column(scale=1, min_width=120):
             prev = gr.Button("◀ previous step", size="sm")
             nxt = gr.Button("next step ▶", size="sm")
@@ -190,17 +233,14 @@ def build(runs_dir: Path, tab: gr.Tab) -> None:
 
     group_outputs = [images, prompt, truth, grid, reading]
     group_inputs = [run, step, filters, group]
-    def step_view(*a):
-        return show_step(runs_dir, *a)
+    view_outputs = [line, group, *group_outputs]
 
-    tab.select(lambda n: run_choices(runs_dir, n), run, run)
-    run.change(lambda *a: step_choices(runs_dir, *a), [run, step], step).then(
-        step_view, [run, step, filters], [line, group]).then(
-        lambda *a: show_group(runs_dir, *a), group_inputs, group_outputs)
-    for source in (step, filters):  # a new step or filter re-draws the prompt even when its label is unchanged
-        source.change(step_view, [run, step, filters], [line, group]).then(
-            lambda *a: show_group(runs_dir, *a), group_inputs, group_outputs)
+    # One event per action, each drawing the whole step: a step is one line of samples.jsonl, read on its own.
+    tab.select(lambda *a: enter(runs_dir, *a), [run, step, filters], [run, step, *view_outputs])
+    run.input(lambda *a: open_run(runs_dir, *a), [run, filters], [step, *view_outputs])
+    step.release(lambda *a: go_to(runs_dir, *a), [run, step, filters], [step, *view_outputs])
+    filters.change(lambda *a: view(runs_dir, *a), [run, step, filters], view_outputs)
     group.input(lambda *a: show_group(runs_dir, *a), group_inputs, group_outputs)
     grid.select(pick, group_inputs, reading)
-    prev.click(lambda n, s: move(runs_dir, n, s, -1), [run, step], step)
-    nxt.click(lambda n, s: move(runs_dir, n, s, 1), [run, step], step)
+    prev.click(lambda n, s, f: go_to(runs_dir, n, s, f, -1), [run, step, filters], [step, *view_outputs])
+    nxt.click(lambda n, s, f: go_to(runs_dir, n, s, f, 1), [run, step, filters], [step, *view_outputs])

@@ -1,0 +1,471 @@
+"""A run's metrics.jsonl and samples.jsonl as the studio reads them: incrementally, indexed by step, cached
+within bounds.
+
+The monitor looks at these files every second, and a long GRPO run writes 100,000 metric lines and 20,000
+rollout lines (hundreds of MB). So each file is read once, then only what was appended since: the byte
+offset is kept, a torn last line waits until its newline arrives, and a file that shrank or was replaced
+(a resume rewrites both) is read again from the start. Metrics become numpy columns, one per key and stage;
+samples become a byte offset per step (for the Rollouts tab, which reads one line per step), and the
+thinking/answer plot parses a few thousand lines found at evenly spaced byte offsets, without that index. The cache holds a few runs and a bounded number of
+bytes, and lets go of a run nobody looked at for a while (the monitor's timer touches what it shows).
+"""
+
+from __future__ import annotations
+
+import bisect
+import ctypes
+import itertools
+import math
+import operator
+import os
+import re
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import orjson
+
+from .. import inference
+
+CHUNK = 8 << 20  # bytes read at once: bounds the memory a first read of a large file takes
+HEAD = re.compile(rb'\{"stage": "([^"\\]*)", "step": (\d+)[,}]')  # how tracking.py starts a samples line
+NOT_METRICS = {"stage", "step", "train_runtime"}
+
+
+class Tail:
+    """Complete lines appended to a file since the last call, with their byte offsets."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.offset = 0  # everything before this byte was read, ending at a newline
+        self.identity: tuple | None = None
+        self.head = b""  # the file's first bytes: a file rewritten in place is noticed too
+        self.generation = 0  # +1 each time the file is read again from the start
+
+    def changed(self) -> bool:
+        """Whether there may be new lines; starts over (generation + 1) when the file shrank or was replaced."""
+        try:
+            stat = os.stat(self.path)
+        except OSError:
+            stat = None
+        identity = (stat.st_dev, stat.st_ino) if stat else None
+        if stat is None or identity != self.identity or stat.st_size < self.offset or not self._same_head():
+            if self.offset or self.identity:
+                self.generation += 1
+            self.offset, self.identity, self.head = 0, identity, b""
+        return stat is not None and stat.st_size > self.offset
+
+    def _same_head(self) -> bool:
+        if not self.head:
+            return True
+        try:
+            with open(self.path, "rb") as f:
+                return f.read(len(self.head)) == self.head
+        except OSError:
+            return False
+
+    def chunks(self) -> Iterator[tuple[int, bytes]]:
+        """(offset, bytes) of the complete lines after the offset, a few MB at a time; the offset then moves
+        past them. A torn last line stays for the next call."""
+        with open(self.path, "rb") as f:
+            f.seek(self.offset)
+            rest = b""
+            while chunk := f.read(CHUNK):
+                data = rest + chunk
+                end = data.rfind(b"\n")
+                if end < 0:
+                    rest = data
+                    continue
+                if not self.head and self.offset == 0:
+                    self.head = data[:64]
+                start, rest = self.offset, data[end + 1:]
+                self.offset += end + 1
+                yield start, data[:end + 1]
+
+    def lines(self) -> Iterator[list[tuple[int, bytes]]]:
+        """Batches of (offset, line) of the complete lines after the offset (see chunks)."""
+        for start, data in self.chunks():
+            batch, pos = [], 0
+            while pos < len(data):
+                stop = data.index(b"\n", pos)
+                if stop > pos:
+                    batch.append((start + pos, data[pos:stop]))
+                pos = stop + 1
+            yield batch
+
+
+def _loads(line: bytes):
+    try:
+        return orjson.loads(line)
+    except orjson.JSONDecodeError:  # a damaged line: skipped, as the CLI's readers do
+        return None
+
+
+class Column:
+    """A growing float64 column: a buffer with room to spare, so appending a line does not copy the column."""
+
+    def __init__(self, missing: int = 0):
+        self.data = np.full(missing, np.nan)
+        self.n = self.missing = missing  # rows, and rows without a value (NaN)
+
+    def extend(self, values: np.ndarray) -> None:
+        self.missing += int(np.isnan(values).sum())
+        end = self.n + len(values)
+        if end > len(self.data):
+            grown = np.empty(max(end, len(self.data) + len(self.data) // 4 + 1024))
+            grown[:self.n] = self.data[:self.n]
+            self.data = grown
+        self.data[self.n:end] = values
+        self.n = end
+
+    def values(self) -> np.ndarray:
+        return self.data[:self.n]
+
+    @property
+    def nbytes(self) -> int:
+        return self.data.nbytes
+
+
+def _table(rows: list[dict], keys: list[str]) -> np.ndarray:
+    """(len(rows), len(keys)) floats; NaN where a row lacks a key or holds something else than a number."""
+    try:  # the usual case, every row with every number: no Python loop over the values
+        values = itertools.chain.from_iterable(map(operator.itemgetter(*keys), rows)) if len(keys) > 1 else \
+            map(operator.itemgetter(*keys), rows)
+        return np.fromiter(values, dtype=float, count=len(rows) * len(keys)).reshape(len(rows), len(keys))
+    except (KeyError, TypeError, ValueError):
+        return np.stack([_numbers(rows, key) for key in keys], axis=1)
+
+
+def _numbers(rows: list[dict], key: str) -> np.ndarray:
+    try:
+        return np.array([r.get(key) for r in rows], dtype=float)  # a missing value (None) becomes NaN
+    except (TypeError, ValueError):  # a string among the numbers
+        return np.array([v if isinstance(v, (int, float)) else np.nan for v in (r.get(key) for r in rows)], dtype=float)
+
+
+class Metrics:
+    """metrics.jsonl as columns per stage: steps, and one column per metric (NaN where a row lacks it)."""
+
+    def __init__(self, path: Path):
+        self.tail = Tail(path)
+        self.stages: dict[str, dict[str, Column]] = {}
+        self.rows: dict[str, int] = {}  # rows per stage
+        self.count = 0  # logged steps (end-of-training summaries left out)
+        self.last_stage: str | None = None
+        self.version = (0, 0)  # changes whenever what was read changes
+
+    def update(self) -> None:
+        generation = self.tail.generation
+        if not self.tail.changed():
+            self._reset_if(generation)
+            return
+        self._reset_if(generation)
+        for _, block in self.tail.chunks():
+            lines = [line for line in block.split(b"\n") if line]
+            try:
+                rows = list(map(orjson.loads, lines))
+            except orjson.JSONDecodeError:  # a damaged line somewhere: parse them one by one
+                rows = list(map(_loads, lines))
+            rows = [r for r in rows if type(r) is dict and "stage" in r and "train_runtime" not in r]
+            for stage in dict.fromkeys(r["stage"] for r in rows):
+                self._add(stage, [r for r in rows if r["stage"] == stage])
+            if rows:
+                self.count += len(rows)
+                self.last_stage = rows[-1]["stage"]
+        self.version = (self.tail.generation, self.tail.offset)
+
+    def _reset_if(self, generation: int) -> None:
+        if self.tail.generation != generation:
+            self.stages, self.rows, self.count, self.last_stage = {}, {}, 0, None
+            self.version = (self.tail.generation, 0)
+
+    def _add(self, stage: str, rows: list[dict]) -> None:
+        columns = self.stages.setdefault(stage, {"step": Column()})
+        before = self.rows.get(stage, 0)
+        self.rows[stage] = before + len(rows)
+        keys = sorted(set().union(*rows) - NOT_METRICS)
+        for key in set(keys) - set(columns):
+            columns[key] = Column(before)
+        table = _table(rows, ["step", *keys])  # (rows, 1 + keys)
+        for j, key in enumerate(["step", *keys]):
+            columns[key].extend(table[:, j])
+        for key in set(columns) - {"step", *keys}:
+            columns[key].extend(np.full(len(rows), np.nan))
+
+    def keys(self, stage: str) -> list[str]:
+        return [k for k in self.stages.get(stage, {}) if k != "step"]
+
+    def series(self, stage: str, key: str) -> tuple[np.ndarray, np.ndarray]:
+        """(steps, values) of one metric in one stage, rows without it left out."""
+        columns = self.stages.get(stage, {})
+        if key not in columns:
+            return np.empty(0), np.empty(0)
+        steps, values = columns["step"].values(), columns[key].values()
+        if not columns[key].missing:  # the usual case: views, nothing copied
+            return steps, values
+        present = ~np.isnan(values)
+        return steps[present], values[present]
+
+    @property
+    def nbytes(self) -> int:
+        return sum(c.nbytes for columns in self.stages.values() for c in columns.values())
+
+
+class Samples:
+    """samples.jsonl indexed by step, for the Rollouts tab: where each step's line is, and a few parsed lines."""
+
+    def __init__(self, path: Path):
+        self.tail = Tail(path)
+        self.steps: list[int] = []  # sorted
+        self.where: dict[int, tuple[int, int, str]] = {}  # step -> (offset, length, stage) of its last line
+        self.parsed: OrderedDict[int, dict] = OrderedDict()  # a few whole records, most recent last
+        self.version = (0, 0)
+
+    def update(self) -> None:
+        generation = self.tail.generation
+        has_new = self.tail.changed()
+        if self.tail.generation != generation:
+            self.steps, self.where, self.parsed = [], {}, OrderedDict()
+        if has_new:
+            for batch in self.tail.lines():
+                for offset, line in batch:
+                    self._index(offset, line)
+        self.version = (self.tail.generation, self.tail.offset)
+
+    def _index(self, offset: int, line: bytes) -> None:
+        found = _step_of(line)
+        if found is None:
+            return
+        stage, step = found
+        if step not in self.where:
+            if not self.steps or step > self.steps[-1]:
+                self.steps.append(step)
+            else:
+                bisect.insort(self.steps, step)
+        self.where[step] = (offset, len(line), stage)
+        self.parsed.pop(step, None)
+
+    def record(self, step: int) -> dict | None:
+        """The step's rollouts (its last line), read from disk on demand."""
+        if step in self.parsed:
+            self.parsed.move_to_end(step)
+            return self.parsed[step]
+        if step not in self.where:
+            return None
+        offset, length, _ = self.where[step]
+        with open(self.tail.path, "rb") as f:
+            f.seek(offset)
+            record = _loads(f.read(length))
+        if not isinstance(record, dict):
+            return None
+        self.parsed[step] = record
+        while len(self.parsed) > 8:
+            self.parsed.popitem(last=False)
+        return record
+
+    @property
+    def nbytes(self) -> int:
+        return 200 * len(self.where) + sum(32 * 1024 for _ in self.parsed)
+
+
+def _step_of(line: bytes) -> tuple[str, int] | None:
+    """(stage, step) of a samples line: from its first bytes as tracking.py writes them, else parsed whole."""
+    head = HEAD.match(line, 0, 200)
+    if head:
+        return head.group(1).decode(), int(head.group(2))
+    record = _loads(line)
+    if not isinstance(record, dict) or "step" not in record:
+        return None
+    return str(record.get("stage", "grpo")), int(record["step"])
+
+
+class Spread:
+    """Mean thinking and answer tokens of rollout lines spread evenly through samples.jsonl, for the monitor's
+    plot, without indexing the file: the first line after each of at most max_points byte offsets on a grid
+    (a power of two apart, so the grid stays put while the file grows), and the last line. A few thousand
+    lines are read, wherever the file is hundreds of megabytes; each is parsed once."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.identity: tuple | None = None
+        self.size = 0
+        self.head = b""
+        self.rows: dict[int, tuple | None] = {}  # grid offset -> (stage, step, think, answer) or None
+        self.last: tuple[int, tuple | None] = (-1, None)  # (file size it was read at, row of the last line)
+        self.version = (0, 0)
+
+    def update(self) -> None:
+        try:
+            stat = os.stat(self.path)
+        except OSError:
+            stat = None
+        identity = (stat.st_dev, stat.st_ino) if stat else None
+        size = stat.st_size if stat else 0
+        if identity != self.identity or size < self.size or not self._same_head():
+            self.identity, self.head, self.rows, self.last = identity, b"", {}, (-1, None)
+            self.version = (self.version[0] + 1, 0)
+        self.size = size
+        self.version = (self.version[0], size)
+
+    def _same_head(self) -> bool:
+        if not self.head:
+            return True
+        try:
+            with open(self.path, "rb") as f:
+                return f.read(len(self.head)) == self.head
+        except OSError:
+            return False
+
+    def think_answer(self, stage: str, max_points: int) -> list[dict]:
+        if not self.size:
+            return []
+        stride = 1 << max(12, math.ceil(math.log2(self.size / max_points)))
+        grid = range(0, self.size, stride)
+        with open(self.path, "rb") as f:
+            if not self.head:
+                self.head = f.read(64)
+            for offset in grid:
+                if offset not in self.rows:
+                    self.rows[offset] = _row(_line_after(f, offset, self.size))
+            if self.last[0] != self.size:
+                self.last = (self.size, _row(_last_line(f, self.size)))
+        if len(self.rows) > 2 * len(grid):  # the grid's spacing doubled: keep what lies on it
+            self.rows = {o: r for o, r in self.rows.items() if o % stride == 0}
+        found = {r[1]: r for r in [*(self.rows[o] for o in grid), self.last[1]] if r and r[0] == stage}
+        return [{"stage": stage, "step": step, "think_tokens": think, "answer_tokens": answer}
+                for step, (_, _, think, answer) in sorted(found.items())]
+
+    @property
+    def nbytes(self) -> int:
+        return 150 * len(self.rows)
+
+
+def _line_after(f, offset: int, size: int) -> bytes | None:
+    """The first complete line starting at or after offset (None in a torn last line)."""
+    f.seek(max(offset - 1, 0))
+    if offset:
+        f.readline()  # the rest of the line the offset falls in (or just its newline)
+    if f.tell() >= size:
+        return None
+    line = f.readline()
+    return line if line.endswith(b"\n") else None
+
+
+def _last_line(f, size: int) -> bytes | None:
+    block = min(size, 1 << 20)
+    f.seek(size - block)
+    lines = f.read(block).split(b"\n")  # the text after the last newline is a torn line, not yet complete
+    return lines[-2] if len(lines) > 1 and (len(lines) > 2 or block == size) else None
+
+
+def _row(line: bytes | None) -> tuple | None:
+    record = _loads(line) if line else None
+    if not isinstance(record, dict) or "step" not in record:
+        return None
+    return (str(record.get("stage", "grpo")), int(record["step"]), *_split(record))
+
+
+def _split(record: dict) -> tuple[float, float]:
+    """Mean tokens inside <think> and in the answer over a step's completions (by their share of the
+    characters: the studio loads no tokenizer)."""
+    think = answer = 0.0
+    completions = record.get("completions") or []
+    for c in completions:
+        text = c.get("completion", "")
+        parsed = inference.split_think(text)
+        chars = max(len(text), 1)
+        think_chars = len(parsed.think or "")
+        length = c.get("length", 0)
+        think += length * think_chars / chars
+        answer += length * (chars - think_chars) / chars if parsed.think is not None else length
+    n = max(len(completions), 1)
+    return think / n, answer / n
+
+
+class RunLogs:
+    def __init__(self, run_dir: Path):
+        self.metrics = Metrics(Path(run_dir) / "metrics.jsonl")
+        self.samples = Samples(Path(run_dir) / "samples.jsonl")  # indexed when the Rollouts tab asks
+        self.spread = Spread(Path(run_dir) / "samples.jsonl")
+        self.lock = threading.Lock()
+        self.used = time.monotonic()
+        self.memo: dict = {}  # what the monitor computed from these logs, keyed by what it depends on
+
+    @property
+    def nbytes(self) -> int:
+        return self.metrics.nbytes + self.samples.nbytes + self.spread.nbytes + sum(
+            sum(getattr(v, "nbytes", 0) for v in value) for value in self.memo.values())
+
+
+class Cache:
+    """At most max_runs runs and about max_bytes of columns; a run unused for idle_s seconds is dropped."""
+
+    def __init__(self, max_runs: int = 8, max_bytes: int = 256 << 20, idle_s: float = 30):
+        self.max_runs, self.max_bytes, self.idle_s = max_runs, max_bytes, idle_s
+        self.runs: OrderedDict[Path, RunLogs] = OrderedDict()
+        self.lock = threading.Lock()
+        self._janitor: threading.Thread | None = None
+
+    def get(self, run_dir: Path, metrics: bool = True, samples: bool = False) -> RunLogs:
+        """The run's logs brought up to date (only what was appended is read): the metrics and the spread of
+        rollouts the monitor plots, and with samples=True the index of every rollout step."""
+        run_dir = Path(run_dir)
+        with self.lock:
+            logs = self.runs.get(run_dir) or RunLogs(run_dir)
+            self.runs[run_dir] = logs
+            self.runs.move_to_end(run_dir)
+            logs.used = time.monotonic()
+            self._start_janitor()
+        with logs.lock:
+            if metrics:
+                logs.metrics.update()
+                logs.spread.update()
+            if samples:
+                logs.samples.update()
+        self._trim(keep=run_dir)
+        return logs
+
+    def _trim(self, keep: Path) -> None:
+        dropped = False
+        with self.lock:
+            while len(self.runs) > 1 and (len(self.runs) > self.max_runs or
+                                          sum(r.nbytes for r in self.runs.values()) > self.max_bytes):
+                oldest = next(iter(self.runs))
+                if oldest == keep:
+                    break
+                del self.runs[oldest]
+                dropped = True
+        if dropped:
+            _give_back_memory()
+
+    def release_idle(self) -> None:
+        now = time.monotonic()
+        with self.lock:
+            idle = [d for d, r in self.runs.items() if now - r.used > self.idle_s]
+            for d in idle:
+                del self.runs[d]
+        if idle:
+            _give_back_memory()
+
+    def _start_janitor(self) -> None:
+        if self._janitor is None:
+            def loop():
+                while True:
+                    time.sleep(max(self.idle_s / 3, 1))
+                    self.release_idle()
+            self._janitor = threading.Thread(target=loop, name="rrft-logs-janitor", daemon=True)
+            self._janitor.start()
+
+
+def _give_back_memory() -> None:
+    """Return freed heap pages to the system (glibc keeps them otherwise); a no-op elsewhere."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
+CACHE = Cache()
