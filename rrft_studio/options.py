@@ -38,6 +38,8 @@ def range_text(metadata: Any) -> str:
     """The valid range of a field in words ('at least 1', 'greater than 0 and at most 1 (or -1)'); '' without one."""
     bounds = metadata.get("bounds", {})
     text = " and ".join(f"{_RULES[name][0]} {value!r}" for name, value in bounds.items())
+    if bounds.keys() == {"gt", "lt"}:
+        text = f"between {bounds['gt']!r} and {bounds['lt']!r}, both excluded"
     also = metadata.get("also", ())
     return text + (f" (or {', '.join(map(str, also))})" if text and also else "")
 
