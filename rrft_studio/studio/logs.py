@@ -124,6 +124,11 @@ class Column:
     def values(self) -> np.ndarray:
         return self.data[:self.n]
 
+    def trim(self) -> None:
+        """Give back the room to spare (after a first read of a whole file: most runs stop growing)."""
+        if len(self.data) > self.n:
+            self.data = self.data[:self.n].copy()
+
     @property
     def nbytes(self) -> int:
         return self.data.nbytes
@@ -163,6 +168,7 @@ class Metrics:
             self._reset_if(generation)
             return
         self._reset_if(generation)
+        first_read = self.tail.offset == 0
         for _, block in self.tail.chunks():
             lines = [line for line in block.split(b"\n") if line]
             try:
@@ -175,6 +181,10 @@ class Metrics:
             if rows:
                 self.count += len(rows)
                 self.last_stage = rows[-1]["stage"]
+        if first_read:
+            for columns in self.stages.values():
+                for column in columns.values():
+                    column.trim()
         self.version = (self.tail.generation, self.tail.offset)
 
     def _reset_if(self, generation: int) -> None:
