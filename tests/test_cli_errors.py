@@ -22,6 +22,7 @@ def _fails(capsys, argv, *words):
     ("grpo.beta=high", ["grpo.beta must be float"]),
     ("grpo.micro_batch=3", ["must divide"]),
     ("data.train_file=missing.json", ["data.train_file", "not found"]),
+    ("run.name=../../escaped", ["run.name='../../escaped'", "plain folder name"]),  # the run would land outside
 ])
 def test_bad_overrides_write_nothing(tmp_path, capsys, override, words):
     runs_dir = tmp_path / "runs"
