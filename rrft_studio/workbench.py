@@ -243,8 +243,8 @@ def _zero_hint(zero: list[RewardStats]) -> str:
 # ---------------------------------------------------------------- report
 
 def text(s: Summary, v: Verdict, cfg: Config) -> str:
-    width = max(len("total"), *(len(r.name) for r in s.rewards)) + 2
     weights = ",".join(f"{w:g}" for w in cfg.grpo.reward_weights)
+    width = max(len(f"total (weights {weights})"), *(len(r.name) for r in s.rewards)) + 2
     lines = [s.source, f"{'reward':<{width}}{'mean':>7}{'std':>7}{'zeros':>8}  zero-spread groups"]
     for r in [*s.rewards, s.total]:
         label = r.name if r is not s.total else f"total (weights {weights})"
