@@ -43,15 +43,19 @@ def check(launcher: Launcher, preset: str, checkpoint: str, n: int, overrides: s
     """Run the check: (verdict markdown, report text, histogram figure or None)."""
     if not preset:
         return "✗ pick a preset", "", None
+    folders, given = launcher.folders, (overrides or "").split()
     try:
         if checkpoint:
             launcher.inside(Path(checkpoint))
-        launcher.folders.check_preset(Path(preset), (overrides or "").split())  # paths it names stay in bounds
+        merged = folders.merged(Path(preset), given)
+        folders.check_config(merged)  # the paths and rewards it names stay in the studio's folders
     except ConfigError as e:
         return f"✗ {e}", "", None
+    if merged.run.cache_dir == config.Run().cache_dir and folders.resolve(merged.run.cache_dir) != folders.cache:
+        given.append(f"run.cache_dir={folders.cache}")  # as the studio's runs: the tiny model and data there
     out = launcher.studio_dir / "rewards" / f"check-{time.strftime('%Y%m%d-%H%M%S')}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    args = check_args(preset, checkpoint, n, overrides or "", out)
+    args = check_args(preset, checkpoint, n, " ".join(given), out)
     done = launcher.run_cli([*args, *_rewards_dir(launcher)], timeout=3600)
     command = "$ rrft-studio " + " ".join(args)
     if done.returncode != 0 or not out.is_file():
