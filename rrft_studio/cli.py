@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -34,13 +35,25 @@ quiet_library_warnings()
 
 
 def _checked_data(cfg: config.Config) -> None:
-    """Read the records before a run directory exists, so a bad file costs nothing."""
-    from . import data
+    """Read the records, and open the images of real files, before a run directory exists: a bad file costs
+    nothing (generated data is written by this project and checked as it is read); then call each GRPO reward
+    once on a sample, so a broken user reward fails now and not after all of Stage 1 has trained."""
+    from . import data, rewards
 
-    if cfg.run.stages:
-        data.records(cfg, "train")
-    for split in cfg.eval.splits if cfg.eval.enabled else []:
-        data.records(cfg, split)
+    for split in (["train"] if cfg.run.stages else []) + (cfg.eval.splits if cfg.eval.enabled else []):
+        rows = data.records(cfg, split)
+        path, _ = data.source(cfg, split)
+        if not rows:
+            raise ConfigError(f"{data.source_key(cfg, split)}: '{path}' holds no records: give a file with some")
+        if path is not None:
+            data.check_images(rows, str(path))
+        if split == "train" and "grpo" in cfg.run.stages:
+            row = data.grpo_row(rows[0], data.task_of(cfg), cfg)
+            for name in cfg.grpo.rewards:
+                try:
+                    rewards.check_callable(rewards.resolve(name), row, name)
+                except ValueError as e:
+                    raise ConfigError(f"grpo.rewards: {e}") from None
 
 
 def cmd_train(args) -> int:
@@ -50,12 +63,11 @@ def cmd_train(args) -> int:
         sys.path.append(str(Path(args.rewards_dir).expanduser().resolve()))
     if args.resume:
         run_dir = Path(args.resume)
-        cfg = runs.load_config(run_dir)
-        status = runs.read_status(run_dir)
-        if status.get("state") == "finished":
-            raise ConfigError(f"run '{run_dir}' is already finished: start a new run with rrft-studio train PRESET")
-        if runs.is_alive(status) and status["pid"] != os.getpid():
-            raise ConfigError(f"run '{run_dir}' is still running (pid {status['pid']}): stop it first (Ctrl-C or kill -TERM)")
+        if args.preset:
+            raise ConfigError(f"--resume continues with the run's own config: drop '{args.preset}' (key=value "
+                              "overrides are allowed)")
+        cfg = runs.load_config(run_dir, args.overrides)
+        runs.may_resume(run_dir)
     else:
         if not args.preset:
             raise ConfigError("train needs a preset: rrft-studio train presets/demo.yaml [key=value ...]")
@@ -64,16 +76,27 @@ def cmd_train(args) -> int:
     from . import trackers
 
     trackers.check(cfg)
+    models.check_source(cfg)
     _checked_data(cfg)
     if not args.resume:
         run_dir = runs.create(cfg)
+    elif args.overrides:  # resumed with a changed setting (a lower learning rate after a divergence, say)
+        runs.save_config(run_dir, cfg)
+        print(f"resuming with {' '.join(args.overrides)} (written to {run_dir / 'config.yaml'})")
     from . import pipeline, report, tracking
 
     tracking.StopRequested.install()
-    result = pipeline.train(cfg, run_dir, backend, why)
+    try:
+        result = pipeline.train(cfg, run_dir, backend, why)
+    except (tracking.Diverged, runs.DiskFull, OSError) as e:
+        status = runs.read_status(run_dir)
+        if status.get("failure") in (None, "error"):
+            raise  # not a failure the run can explain in one line: show the traceback
+        print(f"\nerror: {status['error']}", file=sys.stderr)  # below the progress bar the failure left open
+        return 1
     if result is None:
         print(f"stopped; resume with: rrft-studio train --resume {run_dir}")
-        return 0
+        return 128 + (tracking.StopRequested.signum or signal.SIGINT)  # as a process a signal ended
     print(report.text(result))
     trackers.log_report(cfg, run_dir, result)
     return 0
@@ -101,15 +124,12 @@ def cmd_config_show(args) -> int:
 
 def _eval_target(target: Path, overrides: list[str]) -> tuple[config.Config, str, Path | None]:
     """(config, checkpoint, run_dir or None) for a run directory (its last stage) or a checkpoint."""
-    if (target / "config.yaml").is_file():
-        cfg = runs.load_config(target)
-        for override in overrides:
-            config._apply(cfg, config.parse_override(override))
-        config.validate(cfg)
-        done = [s for s in reversed(cfg.run.stages) if runs.is_done(target, s)]
-        if not done:
+    if runs.is_run(target):
+        cfg = runs.load_config(target, overrides)
+        stage = runs.last_finished_stage(target, cfg.run.stages)
+        if stage is None:
             raise ConfigError(f"run '{target}' has no finished stage to evaluate: wait for it or resume it")
-        return cfg, str(runs.stage_dir(target, "final", done[0])), target
+        return cfg, str(runs.stage_dir(target, "final", stage)), target
     if (target / "config.json").is_file():
         return config.load(None, overrides), str(target), None
     raise ConfigError(f"'{target}' is neither a run directory nor a checkpoint (no config.yaml or config.json)")
@@ -145,7 +165,7 @@ def _compare(args) -> int:
 
     run_dirs = [Path(t) for t in args.targets]
     for run_dir in run_dirs:
-        if not (run_dir / "config.yaml").is_file():
+        if not runs.is_run(run_dir):
             raise ConfigError(f"--compare takes run directories: '{run_dir}' has no config.yaml")
     for run_dir in run_dirs:
         cfg = runs.load_config(run_dir)
@@ -167,8 +187,11 @@ def cmd_sweep(args) -> int:
     cfg = config.load(args.preset, args.overrides)
     if any(n < 1 for n in args.samples):
         raise ConfigError("--samples must be positive counts, e.g. --samples 1600 3200 6400")
+    for method in args.methods:  # every point's config is checked before the first run starts
+        for n in args.samples:
+            config.load(args.preset, [*args.overrides, f"method={method}", f"data.max_samples={n}"])
     models.choose_backend(cfg)
-    root = sweep.run(cfg, args.preset, args.overrides, sorted(set(args.samples)))
+    root = sweep.run(cfg, args.preset, args.overrides, sorted(set(args.samples)), list(dict.fromkeys(args.methods)))
     print(f"sweep: {root / 'sweep.json'}, {root / 'sweep.png'}")
     return 0
 
@@ -264,7 +287,8 @@ def parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="run a preset's stages, then evaluate and report")
     t.add_argument("preset", nargs="?", help="presets/<name>.yaml")
     t.add_argument("overrides", nargs="*", help="key=value, e.g. sft.lr=1e-5 (see `config show`)")
-    t.add_argument("--resume", metavar="RUN_DIR", help="continue a stopped or killed run")
+    t.add_argument("--resume", metavar="RUN_DIR", help="continue a stopped, killed or failed run (key=value overrides "
+                                                        "apply from there on, e.g. sft.lr=1e-5 after a divergence)")
     t.add_argument("--rewards-dir", metavar="DIR", help="a folder of reward modules for package.module:function rewards")
     t.set_defaults(func=cmd_train)
 
@@ -293,6 +317,8 @@ def parser() -> argparse.ArgumentParser:
     w.add_argument("preset")
     w.add_argument("overrides", nargs="*")
     w.add_argument("--samples", type=int, nargs="+", required=True, help="training-set sizes, e.g. 1600 3200 6400")
+    w.add_argument("--methods", nargs="+", default=[], choices=[m for m in config.METHODS if m != "zero_shot"],
+                   help="one line per method, e.g. --methods cot_sft rft (default: the preset's method)")
     w.set_defaults(func=cmd_sweep)
 
     d = sub.add_parser("data", help="datasets")

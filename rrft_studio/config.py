@@ -446,6 +446,16 @@ def validate(cfg: Config, import_rewards: bool = True) -> None:
         _check(part in ("vision", "language", "attention", "mlp"),
                f"model.lora_layers: unknown part '{part}': use vision, language, attention, mlp")
     _check(m.finetune == "lora" or not m.load_in_4bit, "model.load_in_4bit needs model.finetune=lora (QLoRA)")
+    if m.finetune == "lora":  # every stage must have something to adapt
+        from . import models
+
+        for name in r.stages:
+            try:
+                models.lora_parts(m.lora_layers, getattr(cfg, name).freeze_vision)
+            except ConfigError:
+                raise ConfigError(f"model.lora_layers={m.lora_layers} adapts only the vision tower, which {name} freezes "
+                                  f"({name}.freeze_vision=true): add language to model.lora_layers or set "
+                                  f"{name}.freeze_vision=false") from None
     _check(not m.load_in_4bit or m.backend != "transformers", "model.load_in_4bit needs the unsloth backend: set model.backend=auto or unsloth")
     if m.name != "tiny" and (m.name.startswith((".", "/", "~")) or Path(m.name).expanduser().exists()):
         _check((Path(m.name).expanduser() / "config.json").is_file(),

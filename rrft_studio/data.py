@@ -91,9 +91,13 @@ def records(cfg: Config, split: str) -> list[dict]:
         raise ConfigError(f"{source_key(cfg, split)}: data.task={cfg.data.task} has no synthetic data: give your "
                           f"file(s) (JSON, JSONL, parquet or a saved datasets folder)")
     extract = Path(cfg.run.cache_dir).expanduser() / "data" / "embedded-images"
+    file = path or synthetic(cfg, split)
     try:
-        rows = schema.load(path or synthetic(cfg, split), root or None, aliases=custom, extract_dir=extract)
+        rows = schema.load(file, root or None, aliases=custom, extract_dir=extract)
     except ValueError as e:  # the loader's one-line message names the file, the record and the fix
+        if path is None:  # our own generated data, damaged since: the fix is to generate it again
+            raise ConfigError(f"{e.args[0].split('; ')[0]}; the generated data in {file.parent} is damaged: delete "
+                              f"that folder and run again (it is generated anew)") from None
         raise ConfigError(str(e)) from None
     if split == "train" and cfg.data.max_samples > 0:
         rows = rows[: cfg.data.max_samples]
@@ -145,23 +149,22 @@ def sft_dataset(rows: list[dict], task: ModuleType, style: str, cfg: Config | No
     return ds.cast_column("images", List(Image()))
 
 
-def grpo_dataset(rows: list[dict], task: ModuleType, cfg: Config | None = None):
-    """Prompts plus the columns the rewards read (answer, task, checker) and the rollout log shows (id, image
-    paths)."""
-    from datasets import Dataset, Image, List
-
+def grpo_row(record: dict, task: ModuleType, cfg: Config | None = None) -> dict:
+    """One GRPO prompt: the conversation, plus the columns the rewards read (answer, task, checker) and the
+    rollout log shows (id, image paths)."""
     from . import tasks
 
     reward_checker, _ = tasks.checker_names(task, getattr(cfg.data, task.NAME, None) if cfg else None)
-    ds = Dataset.from_dict({
-        "prompt": [[user_turn(prompt_of(task, r, "cot", cfg), len(images_of(r)))] for r in rows],
-        "images": [images_of(r) for r in rows],
-        "answer": [r["answer"] for r in rows],
-        "task": [task.NAME] * len(rows),
-        "checker": [reward_checker] * len(rows),
-        "id": [r["id"] for r in rows],
-        "image_path": [images_of(r) for r in rows],
-    })
+    return {"prompt": [user_turn(prompt_of(task, record, "cot", cfg), len(images_of(record)))],
+            "answer": record["answer"], "task": task.NAME, "checker": reward_checker, "id": record["id"],
+            "image_path": images_of(record)}
+
+
+def grpo_dataset(rows: list[dict], task: ModuleType, cfg: Config | None = None):
+    """grpo_row of each record, and the images themselves in an `images` column."""
+    from datasets import Dataset, Image, List
+
+    ds = Dataset.from_list([{**grpo_row(r, task, cfg), "images": images_of(r)} for r in rows])
     return ds.cast_column("images", List(Image()))
 
 
@@ -175,3 +178,75 @@ def corpus(cfg: Config, limit: int = 2000) -> list[str]:
              for r in rows]
     texts += [prompt_of(task, r, s, cfg) for r in rows[:50] for s in ("bare", "ans")]
     return texts
+
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff")
+
+
+def check_images(rows: list[dict], what: str) -> None:
+    """Open every image of the records (not only look them up: a truncated file fails here, before the run
+    directory exists, instead of mid-training); ConfigError naming the first bad one, the count and the fix."""
+    from PIL import Image
+
+    from .tasks import schema
+
+    paths = [p for r in rows for p in images_of(r)]
+    bad = []
+    for i in schema.progress(len(paths), f"checking the images of {what}"):
+        try:
+            with Image.open(paths[i]) as image:
+                image.verify()  # reads the whole file and checks its structure, without decoding pixels
+        except Exception as e:  # PIL raises many kinds for damaged files
+            bad.append(f"{paths[i]} ({type(e).__name__}: {' '.join(str(e).split())[:80]})")
+    if bad:
+        more = f" and {len(bad) - 1} more" if len(bad) > 1 else ""
+        raise ConfigError(f"{what}: unreadable image {bad[0]}{more}: restore the file(s) (re-extract the dataset's "
+                          f"images) or drop their records")
+
+
+def unreadable_image(e: BaseException, cfg: Config) -> str | None:
+    """One line naming the image behind an exception raised mid-run (a file deleted or damaged after the
+    run started), with its fix; None when the exception is not about an image."""
+    from PIL import UnidentifiedImageError
+
+    chain, seen = [], e
+    while seen is not None and len(chain) < 10:
+        chain.append(seen)
+        seen = seen.__cause__ or seen.__context__
+    path = None
+    for err in chain:
+        name = getattr(err, "filename", None)
+        if isinstance(err, FileNotFoundError) and str(name or "").lower().endswith(IMAGE_SUFFIXES):
+            path = str(name)
+        elif isinstance(err, UnidentifiedImageError) or (isinstance(err, OSError) and "image file" in str(err)):
+            path = next((p for p in _image_paths(cfg) if _broken(p)), None) or "(not found again: it reads now)"
+        if path:
+            break
+    if path is None:
+        return None
+    cache = str(Path(cfg.run.cache_dir).expanduser() / "data")
+    fix = (f"it belongs to the generated data under {cache}: delete its folder and resume (it is generated again)"
+           if path.startswith(cache) else "restore the file (re-extract the dataset's images) or drop its record, "
+           "then resume")
+    return f"image unreadable mid-run: {path}: {fix}"
+
+
+def _image_paths(cfg: Config) -> list[str]:
+    paths = []
+    for split in ["train", *(cfg.eval.splits if cfg.eval.enabled else [])]:
+        try:
+            paths += [p for r in records(cfg, split) for p in images_of(r)]
+        except ConfigError as err:  # a file gone: the loader names it
+            return [str(err).split("image not found: ")[-1].split("; ")[0]] if "image not found" in str(err) else []
+    return paths
+
+
+def _broken(path: str) -> bool:
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            image.load()
+        return False
+    except Exception:
+        return True

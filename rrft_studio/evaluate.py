@@ -51,8 +51,10 @@ def generate(model, processor, conversations: list[list[dict]], images: list[lis
     return processor.batch_decode(new, skip_special_tokens=True), lengths
 
 
-def evaluate(checkpoint: str, cfg: Config, rows: list[dict], label: str = "", split: str = "id") -> dict:
-    """Score `checkpoint` on `rows` with the task's checker; returns the summary with every prediction."""
+def evaluate(checkpoint: str, cfg: Config, rows: list[dict], label: str = "", split: str = "id",
+             between_batches=None) -> dict:
+    """Score `checkpoint` on `rows` with the task's checker; returns the summary with every prediction.
+    `between_batches()` runs before each batch (a training run stops there when asked to)."""
     import torch
     from PIL import Image
 
@@ -65,6 +67,8 @@ def evaluate(checkpoint: str, cfg: Config, rows: list[dict], label: str = "", sp
     model, processor = models.load_for_inference(checkpoint, cfg, cfg.grpo.max_pixels)
     predictions = []
     for start in range(0, len(rows), cfg.eval.batch_size):
+        if between_batches is not None:
+            between_batches()
         batch = rows[start: start + cfg.eval.batch_size]
         conversations = [[data.user_turn(data.prompt_of(task, r, cfg.eval.style, cfg, split), len(data.images_of(r)))]
                          for r in batch]
@@ -93,15 +97,14 @@ def evaluate(checkpoint: str, cfg: Config, rows: list[dict], label: str = "", sp
 
 def save(result: dict, run_dir: Path) -> Path:
     """eval/<label>/<split>.json"""
-    folder = Path(run_dir) / "eval" / result["label"]
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{result['split']}.json"
+    path = runs.eval_path(run_dir, result["label"], result["split"])
+    path.parent.mkdir(parents=True, exist_ok=True)
     runs.write_atomic(path, json.dumps(result, indent=1))
     return path
 
 
 def load(run_dir: Path, label: str, split: str = "id") -> dict | None:
-    path = Path(run_dir) / "eval" / label / f"{split}.json"
+    path = runs.eval_path(run_dir, label, split)
     return json.loads(path.read_text()) if path.is_file() else None
 
 

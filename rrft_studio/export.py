@@ -46,14 +46,14 @@ class Source:
 def resolve(target: str) -> Source:
     """A run directory (its last finished stage) or a checkpoint folder (final/<stage> or any saved model)."""
     path = Path(target).expanduser()
-    if (path / "config.yaml").is_file():
+    if runs.is_run(path):
         cfg = runs.load_config(path)
-        done = [s for s in reversed(cfg.run.stages) if runs.is_done(path, s)]
-        if not done:
+        stage = runs.last_finished_stage(path, cfg.run.stages)
+        if stage is None:
             raise ConfigError(f"run '{path}' has no finished stage to export: wait for it or resume it")
-        return Source(runs.stage_dir(path, "final", done[0]), path, done[0], cfg)
+        return Source(runs.stage_dir(path, "final", stage), path, stage, cfg)
     if (path / "config.json").is_file():
-        run_dir = next((p for p in path.parents if (p / "config.yaml").is_file()), None)
+        run_dir = runs.run_of(path)
         stage = path.name if path.parent.name == "final" else None
         return Source(path, run_dir, stage, runs.load_config(run_dir) if run_dir else None)
     if (path / "adapter_config.json").is_file():

@@ -40,6 +40,7 @@ def trainer_args(cfg: Config, output_dir: Path, use_cpu: bool, suppress_tokens: 
         gradient_checkpointing=g.gradient_checkpointing, logging_steps=g.logging_steps,
         save_steps=g.save_steps, save_total_limit=2, bf16=models.is_bf16(cfg), use_cpu=use_cpu,
         seed=cfg.run.seed, data_seed=cfg.run.seed, **trackers.report_args(cfg, output_dir), disable_tqdm=True,
+        logging_nan_inf_filter=False,  # a diverged loss must reach the callback, not be averaged away
         remove_unused_columns=False, log_completions=False, dataloader_num_workers=0,
         generation_kwargs=generation_kwargs,
         shuffle_dataset=not cfg.data.longest_first,  # longest_first: the dataset comes ordered; keep that order
@@ -73,10 +74,7 @@ def run(cfg: Config, run_dir: Path, source: str, backend: str) -> Path | None:
     out = runs.stage_dir(run_dir, "final", "grpo")
     ckpt_dir = runs.stage_dir(run_dir, "checkpoints", "grpo")
     resume = runs.last_checkpoint(run_dir, "grpo")
-    if resume is not None:
-        step = int(resume.name.split("-")[1])
-        for log in ("metrics.jsonl", "samples.jsonl"):
-            runs.drop_rows_after(run_dir / log, "grpo", step)
+    runs.rewind(run_dir, "grpo", runs.checkpoint_step(resume) if resume else 0)
 
     # model
     model, processor, peft_config = models.load_for_training(cfg, cfg.grpo, source, backend)
@@ -97,9 +95,8 @@ def run(cfg: Config, run_dir: Path, source: str, backend: str) -> Path | None:
     tracker.trainer = trainer
 
     # train
-    trainer.train(resume_from_checkpoint=str(resume) if resume else None)
-    if tracker.stopped:
-        return None
+    if tracking.fit(trainer, tracker, resume, cfg.grpo.max_steps):
+        return None  # stopped: resumable from the checkpoint just saved
 
     # save
     return models.save_final(trainer.model, processor, out, backend)

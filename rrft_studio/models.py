@@ -33,13 +33,59 @@ def arch_of(cfg: Config) -> str:
         return cfg.model.tiny.arch
     config_file = Path(name).expanduser() / "config.json"
     if config_file.is_file():
-        return json.loads(config_file.read_text()).get("model_type", "unknown")
+        return _checkpoint_config(config_file).get("model_type", "unknown")
     lowered = name.lower()
     if "qwen2.5-vl" in lowered or "qwen2_5_vl" in lowered:
         return "qwen2_5_vl"
     if "qwen2-vl" in lowered or "qwen2_vl" in lowered:
         return "qwen2_vl"
     return "unknown"
+
+
+def _checkpoint_config(path: Path) -> dict:
+    try:
+        tree = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as e:
+        raise ConfigError(f"model.name: {path} is not valid JSON ({' '.join(str(e).split())[:120]}): the checkpoint "
+                          "folder is damaged; copy it again") from None
+    if not isinstance(tree, dict):
+        raise ConfigError(f"model.name: {path} holds {type(tree).__name__}, not a model config: the checkpoint is damaged")
+    return tree
+
+
+HUB_HOST = ("huggingface.co", 443)
+
+
+def check_source(cfg: Config) -> None:
+    """Before a run directory exists: the model can be loaded from where config names it. A local folder holds a
+    Qwen2-VL / Qwen2.5-VL config; a hub id is in the local cache or the hub can be reached (offline, loading
+    would retry for minutes before failing)."""
+    name = cfg.model.name
+    if name == "tiny":
+        return
+    path = Path(name).expanduser()
+    if path.exists():
+        arch = _checkpoint_config(path / "config.json").get("model_type")
+        if arch not in UNSLOTH_ARCHS:
+            raise ConfigError(f"model.name: {path} is a '{arch or 'no model_type'}' checkpoint: this project trains "
+                              f"Qwen2-VL and Qwen2.5-VL ({', '.join(UNSLOTH_ARCHS)})")
+        return
+    from huggingface_hub import try_to_load_from_cache
+
+    if isinstance(try_to_load_from_cache(name, "config.json"), str):
+        return
+    offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
+    if not offline:
+        import socket
+
+        try:
+            socket.create_connection(HUB_HOST, timeout=3).close()
+            return
+        except OSError:
+            offline = True
+    raise ConfigError(f"model.name: '{name}' is not in the local Hugging Face cache and the hub cannot be reached: "
+                      "download it where there is a network (huggingface-cli download "
+                      f"{name}) or give a local checkpoint folder")
 
 
 def cuda_available(cfg: Config) -> bool:

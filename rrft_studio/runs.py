@@ -7,16 +7,21 @@
       samples.jsonl     GRPO rollouts: prompt, image, each completion with its rewards and advantage
       checkpoints/<stage>/checkpoint-N/
       final/<stage>/    each stage's output, a plain checkpoint the next stage, eval and chat load
-      eval/<label>.json accuracy of the starting model and of each stage's output
+      eval/<label>/<split>.json  accuracy of the starting model and of each stage's output
       report.json, *.png
 
-Resume, listing, chaining SFT into GRPO, evaluation and the studio read this and nothing else.
+Resume, listing, chaining SFT into GRPO, evaluation and the studio read this and nothing else, and this module
+is the only code that knows the layout and the life cycle: where a stage's checkpoints and final weights are,
+the step of a checkpoint, which stage finished last, whether a run is alive, was killed or may be resumed, and
+how a stage's rows are rewound to the checkpoint it resumes from.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -28,11 +33,45 @@ from . import config as config_mod
 STATES = ("created", "running", "stopping", "stopped", "failed", "finished")
 
 
+RESERVE = ".reserve"  # a few kilobytes kept in each run directory, given back when the disk is full
+RESERVE_BYTES = 256 * 1024
+
+
+class DiskFull(OSError):
+    """No space left for a write of the run: one line naming the folder and the free space."""
+
+    def __str__(self) -> str:
+        return self.strerror or super().__str__()
+
+
 def write_atomic(path: Path, text: str) -> None:
-    """Write through a temp file and rename, so a reader never sees half a file."""
+    """Write through a temp file and rename, so a reader never sees half a file (nor a temp file left)."""
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        if e.errno == errno.ENOSPC:
+            raise disk_full(path.parent) from e
+        raise
+
+
+def disk_full(folder: Path) -> DiskFull:
+    free = shutil.disk_usage(folder).free / 2**20
+    return DiskFull(errno.ENOSPC, f"disk full: {free:.0f} MB free in {folder}: free some space, then resume")
+
+
+def release_reserve(run_dir: Path) -> None:
+    """Give back the reserve so the final status can still be written on a full disk."""
+    (Path(run_dir) / RESERVE).unlink(missing_ok=True)
+
+
+def keep_reserve(run_dir: Path) -> None:
+    try:
+        (Path(run_dir) / RESERVE).write_bytes(b"\0" * RESERVE_BYTES)
+    except OSError:  # no room for it now: the run will fail at its first real write anyway
+        pass
 
 
 def create(cfg: config_mod.Config) -> Path:
@@ -54,11 +93,27 @@ def create(cfg: config_mod.Config) -> Path:
     return run_dir
 
 
-def load_config(run_dir: Path) -> config_mod.Config:
+def load_config(run_dir: Path, overrides: list[str] = ()) -> config_mod.Config:
+    """The run's resolved config, with key=value overrides applied and validated."""
     path = Path(run_dir) / "config.yaml"
     if not path.is_file():
         raise config_mod.ConfigError(f"'{run_dir}' is not a run directory (no config.yaml): give a folder under runs/")
-    return config_mod.from_dict(yaml.safe_load(path.read_text()))
+    tree = yaml.safe_load(path.read_text())
+    for text in overrides:
+        _merge(tree, config_mod.parse_override(text))
+    return config_mod.from_dict(tree)
+
+
+def _merge(tree: dict, update: dict) -> None:
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(tree.get(key), dict):
+            _merge(tree[key], value)
+        else:
+            tree[key] = value
+
+
+def save_config(run_dir: Path, cfg: config_mod.Config) -> None:
+    write_atomic(Path(run_dir) / "config.yaml", config_mod.dump(cfg))
 
 
 def read_status(run_dir: Path) -> dict[str, Any]:
@@ -68,28 +123,59 @@ def read_status(run_dir: Path) -> dict[str, Any]:
         return {}
 
 
-def write_status(run_dir: Path, **fields: Any) -> dict[str, Any]:
-    """Merge fields into status.json (state, stage, step, max_steps, pid, backend, backend_why, ...)."""
+def write_status(run_dir: Path, *, drop: tuple[str, ...] = (), **fields: Any) -> dict[str, Any]:
+    """Merge fields into status.json (state, stage, step, max_steps, pid, backend, backend_why, ...); `drop`
+    removes keys (an old error once the run goes on)."""
     status = read_status(run_dir)
+    for key in drop:
+        status.pop(key, None)
     status.update(fields, pid=os.getpid(), updated=time.time())
     write_atomic(Path(run_dir) / "status.json", json.dumps(status, indent=1))
     return status
 
 
-def is_alive(status: dict[str, Any]) -> bool:
-    """Whether the process that last wrote this status still runs (a killed run leaves 'running' behind)."""
-    if status.get("state") not in ("running", "stopping") or not status.get("pid"):
+LIVE_STATES = ("created", "running", "stopping")
+
+
+def pid_alive(pid: int | None) -> bool:
+    if not pid:
         return False
     try:
-        os.kill(int(status["pid"]), 0)
-    except (ProcessLookupError, PermissionError):
+        os.kill(int(pid), 0)
+    except (ProcessLookupError, PermissionError, ValueError):
         return False
     return True
 
 
+def is_alive(status: dict[str, Any]) -> bool:
+    """Whether the process that last wrote this status still runs (a killed run leaves 'running' behind)."""
+    return status.get("state") in LIVE_STATES and pid_alive(status.get("pid"))
+
+
+def effective_state(status: dict[str, Any]) -> str:
+    """The status file's state, or 'killed' when it claims to be live but its process is gone."""
+    state = status.get("state", "unknown")
+    return "killed" if state in LIVE_STATES and not pid_alive(status.get("pid")) else state
+
+
+def may_resume(run_dir: Path) -> None:
+    """ConfigError unless the run can be resumed: not finished, and not still running."""
+    status = read_status(run_dir)
+    if status.get("state") == "finished":
+        raise config_mod.ConfigError(f"run '{run_dir}' is already finished: start a new run with rrft-studio train PRESET")
+    if is_alive(status) and status["pid"] != os.getpid():
+        raise config_mod.ConfigError(f"run '{run_dir}' is still running (pid {status['pid']}): stop it first "
+                                     "(Ctrl-C or kill -TERM)")
+
+
 def append_jsonl(path: Path, record: dict[str, Any]) -> None:
-    with open(path, "a") as f:
-        f.write(json.dumps(record) + "\n")
+    try:
+        with open(path, "a") as f:
+            f.write(json.dumps(record) + "\n")
+    except OSError as e:
+        if e.errno == errno.ENOSPC:
+            raise disk_full(Path(path).parent) from e
+        raise
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
@@ -109,20 +195,76 @@ def stage_dir(run_dir: Path, kind: str, stage: str) -> Path:
     return Path(run_dir) / kind / stage
 
 
+def checkpoint_step(path: Path) -> int:
+    """The optimizer step a checkpoint folder (checkpoint-N) was saved at."""
+    return int(Path(path).name.split("-")[1])
+
+
+def _checkpoints(run_dir: Path, stage: str) -> list[Path]:
+    return sorted(stage_dir(run_dir, "checkpoints", stage).glob("checkpoint-*"), key=checkpoint_step)
+
+
 def last_checkpoint(run_dir: Path, stage: str) -> Path | None:
-    """The newest complete checkpoint of a stage (TRL writes trainer_state.json last)."""
-    ckpts = [p for p in stage_dir(run_dir, "checkpoints", stage).glob("checkpoint-*")
-             if (p / "trainer_state.json").is_file()]
-    return max(ckpts, key=lambda p: int(p.name.split("-")[1]), default=None)
+    """The newest complete checkpoint of a stage (the trainer writes trainer_state.json last)."""
+    done = checkpoints(run_dir, stage)
+    return done[-1] if done else None
+
+
+def planned_steps(checkpoint: Path, max_steps: int) -> int:
+    """The stage's last step: the configured max_steps, else the one the trainer planned (in the checkpoint)."""
+    if max_steps > 0:
+        return max_steps
+    return int(json.loads((Path(checkpoint) / "trainer_state.json").read_text()).get("max_steps", 0)) or 10**12
 
 
 def is_done(run_dir: Path, stage: str) -> bool:
     return (stage_dir(run_dir, "final", stage) / "config.json").is_file()
 
 
-def drop_rows_after(path: Path, stage: str, step: int) -> None:
-    """On resume: forget a stage's rows logged after the checkpoint we go back to, so no step repeats."""
-    if not Path(path).is_file():
-        return
-    keep = [r for r in read_jsonl(path) if r.get("stage") != stage or r.get("step", 0) <= step]
-    write_atomic(Path(path), "".join(json.dumps(r) + "\n" for r in keep))
+def last_finished_stage(run_dir: Path, stages: list[str] | None = None) -> str | None:
+    """The last of the run's stages (or of `stages`) whose final checkpoint exists."""
+    stages = load_config(run_dir).run.stages if stages is None else stages
+    return next((s for s in reversed(stages) if is_done(run_dir, s)), None)
+
+
+def is_run(path: Path) -> bool:
+    return (Path(path) / "config.yaml").is_file()
+
+
+def list_runs(root: Path) -> list[Path]:
+    """The run directories in a runs folder, newest first (by when their config was written)."""
+    root = Path(root)
+    found = [d for d in root.iterdir() if d.is_dir() and not d.name.startswith(".") and is_run(d)] \
+        if root.is_dir() else []
+    return sorted(found, key=lambda d: (d / "config.yaml").stat().st_mtime, reverse=True)
+
+
+def run_of(checkpoint: Path) -> Path | None:
+    """The run directory a checkpoint folder lies in (final/<stage>, checkpoints/<stage>/checkpoint-N), if any."""
+    return next((p for p in Path(checkpoint).parents if is_run(p)), None)
+
+
+def checkpoints(run_dir: Path, stage: str) -> list[Path]:
+    """A stage's complete checkpoints, oldest first."""
+    return [p for p in _checkpoints(run_dir, stage) if (p / "trainer_state.json").is_file()]
+
+
+def eval_path(run_dir: Path, label: str, split: str) -> Path:
+    """eval/<label>/<split>.json: a checkpoint's predictions and accuracy on a split."""
+    return Path(run_dir) / "eval" / label / f"{split}.json"
+
+
+def rewind(run_dir: Path, stage: str, step: int) -> None:
+    """Before a stage (re)starts at `step` (0: from scratch): forget its rows logged after that step, a torn last
+    line anywhere, and checkpoint folders a kill left half-written, so no step is logged twice."""
+    for name in ("metrics.jsonl", "samples.jsonl"):
+        path = Path(run_dir) / name
+        if not path.is_file():
+            continue
+        keep = [r for r in read_jsonl(path) if r.get("stage") != stage or r.get("step", 0) <= step]
+        text = "".join(json.dumps(r) + "\n" for r in keep)
+        if text != path.read_text():
+            write_atomic(path, text)
+    for ckpt in _checkpoints(run_dir, stage):
+        if checkpoint_step(ckpt) > step:
+            shutil.rmtree(ckpt)  # incomplete (no trainer_state.json), or past the step we go back to

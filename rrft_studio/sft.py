@@ -29,6 +29,7 @@ def trainer_args(cfg: Config, output_dir: Path, use_cpu: bool):
         max_length=s.max_length, logging_steps=s.logging_steps, save_steps=s.save_steps,
         save_total_limit=2, bf16=models.is_bf16(cfg),
         use_cpu=use_cpu, seed=cfg.run.seed, data_seed=cfg.run.seed, **trackers.report_args(cfg, output_dir), disable_tqdm=True,
+        logging_nan_inf_filter=False,  # a diverged loss must reach the callback, not be averaged away
         dataloader_num_workers=0, remove_unused_columns=False,
         # data.longest_first: the dataset comes ordered (seeded shuffle, longest first); keep that order
         train_sampling_strategy="sequential" if cfg.data.longest_first else "random",
@@ -44,9 +45,7 @@ def run(cfg: Config, run_dir: Path, source: str, backend: str) -> Path | None:
     out = runs.stage_dir(run_dir, "final", "sft")
     ckpt_dir = runs.stage_dir(run_dir, "checkpoints", "sft")
     resume = runs.last_checkpoint(run_dir, "sft")
-    if resume is not None:
-        step = int(resume.name.split("-")[1])
-        runs.drop_rows_after(run_dir / "metrics.jsonl", "sft", step)
+    runs.rewind(run_dir, "sft", runs.checkpoint_step(resume) if resume else 0)
 
     # model
     model, processor, peft_config = models.load_for_training(cfg, cfg.sft, source, backend)
@@ -65,9 +64,8 @@ def run(cfg: Config, run_dir: Path, source: str, backend: str) -> Path | None:
     trackers.attach(trainer, cfg, run_dir, "sft")
 
     # train
-    trainer.train(resume_from_checkpoint=str(resume) if resume else None)
-    if tracker.stopped:
-        return None
+    if tracking.fit(trainer, tracker, resume, cfg.sft.max_steps):
+        return None  # stopped: resumable from the checkpoint just saved
 
     # save
     return models.save_final(trainer.model, processor, out, backend)

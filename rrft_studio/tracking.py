@@ -1,7 +1,11 @@
-"""What a training stage writes while it runs: metrics.jsonl, samples.jsonl, status.json, a progress bar.
+"""What a training stage writes while it runs: metrics.jsonl, samples.jsonl, status.json, a progress bar; and
+what stops it: a stop request, or weights that stopped being finite.
 
 One TrainerCallback serves both stages. SIGINT / SIGTERM ask for a stop: the trainer saves a checkpoint at
-the end of the current step and returns, and the run is marked `stopped` (resume continues from there).
+the end of the current step and returns, and the run is marked `stopped` (resume continues from there); an
+evaluation stops between two batches. A non-finite loss or gradient norm, or a trainable weight that is no
+longer finite, stops the stage at that step without saving it (`Diverged`): the checkpoints on disk are all
+finite, and resuming from the last one with a lower learning rate goes on from there.
 """
 
 from __future__ import annotations
@@ -17,21 +21,66 @@ from transformers import TrainerCallback
 from . import runs
 
 
+class Stopped(Exception):
+    """A stop was requested where no checkpoint is needed (between evaluation batches, between stages)."""
+
+
+class Diverged(Exception):
+    """A stage's loss, gradient or weights stopped being finite at a step; nothing of that step was saved."""
+
+    def __init__(self, stage: str, step: int, what: str):
+        super().__init__(f"{stage} diverged at step {step}: {what}")
+        self.stage, self.step, self.what = stage, step, what
+
+
 class StopRequested:
-    """Set by SIGINT/SIGTERM; read by the callback at each step end."""
+    """Set by SIGINT/SIGTERM; read by the callback at each step end and by the evaluator between batches."""
 
     flag = False
+    signum = 0
 
     @classmethod
     def install(cls) -> None:
         def handler(signum, frame):
             if cls.flag:  # a second Ctrl-C: leave now
                 raise KeyboardInterrupt
-            cls.flag = True
+            cls.flag, cls.signum = True, signum
             tqdm.write("stop requested: saving a checkpoint at the end of this step (Ctrl-C again to abort)")
 
         signal.signal(signal.SIGINT, handler)
         signal.signal(signal.SIGTERM, handler)
+
+    @classmethod
+    def check(cls) -> None:
+        """Raise Stopped if a stop was requested (where stopping needs no checkpoint)."""
+        if cls.flag:
+            raise Stopped()
+
+
+def fit(trainer, tracker: "RunTracker", resume: Path | None, max_steps: int) -> bool:
+    """Train (from `resume` when given) and return whether a stop was requested; raise Diverged when the loss
+    or the weights stopped being finite. A checkpoint that already reached the stage's last step (a kill
+    between it and the final save) is loaded, not trained on: the trainer would take one step too many."""
+    if resume is not None and runs.checkpoint_step(resume) >= runs.planned_steps(resume, max_steps):
+        trainer._load_from_checkpoint(str(resume))
+    else:
+        trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    if tracker.diverged is not None:
+        raise tracker.diverged
+    bad = None if tracker.stopped else nonfinite_weight(trainer.model)
+    if bad is not None:
+        raise Diverged(tracker.stage, trainer.state.global_step, f"the weight {bad} is no longer finite")
+    return tracker.stopped
+
+
+def nonfinite_weight(model) -> str | None:
+    """The first trainable parameter that holds NaN or inf, or None (frozen weights cannot diverge)."""
+    import torch
+
+    for name, p in model.named_parameters():
+        if p.requires_grad and not bool(torch.isfinite(p).all()):
+            return name
+    return None
 
 
 class RunTracker(TrainerCallback):
@@ -41,22 +90,42 @@ class RunTracker(TrainerCallback):
         self.bar = None
         self.last = time.time()
         self.stopped = False
+        self.diverged: Diverged | None = None
         self.samples_step = -1
 
     # -- lifecycle
-    def on_train_begin(self, args, state, control, **kwargs):
+    def on_train_begin(self, args, state, control, optimizer=None, lr_scheduler=None, **kwargs):
         self.bar = tqdm(total=state.max_steps, initial=state.global_step, desc=self.stage, unit="step",
                         dynamic_ncols=True)
         runs.write_status(self.run_dir, state="running", stage=self.stage, step=state.global_step,
                           max_steps=state.max_steps)
+        schedule = getattr(lr_scheduler, "scheduler", lr_scheduler)  # inside accelerate's wrapper
+        if state.global_step and hasattr(schedule, "lr_lambdas"):
+            # resumed: the scheduler came back with the checkpoint's peak learning rate; a resume with a changed
+            # <stage>.lr (after a divergence, say) means the new one, from this step on
+            schedule.base_lrs = [args.learning_rate] * len(schedule.base_lrs)
+            for group, factor in zip(optimizer.param_groups, schedule.lr_lambdas):
+                group["lr"] = args.learning_rate * factor(schedule.last_epoch)
+            schedule._last_lr = [group["lr"] for group in optimizer.param_groups]  # what the next log reports
 
-    def on_step_end(self, args, state, control, **kwargs):
+    def on_step_end(self, args, state, control, model=None, **kwargs):
         self.bar.update(state.global_step - self.bar.n)
+        bad = nonfinite_weight(model) if model is not None else None
+        if bad is not None:
+            self._diverge(control, state.global_step, f"the weight {bad} is no longer finite")
+            return
         if StopRequested.flag:
             control.should_save = True
             control.should_training_stop = True
             self.stopped = True
             runs.write_status(self.run_dir, state="stopping", stage=self.stage, step=state.global_step)
+
+    def _diverge(self, control, step: int, what: str) -> None:
+        """Stop at this step without saving it (the checkpoints on disk stay finite)."""
+        if self.diverged is None:
+            self.diverged = Diverged(self.stage, step, what)
+        control.should_save = False
+        control.should_training_stop = True
 
     def on_train_end(self, args, state, control, **kwargs):
         self.bar.close()
@@ -65,6 +134,9 @@ class RunTracker(TrainerCallback):
     def on_log(self, args, state, control, logs=None, **kwargs):
         if not logs or not state.is_world_process_zero:
             return
+        bad = [f"{k}={v}" for k, v in logs.items() if k in ("loss", "grad_norm") and isinstance(v, float) and _nan(v)]
+        if bad:
+            self._diverge(control, state.global_step, f"non-finite {', '.join(bad)}")
         now = time.time()
         row = {"stage": self.stage, "step": state.global_step, "epoch": state.epoch, "time": now}
         row.update({k: v for k, v in logs.items() if isinstance(v, (int, float)) and not _nan(v)})

@@ -4,6 +4,7 @@ refuses, how it tells a live run from a dead one, and that it never signals a pr
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -79,9 +80,9 @@ def test_a_bad_preset_starts_nothing(launcher):
 
 
 def test_states_of_live_dead_and_finished_runs(launcher):
-    assert launcher_mod.effective_state({"state": "running", "pid": 2**22 + 12345}) == "killed"
-    assert launcher_mod.effective_state({"state": "running", "pid": launcher_mod.os.getpid()}) == "running"
-    assert launcher_mod.effective_state({"state": "finished", "pid": 1}) == "finished"
+    assert runs.effective_state({"state": "running", "pid": 2**22 + 12345}) == "killed"
+    assert runs.effective_state({"state": "running", "pid": os.getpid()}) == "running"
+    assert runs.effective_state({"state": "finished", "pid": 1}) == "finished"
     done = _run(launcher.runs_dir, state="finished", pid=1)
     with pytest.raises(ConfigError, match="finished"):
         launcher.resume(done)

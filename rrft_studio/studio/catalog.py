@@ -16,7 +16,6 @@ from pathlib import Path
 import yaml
 
 from .. import config, runs
-from .launcher import effective_state
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif")
 STAGE_ORDER = ("base", "sft", "grpo")  # evaluations are shown in the order a run makes them
@@ -35,15 +34,10 @@ class RunInfo:
 
 def list_runs(runs_dir: Path) -> list[RunInfo]:
     """Every run directory under runs_dir, newest first."""
-    root = Path(runs_dir)
-    if not root.is_dir():
-        return []
-    found = [d for d in root.iterdir() if d.is_dir() and not d.name.startswith(".") and (d / "config.yaml").is_file()]
-    found.sort(key=lambda d: (d / "config.yaml").stat().st_mtime, reverse=True)
     out = []
-    for d in found:
+    for d in runs.list_runs(runs_dir):
         status = _status(d)
-        out.append(RunInfo(d, status, effective_state(status)))
+        out.append(RunInfo(d, status, runs.effective_state(status)))
     return out
 
 
@@ -167,10 +161,7 @@ def checkpoints(run_dir: Path) -> list[tuple[str, str]]:
         if runs.is_done(run_dir, stage):
             out.append((f"{run_dir.name} · after {stage}", str(runs.stage_dir(run_dir, "final", stage))))
     for stage in stages:
-        folder = runs.stage_dir(run_dir, "checkpoints", stage)
-        steps = sorted((p for p in folder.glob("checkpoint-*") if (p / "trainer_state.json").is_file()),
-                       key=lambda p: int(p.name.split("-")[1]))
-        out += [(f"{run_dir.name} · {stage} step {p.name.split('-')[1]}", str(p)) for p in steps]
+        out += [(f"{run_dir.name} · {stage} step {runs.checkpoint_step(p)}", str(p)) for p in runs.checkpoints(run_dir, stage)]
     return out
 
 
@@ -192,10 +183,7 @@ def run_of(checkpoint: str) -> Path | None:
     """The run directory a checkpoint value belongs to (base:RUN or a path inside RUN)."""
     if checkpoint.startswith("base:"):
         return Path(checkpoint[5:])
-    for parent in Path(checkpoint).parents:
-        if (parent / "config.yaml").is_file():
-            return parent
-    return None
+    return runs.run_of(Path(checkpoint))
 
 
 # ---------------------------------------------------------------- presets and images

@@ -29,7 +29,6 @@ from .folders import Folders
 
 CLI = [sys.executable, "-m", "rrft_studio.cli"]
 NAME_OK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-LIVE_STATES = ("created", "running", "stopping")
 
 
 @dataclass
@@ -37,24 +36,6 @@ class Launch:
     pid: int
     log: Path
     command: str  # what a user would type in a terminal to do the same
-
-
-def pid_alive(pid: int | None) -> bool:
-    if not pid:
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except (ProcessLookupError, PermissionError, ValueError):
-        return False
-    return True
-
-
-def effective_state(status: dict) -> str:
-    """The status file's state, or 'killed' when it claims to be live but its process is gone."""
-    state = status.get("state", "unknown")
-    if state in LIVE_STATES and not pid_alive(status.get("pid")):
-        return "killed"
-    return state
 
 
 def _is_ours(pid: int) -> bool:
@@ -140,11 +121,7 @@ class Launcher:
 
     def resume(self, run_dir: Path) -> Launch:
         run_dir = self.inside(run_dir)
-        status = runs.read_status(run_dir)
-        if status.get("state") == "finished":
-            raise ConfigError(f"{run_dir.name} is finished: launch a new run instead")
-        if effective_state(status) in LIVE_STATES:
-            raise ConfigError(f"{run_dir.name} is still running (pid {status.get('pid')}): stop it first")
+        runs.may_resume(run_dir)
         return self._spawn([*CLI, "train", *self._rewards_flag(), "--resume", str(run_dir)], f"{run_dir.name}-resume",
                            run_dir=str(run_dir))
 
@@ -153,8 +130,8 @@ class Launcher:
         run_dir = self.inside(run_dir)
         status = runs.read_status(run_dir)
         pid = status.get("pid")
-        if effective_state(status) not in LIVE_STATES:
-            return f"{run_dir.name} is not running ({effective_state(status)})"
+        if runs.effective_state(status) not in runs.LIVE_STATES:
+            return f"{run_dir.name} is not running ({runs.effective_state(status)})"
         if not _is_ours(int(pid)):
             return f"pid {pid} of {run_dir.name} is no longer an rrft-studio process: nothing was signalled"
         os.kill(int(pid), signal.SIGTERM)
@@ -203,13 +180,13 @@ class Launcher:
         claimed = {runs.read_status(d).get("pid") for d in self.runs_dir.iterdir() if (d / "status.json").is_file()} \
             if self.runs_dir.is_dir() else set()
         now = time.time()
-        return [{**r, "alive": pid_alive(r["pid"])} for r in self.launches()
+        return [{**r, "alive": runs.pid_alive(r["pid"])} for r in self.launches()
                 if not r.get("run_dir") and r["pid"] not in claimed and now - r["time"] < max_age_s]
 
     def inside(self, run_dir: Path) -> Path:
         """The run directory, refused unless it lies in the runs folder (the studio acts on nothing else)."""
         path = (self.runs_dir / Path(run_dir).name) if not Path(run_dir).is_absolute() else Path(run_dir).resolve()
-        if path.parent != self.runs_dir or not (path / "config.yaml").is_file():
+        if path.parent != self.runs_dir or not runs.is_run(path):
             raise ConfigError(f"'{run_dir}' is not a run in {self.runs_dir}")
         return path
 

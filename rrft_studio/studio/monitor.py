@@ -28,7 +28,7 @@ from gradio.components.plot import AltairPlotData
 from .. import runs
 from ..config import ConfigError
 from . import catalog, logs
-from .launcher import Launcher, effective_state, tail
+from .launcher import Launcher, tail
 
 # (title, metric keys, y title). "rewards/*" expands to every per-function reward mean.
 PLOTS = {
@@ -190,7 +190,7 @@ def summary(run_dir: Path | None) -> str:
     if run_dir is None or not (run_dir / "config.yaml").is_file():
         return "No run selected. Launch one from the **Train** tab, or pick one above."
     status = runs.read_status(run_dir)
-    info = catalog.RunInfo(run_dir, status, effective_state(status))
+    info = catalog.RunInfo(run_dir, status, runs.effective_state(status))
     row = dict(zip(catalog.RUN_HEADERS, catalog.run_row(info)))
     stage = status.get("stage") or "-"
     points = logs.CACHE.get(run_dir).metrics.count
@@ -269,9 +269,8 @@ def _changed(sent: dict, key: str, value, update):
 
 def newest_run(runs_dir: Path) -> str | None:
     """The run the table lists first."""
-    found = [d for d in Path(runs_dir).iterdir() if (d / "config.yaml").is_file() and not d.name.startswith(".")] \
-        if Path(runs_dir).is_dir() else []
-    return max(found, key=lambda d: (d / "config.yaml").stat().st_mtime).name if found else None
+    found = runs.list_runs(runs_dir)
+    return found[0].name if found else None
 
 
 def refresh_table(launcher: Launcher, name: str | None, chosen: list[str] | None, sent: dict | None) -> list:
@@ -307,7 +306,7 @@ def refresh_plots(launcher: Launcher, name: str | None, chosen: list[str] | None
     name = name or newest_run(launcher.runs_dir)  # the table's event, running beside this one, picks the same
     run_dir = launcher.runs_dir / name if name else None
     dirs = [launcher.runs_dir / c for c in (chosen or ([name] if name else []))]
-    dirs = [d for d in dirs if (d / "config.yaml").is_file()]
+    dirs = [d for d in dirs if runs.is_run(d)]
     loaded = [logs.CACHE.get(d) for d in dirs]
     shown = stage_choice if stage_choice != "auto" else (loaded[0].metrics.last_stage or "sft") if loaded else "sft"
     text = summary(run_dir)

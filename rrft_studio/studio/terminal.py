@@ -21,10 +21,9 @@ def checkpoint_of(target: str) -> str:
     from .. import runs
 
     path = Path(target).expanduser()
-    if (path / "config.yaml").is_file():
-        stages = runs.load_config(path).run.stages
-        done = [s for s in reversed(stages) if runs.is_done(path, s)]
-        return str(runs.stage_dir(path, "final", done[0])) if done else f"{BASE_PREFIX}{path}"
+    if runs.is_run(path):
+        stage = runs.last_finished_stage(path)
+        return str(runs.stage_dir(path, "final", stage)) if stage else f"{BASE_PREFIX}{path}"
     if (path / "config.json").is_file():
         return str(path)
     if path.exists() or target.startswith((".", "/", "~")):
