@@ -1,5 +1,6 @@
-"""The Data tab: preview the samples a preset trains and evaluates on (images, problem, answer, CoT), and
-write a synthetic dataset with the CLI's `data generate`.
+"""The Data tab: preview the samples a preset trains and evaluates on (images, problem, answer, CoT), check a
+real data file or the whole dataset with the CLI's `data check`, and write a synthetic dataset with the CLI's
+`data generate`.
 
 A preview goes through the same `data.records` the training uses. For synthetic data it asks for only N
 records (data.n_train / n_eval = N): the generators are sequential, so these are exactly the first N records
@@ -32,12 +33,7 @@ def splits(preset: str | None) -> list[str]:
 def preview_records(preset: str, split: str, n: int) -> tuple[list[dict], str]:
     """(first n records of the preset's split, a line saying where they come from)."""
     cfg = config.load(preset)
-    evals = list(data.task_of(cfg).BENCHMARKS)
-    if split == "train":
-        path = cfg.data.train_file
-    else:
-        index = evals.index(split)
-        path = cfg.data.eval_files[index] if index < len(cfg.data.eval_files) else ""
+    path = data.source(cfg, split)[0] or ""
     if not path:  # synthetic: generate only the first n
         cfg = config.load(preset, [f"data.n_train={n}", f"data.n_eval={n}"])
     rows = data.records(cfg, split)
@@ -71,6 +67,22 @@ def generate(launcher: Launcher, task: str, n: int, seed: int, split: str, out: 
     return f"$ rrft-studio {' '.join(args)}\n{done.stdout}{done.stderr}".strip()
 
 
+def check(launcher: Launcher, path: str, task: str, preset: str | None) -> tuple[str, str]:
+    """Run `rrft-studio data check` on a file or the dataset's folder in the data folder: (verdict, report)."""
+    try:
+        target = launcher.folders.confine(path.strip() or "data", "Data path", ("data",))
+    except ConfigError as e:
+        return f"✗ {e}", ""
+    args = ["data", "check", str(target), *(["--task", task] if task != "auto" else []), *([preset] if preset else [])]
+    done = launcher.run_cli(args, timeout=3600)
+    errors = [line.removeprefix("error: ") for line in done.stderr.splitlines() if line.startswith("error: ")]
+    if done.returncode == 0:
+        verdict = "✓ no problems found"
+    else:
+        verdict = "✗ " + ("\n\n✗ ".join(errors) if errors else done.stderr.strip().splitlines()[-1])
+    return verdict, f"$ rrft-studio {' '.join(args)}\n{done.stdout}".strip()
+
+
 def build(launcher: Launcher, presets_dir: Path) -> None:
     choices = catalog.presets(presets_dir, launcher.runs_dir)
     with gr.Tab("Preview a preset's data"):
@@ -85,18 +97,35 @@ def build(launcher: Launcher, presets_dir: Path) -> None:
                              object_fit="contain", elem_id="data-gallery")
         table = gr.Dataframe(headers=["id", "problem", "answer", "cot"], wrap=True, interactive=False,
                              max_height=380, column_widths=["16%", "34%", "8%", "42%"], elem_id="data-table")
+    with gr.Tab("Check a data file"):
+        gr.Markdown("Reads a data file (JSON, JSONL, parquet, a saved `datasets` folder) or the unpacked Reason-RFT "
+                    "dataset folder as training would: records, missing or unreadable images, answer kinds, image "
+                    "sizes, and token lengths with the preset's model against its limits.")
+        with gr.Row():
+            check_path = gr.Textbox(label="File or dataset folder (in the data folder)", scale=3,
+                                    placeholder="data/Reason-RFT-CoT-Dataset", elem_id="check-path")
+            check_task = gr.Dropdown(["auto", *tasks.TASKS], value="auto", label="Task", scale=1,
+                                     info="auto: each task's files in the dataset; custom for a single file")
+            check_preset = gr.Dropdown(choices, value=None, label="Preset (model and limits)", scale=2)
+            check_go = gr.Button("Check", variant="primary", scale=1, elem_id="check-go")
+        check_verdict = gr.Markdown(elem_id="check-verdict")
+        check_report = gr.Textbox(label="Report", lines=12, max_lines=40, interactive=False, elem_id="check-report",
+                                  elem_classes=["rrft-mono"])
     with gr.Tab("Generate a synthetic dataset"):
         gr.Markdown("Writes records in the Reason-RFT schema (`id`, `image`, `problem`, `answer`, `cot`) plus PNGs, "
                     "with the generator's default settings; point `data.train_file` (or `data.eval_files`) at it.")
         with gr.Row():
-            task = gr.Dropdown(list(tasks.TASKS), value=tasks.TASKS[0], label="Task")
+            task = gr.Dropdown(list(tasks.SYNTHETIC), value=tasks.SYNTHETIC[0], label="Task")
             count = gr.Number(500, label="Records", precision=0, minimum=1)
             seed = gr.Number(0, label="Seed", precision=0)
-            gen_split = gr.Dropdown(["train", "id", "ood", "left", "right"], value="train", label="Split",
-                                    info="train, or an evaluation split of the task")
+            gen_split = gr.Dropdown(["train", *tasks.get(tasks.SYNTHETIC[0]).BENCHMARKS], value="train",
+                                    label="Split", info="train, or an evaluation split of the task")
             out = gr.Textbox("data/counting", label="Output folder")
         go = gr.Button("Generate", variant="primary")
         result = gr.Code(language="shell", label="Output", interactive=False, lines=4)
     preset.change(lambda p: gr.Radio(choices=splits(p), value="train"), preset, split)
+    task.change(lambda t: gr.Dropdown(choices=["train", *tasks.get(t).BENCHMARKS], value="train"), task, gen_split)
+    check_go.click(lambda *a: check(launcher, *a), [check_path, check_task, check_preset], [check_verdict, check_report],
+                   api_name="check_data")
     show.click(preview, [preset, split, n], [gallery, line, table])
     go.click(lambda *a: generate(launcher, *a), [task, count, seed, gen_split, out], result, api_name="generate_data")

@@ -19,6 +19,7 @@ CSS = """
 .rrft-state-stopped { color: #b45309; font-weight: 600; }
 .rrft-state-failed, .rrft-state-killed { color: #b91c1c; font-weight: 600; }
 .rrft-answer textarea { font-weight: 600; }
+.rrft-mono textarea { font-family: ui-monospace, monospace; font-size: 0.85em; }
 #rrft-header { margin-bottom: 0; }
 """
 

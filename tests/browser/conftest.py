@@ -88,9 +88,11 @@ def studio(tmp_path_factory, cache_dir):
     assert done.returncode == 0, done.stderr[-3000:]
     port = _free_port()
     log = open(root / "app.log", "w")
+    data_dir = root / "data"
+    data_dir.mkdir()
     app = subprocess.Popen([sys.executable, "app.py", "--runs-dir", str(runs_dir), "--presets-dir", str(presets),
-                            "--cache-dir", str(cache_dir), "--port", str(port), "--device", "cpu"], cwd=ROOT, stdout=log,
-                           stderr=subprocess.STDOUT)
+                            "--cache-dir", str(cache_dir), "--data-dir", str(data_dir), "--port", str(port),
+                            "--device", "cpu"], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/"
     for _ in range(240):
         try:
@@ -99,7 +101,7 @@ def studio(tmp_path_factory, cache_dir):
         except OSError:
             assert app.poll() is None, (root / "app.log").read_text()
             time.sleep(0.25)
-    yield {"url": url, "runs_dir": runs_dir, "root": root}
+    yield {"url": url, "runs_dir": runs_dir, "root": root, "data_dir": data_dir}
     app.send_signal(signal.SIGINT)
     try:
         app.wait(15)

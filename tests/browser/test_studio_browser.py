@@ -133,3 +133,29 @@ def test_data_preview(page, shot):
     page.wait_for_selector("#data-summary:has-text('first 12')")
     assert page.get_attribute("#data-table [role=grid]", "aria-rowcount") == "13"  # a header and 12 records
     shot("data")
+
+
+def test_data_check_of_the_real_layout(page, shot, studio):
+    import json
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    import layout
+
+    top = layout.build(studio["data_dir"])
+    open_tab(page, "Data")
+    page.get_by_role("tab", name="Check a data file").click()
+    page.fill("#check-path textarea, #check-path input", str(top))
+    page.click("#check-go")
+    page.wait_for_selector("#check-verdict:has-text('no problems found')", timeout=120_000)
+    report = page.input_value("#check-report textarea")
+    assert "A3-Visual-Counting-train-35k-cot.json (counting, train): 4 records" in report
+    assert "answers: function calls 4" in report
+    shot("data_check")
+    rows = json.loads((top / "test_jsons" / "Visual-Counting-id-test-1k.json").read_text())
+    (top / "images" / "test_images" / rows[0]["image"]).unlink()
+    page.click("#check-go")
+    page.wait_for_selector("#check-verdict:has-text('1 missing image')", timeout=120_000)
+    assert "unzip" in page.inner_text("#check-verdict")
+    shot("data_check_problem")
