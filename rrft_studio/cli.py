@@ -2,6 +2,7 @@
 
     rrft-studio train presets/demo.yaml [key=value ...]     run the preset's stages (sft, grpo) and evaluate
     rrft-studio train --resume runs/<run>                   continue a stopped or killed run
+    rrft-studio train PRESET --processes 4 [--accelerate-config zero3]   the same run on 4 GPUs (accelerate launch)
     rrft-studio config show presets/demo.yaml [key=value]   the resolved config, each field with its doc
     rrft-studio preflight presets/counting_2b.yaml [k=v]    estimated peak GPU memory per stage, and whether it fits
     rrft-studio eval runs/<run> | <checkpoint> [key=value]  accuracy on the eval split
@@ -57,38 +58,113 @@ def _checked_data(cfg: config.Config) -> None:
 
 
 def cmd_train(args) -> int:
-    from . import models
+    """Train here (one process), start the ranks through accelerate (launcher.py), or be one of them."""
+    from . import distributed, models, rollout_server
 
     if args.rewards_dir:  # searched last: a module there never shadows an installed one
         sys.path.append(str(Path(args.rewards_dir).expanduser().resolve()))
+    if distributed.launched():
+        return _train_rank(args)
+    launch = [f"run.processes={args.processes}"] * (args.processes is not None) + \
+             [f"run.accelerate_config={args.accelerate_config}"] * bool(args.accelerate_config)
     if args.resume:
         run_dir = Path(args.resume)
         if args.preset:
             raise ConfigError(f"--resume continues with the run's own config: drop '{args.preset}' (key=value "
                               "overrides are allowed)")
-        cfg = runs.load_config(run_dir, args.overrides)
+        recorded = runs.load_config(run_dir)
+        cfg = runs.load_config(run_dir, [*args.overrides, *launch])
+        distributed.check_count(recorded, run_dir, cfg.run.processes)
+        if cfg.run.accelerate_config != recorded.run.accelerate_config:
+            raise ConfigError(f"run '{run_dir}' trained with run.accelerate_config={recorded.run.accelerate_config or 'none'}: "
+                              "resume it the same way (its checkpoints are in that layout)")
         runs.may_resume(run_dir)
     else:
         if not args.preset:
             raise ConfigError("train needs a preset: rrft-studio train presets/demo.yaml [key=value ...]")
-        cfg = config.load(args.preset, args.overrides)
+        cfg = config.load(args.preset, [*args.overrides, *launch])
+    accelerate = distributed.wanted(cfg) or args.launcher == "accelerate"
+    if accelerate and not cfg.run.accelerate_config:
+        cfg.run.accelerate_config = "ddp"  # recorded, so that a resume launches the same way
+    if accelerate and args.launcher == "none":
+        raise ConfigError(f"run.processes={cfg.run.processes}, run.accelerate_config={cfg.run.accelerate_config or 'none'} "
+                          "needs accelerate: drop --launcher none, or run under accelerate launch -m rrft_studio.cli train")
     backend, why = models.choose_backend(cfg)
-    from . import trackers
+    rollout_server.check(cfg, models.cuda_available(cfg))
+    from . import launcher, trackers
 
     trackers.check(cfg)
     models.check_source(cfg)
+    if accelerate:
+        launcher.check_environment(cfg)
     _checked_data(cfg)
     if not args.resume:
         run_dir = runs.create(cfg)
     elif args.overrides:  # resumed with a changed setting (a lower learning rate after a divergence, say)
         runs.save_config(run_dir, cfg)
         print(f"resuming with {' '.join(args.overrides)} (written to {run_dir / 'config.yaml'})")
-    from . import pipeline, report, tracking
+    if accelerate:
+        return launcher.run(cfg, run_dir, args.rewards_dir)
+    return _train_here(cfg, run_dir, backend, why)
+
+
+def _train_rank(args) -> int:
+    """One rank of an accelerate launch: the main process checks and creates (or takes over) the run directory
+    and tells the others; then every rank trains and the main one writes."""
+    from . import distributed, models, rollout_server
+
+    if args.processes is not None or args.accelerate_config or args.launcher == "accelerate":
+        raise ConfigError("under accelerate launch the launch sets the processes: drop --processes, "
+                          "--accelerate-config and --launcher")
+    if args.resume:
+        run_dir = Path(args.resume)
+        if args.preset:
+            raise ConfigError(f"--resume continues with the run's own config: drop '{args.preset}'")
+        cfg = runs.load_config(run_dir, args.overrides)
+        distributed.check_count(cfg, run_dir, distributed.world_size())
+    else:
+        if not args.preset:
+            raise ConfigError("train needs a preset: accelerate launch ... -m rrft_studio.cli train presets/demo.yaml")
+        cfg = config.load(args.preset, args.overrides)
+        distributed.adopt(cfg)
+    cuda = models.cuda_available(cfg)
+    if not cuda and distributed.strategy() != "ddp":
+        raise ConfigError(f"this launch uses {distributed.strategy()}, which shards over CUDA GPUs, and the run has none "
+                          "(accelerate would quietly run plain DDP): launch with configs/accelerate/ddp.yaml")
+    distributed.init(cuda)
+    backend, why = models.choose_backend(cfg)
+    own = tuple(pid for pid in [distributed.launcher_pid()] if pid)  # our launcher created the run and checked it
+
+    def prepare() -> Path:
+        from . import trackers
+
+        if not own:
+            rollout_server.check(cfg, cuda)
+            trackers.check(cfg)
+            models.check_source(cfg)
+            _checked_data(cfg)
+        if not args.resume:
+            return runs.create(cfg)
+        runs.may_resume(run_dir, own)
+        if args.overrides:
+            runs.save_config(run_dir, cfg)
+        return run_dir
+
+    run_dir = distributed.share(prepare)
+    if not distributed.is_main():
+        sys.stdout = open(os.devnull, "w")  # one copy of the run's output: the main process's
+    return _train_here(cfg, run_dir, backend, why)
+
+
+def _train_here(cfg: config.Config, run_dir: Path, backend: str, why: str) -> int:
+    from . import distributed, pipeline, report, trackers, tracking
 
     tracking.StopRequested.install()
     try:
         result = pipeline.train(cfg, run_dir, backend, why)
     except (tracking.Diverged, runs.DiskFull, OSError) as e:
+        if not distributed.is_main() and isinstance(e, (tracking.Diverged, runs.DiskFull)):
+            return 1  # the main process says why
         status = runs.read_status(run_dir)
         if status.get("failure") in (None, "error"):
             raise  # not a failure the run can explain in one line: show the traceback
@@ -96,16 +172,21 @@ def cmd_train(args) -> int:
         return 1
     if result is None:
         print(f"stopped; resume with: rrft-studio train --resume {run_dir}")
+        if distributed.launched():
+            return 0  # torchrun reads any other status as a crash; the launcher returns 128+signal
         return 128 + (tracking.StopRequested.signum or signal.SIGINT)  # as a process a signal ended
-    print(report.text(result))
-    trackers.log_report(cfg, run_dir, result)
+    if distributed.is_main():
+        print(report.text(result))
+        trackers.log_report(cfg, run_dir, result)
     return 0
 
 
 def cmd_preflight(args) -> int:
     from . import preflight
 
-    cfg = config.load(args.preset, args.overrides)
+    launch = [f"run.processes={args.processes}"] * (args.processes is not None) + \
+             [f"run.accelerate_config={args.accelerate_config}"] * bool(args.accelerate_config)
+    cfg = config.load(args.preset, [*args.overrides, *launch])
     if not cfg.run.stages:
         raise ConfigError(f"method={cfg.method} trains nothing: preflight estimates the memory of the sft and grpo stages")
     backend, device = preflight.backend_for(cfg), preflight.gpu()
@@ -290,11 +371,21 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--resume", metavar="RUN_DIR", help="continue a stopped, killed or failed run (key=value overrides "
                                                         "apply from there on, e.g. sft.lr=1e-5 after a divergence)")
     t.add_argument("--rewards-dir", metavar="DIR", help="a folder of reward modules for package.module:function rewards")
+    t.add_argument("--processes", type=int, metavar="N", help="train on N processes, one per GPU, through accelerate "
+                   "launch (run.processes=N); the stages keep their global batch")
+    t.add_argument("--accelerate-config", metavar="NAME|FILE", help="ddp, fsdp2, zero2, zero3 (configs/accelerate/) "
+                   "or an accelerate config file (run.accelerate_config)")
+    t.add_argument("--launcher", choices=["auto", "accelerate", "none"], default="auto",
+                   help="auto: accelerate launch when run.processes > 1 or an accelerate config is named; none: this "
+                   "process only")
     t.set_defaults(func=cmd_train)
 
     pf = sub.add_parser("preflight", help="estimate each stage's peak GPU memory and whether it fits the GPU at hand")
     pf.add_argument("preset")
     pf.add_argument("overrides", nargs="*", help="key=value, e.g. grpo.num_generations=4")
+    pf.add_argument("--processes", type=int, metavar="N", help="the memory of one GPU of N processes (run.processes)")
+    pf.add_argument("--accelerate-config", metavar="NAME|FILE", help="ddp, fsdp2, zero2, zero3 or a file: what "
+                    "is sharded over the processes (run.accelerate_config)")
     pf.set_defaults(func=cmd_preflight)
 
     c = sub.add_parser("config", help="inspect configs")
@@ -391,8 +482,8 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     p = parser()
     args, extra = p.parse_known_args(argv)
-    if extra and args.func is cmd_rewards_check and not any(e.startswith("-") for e in extra):
-        args.overrides += extra  # `rewards check PRESET --n 8 k=v`
+    if extra and args.func in (cmd_rewards_check, cmd_train, cmd_preflight) and not any(e.startswith("-") for e in extra):
+        args.overrides += extra  # `rewards check PRESET --n 8 k=v`, `train PRESET --processes 2 k=v`
     elif extra and args.func is cmd_data_check and not any(e.startswith("-") for e in extra):
         # `data check PATH --task T PRESET k=v`: argparse leaves positionals after an option unparsed
         args.overrides += extra if args.preset else extra[1:]
@@ -408,7 +499,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except ConfigError as e:
-        print(f"error: {e}", file=sys.stderr)
+        from . import distributed
+
+        if distributed.is_main():  # every rank of a launch raises it: say it once
+            print(f"error: {e}", file=sys.stderr)
         return 2
 
 

@@ -153,6 +153,10 @@ class GRPO:
     logging_steps: int = doc(1, "write metrics every N steps", ge=1)
     save_steps: int = doc(50, "checkpoint every N steps (a stop also checkpoints)", ge=1)
     samples_every: int = doc(1, "write the rollouts of every N-th step to samples.jsonl", ge=1)
+    vllm_mode: Literal["colocate", "server"] = doc("colocate", "where vLLM rollouts run: colocate = in the training process (model.fast_inference: Unsloth's engine, one GPU); server = a `trl vllm-serve` process on other GPUs at grpo.vllm_server_host:port (any process count; the trainer sends it the weights before each rollout step). Neither: rollouts through generate")
+    vllm_server_host: str = doc("127.0.0.1", "with grpo.vllm_mode=server: the host of the trl vllm-serve server")
+    vllm_server_port: int = doc(8000, "with grpo.vllm_mode=server: its port", ge=1, le=65535)
+    vllm_server_timeout: float = doc(240.0, "with grpo.vllm_mode=server: seconds to wait for the server at start (it may still be loading) before the run is refused in one line", gt=0)
 
 
 @dataclass
@@ -179,6 +183,8 @@ class Run:
     cache_dir: str = doc("~/.cache/rrft-studio", "built tiny models and generated synthetic data")
     report_to: list[Literal["none", "trackio", "tensorboard", "wandb", "mlflow"]] = doc(["none"], "experiment trackers that also get each stage's metrics, the config, GRPO's rollouts and the eval table: none, or any of trackio, tensorboard, wandb (offline unless WANDB_MODE is set), mlflow")
     project: str = doc("rrft-studio", "tracker project (trackio project, wandb project, MLflow experiment); tracker runs are <run>-sft, <run>-grpo, <run>-eval")
+    processes: int = doc(1, "training processes, one per GPU, over all machines (--processes N; accelerate launch sets it): each stage keeps its global batch, split as per-device batch x processes x accumulation (status.json records the split); a count that does not divide it is refused", ge=1)
+    accelerate_config: str = doc("", "how the processes share the model: ddp, fsdp2, zero2, zero3 (configs/accelerate/) or an accelerate config file; empty = ddp (with run.processes > 1)")
 
 
 @dataclass
@@ -489,6 +495,10 @@ def validate(cfg: Config, import_rewards: bool = True) -> None:
            f"grpo.micro_batch={g.micro_batch} must divide prompts_per_step x num_generations = {total}")
     _check(len(g.reward_weights) == len(g.rewards),
            f"grpo.reward_weights has {len(g.reward_weights)} values for {len(g.rewards)} rewards: give one weight per reward")
+    from . import distributed, rollout_server
+
+    distributed.check(cfg)
+    rollout_server.check_config(cfg)
     if "grpo" in r.stages:
         from . import models, rewards
 

@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import shutil
+import socket
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -46,7 +47,7 @@ def synthetic(cfg: Config, split: str) -> Path:
     if not (folder / f"{split}.json").is_file():
         print(f"generating {n} synthetic {task.NAME} samples ({split} split, seed {seed}) into {folder} "
               f"(once: later runs reuse them)", file=sys.stderr, flush=True)
-        tmp = folder.with_name(f".{folder.name}.tmp{os.getpid()}")
+        tmp = folder.with_name(f".{folder.name}.tmp{socket.gethostname()}-{os.getpid()}")  # a cache shared by hosts
         shutil.rmtree(tmp, ignore_errors=True)
         task.generate(tmp, n=n, seed=seed, spec=spec, split=split)
         tmp.parent.mkdir(parents=True, exist_ok=True)

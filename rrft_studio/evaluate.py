@@ -82,6 +82,16 @@ def evaluate(checkpoint: str, cfg: Config, rows: list[dict], label: str = "", sp
                 "format": rewards.format_reward([text])[0],
                 "length": length,
             })
+    return summarize(checkpoint, cfg, rows, predictions, label, split)
+
+
+def summarize(checkpoint: str, cfg: Config, rows: list[dict], predictions: list[dict], label: str = "",
+              split: str = "id") -> dict:
+    """The result of a split from its predictions (one per row, in order; several processes' shares joined)."""
+    from . import tasks
+
+    task = data.task_of(cfg)
+    _, scorers = tasks.checker_names(task, getattr(cfg.data, task.NAME, None))
     n = max(len(predictions), 1)
     return {
         "label": label, "split": split, "benchmark": task.BENCHMARKS[split], "task": task.NAME,

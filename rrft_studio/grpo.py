@@ -14,7 +14,7 @@ from __future__ import annotations
 import functools
 from pathlib import Path
 
-from . import data, models, preflight, rewards, runs, trackers, tracking
+from . import data, distributed, models, preflight, rewards, rollout_server, runs, trackers, tracking
 from .config import Config
 
 
@@ -22,18 +22,18 @@ def trainer_args(cfg: Config, output_dir: Path, use_cpu: bool, suppress_tokens: 
     """Our config -> TRL's GRPOConfig, in one place."""
     from trl import GRPOConfig
 
-    g, vllm = cfg.grpo, models.uses_fast_inference(cfg)
-    grad_accum = g.prompts_per_step * g.num_generations // g.micro_batch
+    g, vllm = cfg.grpo, rollout_server.trainer_args(cfg)
+    split = distributed.split(cfg, "grpo")  # the step's completions over the processes
     if suppress_tokens:  # vLLM's SamplingParams has no suppress_tokens: a -100 logit bias does the same
-        generation_kwargs = {"logit_bias": {i: -100.0 for i in suppress_tokens}} if vllm \
+        generation_kwargs = {"logit_bias": {i: -100.0 for i in suppress_tokens}} if vllm["use_vllm"] \
             else {"suppress_tokens": list(suppress_tokens)}
     else:
         generation_kwargs = None
     return GRPOConfig(
         output_dir=str(output_dir), num_train_epochs=g.epochs, max_steps=g.max_steps,
         learning_rate=g.lr, lr_scheduler_type=g.scheduler, warmup_steps=g.warmup_steps,
-        weight_decay=g.weight_decay, per_device_train_batch_size=g.micro_batch,
-        gradient_accumulation_steps=grad_accum, num_generations=g.num_generations,
+        weight_decay=g.weight_decay, per_device_train_batch_size=split.per_device,
+        gradient_accumulation_steps=split.accumulation, num_generations=g.num_generations,
         beta=g.beta, loss_type=g.loss_type, epsilon=g.epsilon, scale_rewards=g.scale_rewards,
         num_iterations=1, temperature=g.temperature, top_p=g.top_p, top_k=g.top_k,
         max_completion_length=g.max_completion_length, reward_weights=g.reward_weights,
@@ -44,8 +44,9 @@ def trainer_args(cfg: Config, output_dir: Path, use_cpu: bool, suppress_tokens: 
         remove_unused_columns=False, log_completions=False, dataloader_num_workers=0,
         generation_kwargs=generation_kwargs,
         shuffle_dataset=not cfg.data.longest_first,  # longest_first: the dataset comes ordered; keep that order
-        # model.fast_inference: Unsloth hands its own vLLM engine (model.vllm_engine) to the trainer
-        use_vllm=vllm, vllm_mode="colocate", vllm_gpu_memory_utilization=cfg.model.gpu_memory_utilization,
+        # model.fast_inference: Unsloth hands its own vLLM engine (model.vllm_engine) to the trainer;
+        # grpo.vllm_mode=server: TRL's client of a trl vllm-serve server
+        **vllm,
     )
 
 
@@ -73,8 +74,7 @@ def run(cfg: Config, run_dir: Path, source: str, backend: str) -> Path | None:
     # run dir
     out = runs.stage_dir(run_dir, "final", "grpo")
     ckpt_dir = runs.stage_dir(run_dir, "checkpoints", "grpo")
-    resume = runs.last_checkpoint(run_dir, "grpo")
-    runs.rewind(run_dir, "grpo", runs.checkpoint_step(resume) if resume else 0)
+    resume = distributed.share(lambda: runs.resume_point(run_dir, "grpo"))  # the main process rewinds the run
 
     # model
     model, processor, peft_config = models.load_for_training(cfg, cfg.grpo, source, backend)
@@ -99,4 +99,4 @@ def run(cfg: Config, run_dir: Path, source: str, backend: str) -> Path | None:
         return None  # stopped: resumable from the checkpoint just saved
 
     # save
-    return models.save_final(trainer.model, processor, out, backend)
+    return distributed.save_final(trainer, processor, out, cfg, source, backend)

@@ -18,6 +18,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from . import distributed
 from .config import Config, ConfigError
 
 UNSLOTH_ARCHS = ("qwen2_vl", "qwen2_5_vl")
@@ -107,6 +108,9 @@ def choose_backend(cfg: Config) -> tuple[str, str]:
         backend, why = "transformers", "model.backend=transformers"
     elif asked == "unsloth":
         backend, why = "unsloth", "model.backend=unsloth"
+    elif distributed.wanted(cfg) or distributed.launched():
+        backend, why = "transformers", (f"{cfg.run.processes} process(es) through accelerate: Unsloth's kernels train "
+                                        "on one GPU")
     elif not cuda:
         backend, why = "transformers", "no CUDA GPU: Unsloth's vision models need CUDA"
     elif arch not in UNSLOTH_ARCHS:

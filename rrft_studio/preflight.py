@@ -13,7 +13,13 @@ reference + AdamW + the larger of training and rollouts + CUDA context and slack
 model's config (a local config.json, the HF cache, or the published Qwen2-VL / Qwen2.5-VL shapes below), not
 by loading it. It is an estimate: the benchmark (benchmarks/) prints it next to the measured peak.
 
-    rrft-studio preflight presets/counting_2b.yaml [key=value ...]
+On several processes (run.processes, run.accelerate_config) it is the peak of one GPU: each process runs the
+stage's per-device batch and generates its share of the step's completions, and the strategy shards what it
+shards (distributed.SHARDED): ZeRO-2 gradients and optimizer states, ZeRO-3 and FSDP2 the weights (the
+reference model's too) as well; DeepSpeed keeps fp32 master weights and moments (12 bytes a trainable
+parameter, sharded), and ZeRO-3 gathers the whole model on each GPU for GRPO's generate.
+
+    rrft-studio preflight presets/counting_2b.yaml [key=value ...] [--processes 8 --accelerate-config zero3]
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from . import distributed, launcher
 from .config import Config, ConfigError
 
 GiB = 1024 ** 3
@@ -226,7 +233,7 @@ def _training(cfg: Config, stage: str, backend: str, shape: Shape, img: int, tex
     """(optimizer part, [gradients, activations, logits]) of one micro batch of the longest sample."""
     st, grpo = getattr(cfg, stage), stage == "grpo"
     completion = cfg.grpo.max_completion_length if grpo else 0
-    micro, seq = (cfg.grpo.micro_batch if grpo else cfg.sft.batch_size), img + text + completion
+    micro, seq = distributed.split(cfg, stage).per_device, img + text + completion
     n_train, what, vision_grad = _trainable(cfg, st, shape)
     state = 2 if cfg.model.finetune == "full" and cfg.model.dtype != "float32" else 4  # peft: fp32 adapters
     optimizer = ("AdamW states", 2 * n_train * state, f"2 x {n_train / 1e6:,.1f} M trainable ({what}) x {state} bytes")
@@ -258,13 +265,32 @@ def _training(cfg: Config, stage: str, backend: str, shape: Shape, img: int, tex
 def _rollouts(cfg: Config, shape: Shape, img: int, text: int) -> list[tuple[str, float, str]]:
     """TRL generates a whole optimizer step's completions in one `generate`: their KV cache and the prefill."""
     g, wbytes = cfg.grpo, 4 if cfg.model.dtype == "float32" else 2
-    n, seq = g.prompts_per_step * g.num_generations, img + text + g.max_completion_length
+    n, seq = g.prompts_per_step * g.num_generations // cfg.run.processes, img + text + g.max_completion_length
     kv = n * seq * shape.layers * shape.kv_heads * shape.head_dim * 2 * wbytes
     v_block = 2 * (8 * shape.v_dim + 4 * shape.v_intermediate)
     prefill = max(n * (img + text) * 2 * (3 * shape.intermediate + 4 * shape.hidden), n * 4 * img * v_block)
     return [("KV cache (rollouts)", kv, f"{n} completions x {seq:,} tokens x {shape.layers} layers x "
                                         f"{shape.kv_heads} kv heads x {shape.head_dim} x 2 (K, V) x {wbytes} bytes"),
             ("prefill (rollouts)", prefill, f"one layer of the prompt pass over {n} prompts (language or vision)")]
+
+
+def _sharded(cfg: Config, stage: str, parts: list, strategy: str) -> list[tuple[str, float, str]]:
+    """One GPU's share of each part under the strategy (distributed.SHARDED), DeepSpeed's fp32 optimizer, and
+    ZeRO-3's whole model gathered for GRPO's generate."""
+    n, shards, out = cfg.run.processes, distributed.SHARDED.get(strategy, set()), []
+    for name, size, how in parts:
+        if name == "AdamW states" and strategy.startswith("zero"):
+            per = 2 if cfg.model.finetune == "full" and cfg.model.dtype != "float32" else 4
+            trainable = size / (2 * per)
+            size, how = trainable * 12, f"{trainable / 1e6:,.1f} M trainable x 12 bytes (DeepSpeed: fp32 master " \
+                                        "weights + 2 fp32 moments)"
+        if name in shards and n > 1:
+            size, how = size / n, f"{how}, / {n} processes ({strategy} shards it)"
+        out.append((name, size, how))
+    weights = [size for name, size, _ in parts if name == "weights"]
+    if strategy == "zero3" and stage == "grpo" and weights and cfg.grpo.vllm_mode != "server":
+        out.append(("weights gathered (rollouts)", weights[0], "ZeRO-3 gathers the whole model for generate"))
+    return out
 
 
 def estimate(cfg: Config, stage: str, backend: str = "unsloth", shape: Shape | None = None,
@@ -274,10 +300,14 @@ def estimate(cfg: Config, stage: str, backend: str = "unsloth", shape: Shape | N
     + CUDA context and slack. Gradients are freed (set to None) before the next rollout."""
     shape = shape or model_shape(cfg)
     img, text = tokens or default_tokens(cfg, stage)
-    fixed = _weights(cfg, stage, shape, gpu_total)
+    strategy = (launcher.strategy_of(cfg.run.accelerate_config) if cfg.run.accelerate_config else "ddp")
     optimizer, training = _training(cfg, stage, backend, shape, img, text)
-    fixed.append(optimizer)
-    rollouts = _rollouts(cfg, shape, img, text) if stage == "grpo" and not cfg.model.fast_inference else []
+    fixed = _sharded(cfg, stage, [*_weights(cfg, stage, shape, gpu_total), optimizer], strategy)
+    training = _sharded(cfg, stage, training, strategy)
+    rollouts = _rollouts(cfg, shape, img, text) if stage == "grpo" and not cfg.model.fast_inference \
+        and cfg.grpo.vllm_mode != "server" else []  # a vLLM server holds its KV cache on its own GPUs
+    rollouts += [part for part in fixed if part[0] == "weights gathered (rollouts)"]
+    fixed = [part for part in fixed if part[0] != "weights gathered (rollouts)"]
     phase = max(sum(b for _, b, _ in training), sum(b for _, b, _ in rollouts))
     overhead = ("CUDA context + slack", CUDA_OVERHEAD + FRAGMENTATION * phase,
                 f"{CUDA_OVERHEAD / GiB:.0f} GiB + {FRAGMENTATION:.0%} of the larger phase")
@@ -316,7 +346,8 @@ def report(cfg: Config, stage: str, backend: str, tokens: tuple[int, int] | None
     text, vision = shape.params()
     lines = [f"preflight {stage}: {cfg.model.name} ({shape.arch}, {(text + vision) / 1e9:.2f} B parameters, "
              f"vision {vision / 1e6:.0f} M), {cfg.model.finetune}{' 4-bit' if cfg.model.load_in_4bit else ''}, "
-             f"{backend} backend",
+             f"{backend} backend" + (f", per GPU of {cfg.run.processes} processes "
+                                      f"({cfg.run.accelerate_config or 'ddp'})" if cfg.run.processes > 1 else ""),
              "| part | GiB | counted as |", "|---|---:|---|"]
     lines += [f"| {name} | {b / GiB:.2f} | {how} |" for name, b, how in est.parts]
     lines.append(f"| **peak** | **{est.peak / GiB:.1f}** | {est.note} |")
@@ -330,6 +361,8 @@ def backend_for(cfg: Config) -> str:
 
     if cfg.model.backend != "auto":
         return cfg.model.backend
+    if distributed.wanted(cfg):  # several processes train on transformers + peft (models.choose_backend)
+        return "transformers"
     return "unsloth" if arch_of(cfg) in UNSLOTH_ARCHS else "transformers"
 
 
@@ -372,16 +405,16 @@ def longest_first(tokens: list[tuple[int, int]], first: int, seed: int) -> list[
 def prepare(cfg: Config, stage: str, train, rows: list[dict], processor, model, backend: str):
     """Before a stage trains: put the longest samples in its first batch (data.longest_first), so an
     out-of-memory shows at step 1, and on CUDA print the memory estimate for its longest sample."""
-    from . import models
+    from . import distributed, models
 
     cuda = models.cuda_available(cfg)
     if not (cfg.data.longest_first or cuda):
         return train
     st = getattr(cfg, stage)
     tokens = sample_tokens(train, rows, processor, st.max_pixels)  # (image, text) per sample
-    if cfg.data.longest_first:
-        first = st.batch_size if stage == "sft" else st.prompts_per_step
+    if cfg.data.longest_first:  # SFT: the first batch of every process
+        first = distributed.split(cfg, "sft").per_device * cfg.run.processes if stage == "sft" else st.prompts_per_step
         train = train.select(longest_first(tokens, first, cfg.run.seed))
-    if cuda:
+    if cuda and distributed.is_main():
         print(report(cfg, stage, backend, max(tokens, key=sum), gpu(), shape_of(model.config.to_dict())), flush=True)
     return train

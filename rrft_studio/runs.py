@@ -14,6 +14,11 @@ Resume, listing, chaining SFT into GRPO, evaluation and the studio read this and
 is the only code that knows the layout and the life cycle: where a stage's checkpoints and final weights are,
 the step of a checkpoint, which stage finished last, whether a run is alive, was killed or may be resumed, and
 how a stage's rows are rewound to the checkpoint it resumes from.
+
+Several processes (ranks) may train one run (distributed.py): only the main one writes here, and the writers
+refuse to run on another rank. A run may be written by another machine on shared storage: status.json names
+the host, and a run of another host is judged alive by its heartbeat (status rewritten every HEARTBEAT_S),
+never by a pid that means nothing here.
 """
 
 from __future__ import annotations
@@ -22,6 +27,8 @@ import errno
 import json
 import os
 import shutil
+import socket
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -29,8 +36,21 @@ from typing import Any
 import yaml
 
 from . import config as config_mod
+from . import distributed
 
 STATES = ("created", "running", "stopping", "stopped", "failed", "finished")
+
+
+HOST = socket.gethostname()
+HEARTBEAT_S = 30  # a running run rewrites its status at least this often
+STALE_S = 300  # a run of another host whose status is older than this is taken for dead
+_STATUS_LOCK = threading.Lock()  # the heartbeat thread and the training thread both merge into status.json
+
+
+def _main_only(what: str) -> None:
+    """The run directory is written by the main process alone: a write from another rank is a bug."""
+    if not distributed.is_main():
+        raise RuntimeError(f"rank {distributed.rank()} tried to write {what}: only the main process writes the run")
 
 
 RESERVE = ".reserve"  # a few kilobytes kept in each run directory, given back when the disk is full
@@ -46,6 +66,7 @@ class DiskFull(OSError):
 
 def write_atomic(path: Path, text: str) -> None:
     """Write through a temp file and rename, so a reader never sees half a file (nor a temp file left)."""
+    _main_only(path.name)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
         tmp.write_text(text)
@@ -68,6 +89,7 @@ def release_reserve(run_dir: Path) -> None:
 
 
 def keep_reserve(run_dir: Path) -> None:
+    _main_only(RESERVE)
     try:
         (Path(run_dir) / RESERVE).write_bytes(b"\0" * RESERVE_BYTES)
     except OSError:  # no room for it now: the run will fail at its first real write anyway
@@ -76,6 +98,7 @@ def keep_reserve(run_dir: Path) -> None:
 
 def create(cfg: config_mod.Config) -> Path:
     """Make a new run directory and write the resolved config into it first."""
+    _main_only("a new run directory")
     root = Path(cfg.run.runs_dir).expanduser()
     root.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")
@@ -126,12 +149,38 @@ def read_status(run_dir: Path) -> dict[str, Any]:
 def write_status(run_dir: Path, *, drop: tuple[str, ...] = (), **fields: Any) -> dict[str, Any]:
     """Merge fields into status.json (state, stage, step, max_steps, pid, backend, backend_why, ...); `drop`
     removes keys (an old error once the run goes on)."""
-    status = read_status(run_dir)
-    for key in drop:
-        status.pop(key, None)
-    status.update(fields, pid=os.getpid(), updated=time.time())
-    write_atomic(Path(run_dir) / "status.json", json.dumps(status, indent=1))
+    with _STATUS_LOCK:
+        status = read_status(run_dir)
+        for key in drop:
+            status.pop(key, None)
+        status.update(fields, pid=os.getpid(), host=HOST, updated=time.time())
+        write_atomic(Path(run_dir) / "status.json", json.dumps(status, indent=1))
     return status
+
+
+class Heartbeat:
+    """Rewrites status.json every HEARTBEAT_S while a run lives (long steps and evaluations included), so a
+    studio on another machine sharing the runs folder can tell a live run from a dead one."""
+
+    def __init__(self, run_dir: Path):
+        self.run_dir, self.done = Path(run_dir), threading.Event()
+        self.thread = threading.Thread(target=self._beat, name="rrft-heartbeat", daemon=True)
+
+    def _beat(self) -> None:
+        while not self.done.wait(HEARTBEAT_S):
+            try:
+                if read_status(self.run_dir).get("state") in ("running", "stopping"):
+                    write_status(self.run_dir)
+            except OSError:  # a full disk: the run's own writes say so
+                pass
+
+    def __enter__(self) -> "Heartbeat":
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.done.set()
+        self.thread.join()
 
 
 LIVE_STATES = ("created", "running", "stopping")
@@ -147,28 +196,44 @@ def pid_alive(pid: int | None) -> bool:
     return True
 
 
+def is_foreign(status: dict[str, Any]) -> bool:
+    """Whether another machine wrote this status (a shared runs folder): its pid means nothing here."""
+    return bool(status.get("host")) and status["host"] != HOST
+
+
+def _writer_alive(status: dict[str, Any]) -> bool:
+    if is_foreign(status):  # judged by its heartbeat; the machines' clocks are assumed to agree (NTP)
+        return time.time() - float(status.get("updated") or 0) < STALE_S
+    return pid_alive(status.get("pid"))
+
+
 def is_alive(status: dict[str, Any]) -> bool:
     """Whether the process that last wrote this status still runs (a killed run leaves 'running' behind)."""
-    return status.get("state") in LIVE_STATES and pid_alive(status.get("pid"))
+    return status.get("state") in LIVE_STATES and _writer_alive(status)
 
 
 def effective_state(status: dict[str, Any]) -> str:
     """The status file's state, or 'killed' when it claims to be live but its process is gone."""
     state = status.get("state", "unknown")
-    return "killed" if state in LIVE_STATES and not pid_alive(status.get("pid")) else state
+    return "killed" if state in LIVE_STATES and not _writer_alive(status) else state
 
 
-def may_resume(run_dir: Path) -> None:
-    """ConfigError unless the run can be resumed: not finished, and not still running."""
+def may_resume(run_dir: Path, own: tuple[int, ...] = ()) -> None:
+    """ConfigError unless the run can be resumed: not finished, and not still running (pids in `own` are this
+    launch's, e.g. the launcher that created the run for its ranks)."""
     status = read_status(run_dir)
     if status.get("state") == "finished":
         raise config_mod.ConfigError(f"run '{run_dir}' is already finished: start a new run with rrft-studio train PRESET")
-    if is_alive(status) and status["pid"] != os.getpid():
+    if is_alive(status) and is_foreign(status):
+        raise config_mod.ConfigError(f"run '{run_dir}' is still running on {status['host']} (pid {status.get('pid')}, "
+                                     f"status {time.time() - float(status['updated']):.0f} s old): stop it there first")
+    if is_alive(status) and status["pid"] not in (os.getpid(), *own):
         raise config_mod.ConfigError(f"run '{run_dir}' is still running (pid {status['pid']}): stop it first "
                                      "(Ctrl-C or kill -TERM)")
 
 
 def append_jsonl(path: Path, record: dict[str, Any]) -> None:
+    _main_only(Path(path).name)
     try:
         with open(path, "a") as f:
             f.write(json.dumps(record) + "\n")
@@ -254,9 +319,17 @@ def eval_path(run_dir: Path, label: str, split: str) -> Path:
     return Path(run_dir) / "eval" / label / f"{split}.json"
 
 
+def resume_point(run_dir: Path, stage: str) -> Path | None:
+    """The checkpoint a stage resumes from (None: from its start), the run rewound to it."""
+    checkpoint = last_checkpoint(run_dir, stage)
+    rewind(run_dir, stage, checkpoint_step(checkpoint) if checkpoint else 0)
+    return checkpoint
+
+
 def rewind(run_dir: Path, stage: str, step: int) -> None:
     """Before a stage (re)starts at `step` (0: from scratch): forget its rows logged after that step, a torn last
     line anywhere, and checkpoint folders a kill left half-written, so no step is logged twice."""
+    _main_only(f"the rows of {stage}")
     for name in ("metrics.jsonl", "samples.jsonl"):
         path = Path(run_dir) / name
         if not path.is_file():

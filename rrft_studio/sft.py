@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from . import data, models, preflight, runs, trackers, tracking
+from . import data, distributed, models, preflight, runs, trackers, tracking
 from .config import Config
 
 
@@ -20,12 +20,12 @@ def trainer_args(cfg: Config, output_dir: Path, use_cpu: bool):
     """Our config -> TRL's SFTConfig, in one place."""
     from trl import SFTConfig
 
-    s = cfg.sft
+    s, split = cfg.sft, distributed.split(cfg, "sft")  # the global batch over the processes
     return SFTConfig(
         output_dir=str(output_dir), num_train_epochs=s.epochs, max_steps=s.max_steps,
         learning_rate=s.lr, lr_scheduler_type=s.scheduler, warmup_steps=s.warmup_steps,
-        weight_decay=s.weight_decay, per_device_train_batch_size=s.batch_size,
-        gradient_accumulation_steps=s.grad_accum, gradient_checkpointing=s.gradient_checkpointing,
+        weight_decay=s.weight_decay, per_device_train_batch_size=split.per_device,
+        gradient_accumulation_steps=split.accumulation, gradient_checkpointing=s.gradient_checkpointing,
         max_length=s.max_length, logging_steps=s.logging_steps, save_steps=s.save_steps,
         save_total_limit=2, bf16=models.is_bf16(cfg),
         use_cpu=use_cpu, seed=cfg.run.seed, data_seed=cfg.run.seed, **trackers.report_args(cfg, output_dir), disable_tqdm=True,
@@ -44,8 +44,7 @@ def run(cfg: Config, run_dir: Path, source: str, backend: str) -> Path | None:
     # run dir
     out = runs.stage_dir(run_dir, "final", "sft")
     ckpt_dir = runs.stage_dir(run_dir, "checkpoints", "sft")
-    resume = runs.last_checkpoint(run_dir, "sft")
-    runs.rewind(run_dir, "sft", runs.checkpoint_step(resume) if resume else 0)
+    resume = distributed.share(lambda: runs.resume_point(run_dir, "sft"))  # the main process rewinds the run
 
     # model
     model, processor, peft_config = models.load_for_training(cfg, cfg.sft, source, backend)
@@ -68,4 +67,4 @@ def run(cfg: Config, run_dir: Path, source: str, backend: str) -> Path | None:
         return None  # stopped: resumable from the checkpoint just saved
 
     # save
-    return models.save_final(trainer.model, processor, out, backend)
+    return distributed.save_final(trainer, processor, out, cfg, source, backend)

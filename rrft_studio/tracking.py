@@ -6,6 +6,10 @@ the end of the current step and returns, and the run is marked `stopped` (resume
 evaluation stops between two batches. A non-finite loss or gradient norm, or a trainable weight that is no
 longer finite, stops the stage at that step without saving it (`Diverged`): the checkpoints on disk are all
 finite, and resuming from the last one with a lower learning rate goes on from there.
+
+With several processes every rank runs the callback: a stop request or a non-finite weight on any rank stops
+all of them at the same step (one all-reduce per step), a non-finite logged loss is seen alike by all (the
+trainer logs the mean over ranks), and only the main process writes and shows a progress bar.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 from transformers import TrainerCallback
 
-from . import runs
+from . import distributed, runs
 
 
 class Stopped(Exception):
@@ -38,14 +42,18 @@ class StopRequested:
 
     flag = False
     signum = 0
+    at = 0.0
 
     @classmethod
     def install(cls) -> None:
         def handler(signum, frame):
+            if cls.flag and distributed.launched() and time.monotonic() - cls.at < 2:
+                return  # the same Ctrl-C again, passed on by torchrun: not a second request
             if cls.flag:  # a second Ctrl-C: leave now
                 raise KeyboardInterrupt
-            cls.flag, cls.signum = True, signum
-            tqdm.write("stop requested: saving a checkpoint at the end of this step (Ctrl-C again to abort)")
+            cls.flag, cls.signum, cls.at = True, signum, time.monotonic()
+            if distributed.is_main():
+                tqdm.write("stop requested: saving a checkpoint at the end of this step (Ctrl-C again to abort)")
 
         signal.signal(signal.SIGINT, handler)
         signal.signal(signal.SIGTERM, handler)
@@ -54,6 +62,12 @@ class StopRequested:
     def check(cls) -> None:
         """Raise Stopped if a stop was requested (where stopping needs no checkpoint)."""
         if cls.flag:
+            raise Stopped()
+
+    @classmethod
+    def check_all(cls) -> None:
+        """check() with every rank deciding alike (call it at the same point on every rank)."""
+        if distributed.any_rank(cls.flag)[0]:
             raise Stopped()
 
 
@@ -68,8 +82,9 @@ def fit(trainer, tracker: "RunTracker", resume: Path | None, max_steps: int) -> 
     if tracker.diverged is not None:
         raise tracker.diverged
     bad = None if tracker.stopped else nonfinite_weight(trainer.model)
-    if bad is not None:
-        raise Diverged(tracker.stage, trainer.state.global_step, f"the weight {bad} is no longer finite")
+    if distributed.any_rank(bad is not None)[0]:
+        raise Diverged(tracker.stage, trainer.state.global_step,
+                       f"the weight {bad or 'of another process'} is no longer finite")
     return tracker.stopped
 
 
@@ -78,7 +93,8 @@ def nonfinite_weight(model) -> str | None:
     import torch
 
     for name, p in model.named_parameters():
-        if p.requires_grad and not bool(torch.isfinite(p).all()):
+        local = p.to_local() if hasattr(p, "to_local") else p  # FSDP2: this rank's shard, no collective
+        if p.requires_grad and not bool(torch.isfinite(local).all()):
             return name
     return None
 
@@ -96,9 +112,10 @@ class RunTracker(TrainerCallback):
     # -- lifecycle
     def on_train_begin(self, args, state, control, optimizer=None, lr_scheduler=None, **kwargs):
         self.bar = tqdm(total=state.max_steps, initial=state.global_step, desc=self.stage, unit="step",
-                        dynamic_ncols=True)
-        runs.write_status(self.run_dir, state="running", stage=self.stage, step=state.global_step,
-                          max_steps=state.max_steps)
+                        dynamic_ncols=True, disable=not state.is_world_process_zero)
+        if state.is_world_process_zero:
+            runs.write_status(self.run_dir, state="running", stage=self.stage, step=state.global_step,
+                              max_steps=state.max_steps)
         schedule = getattr(lr_scheduler, "scheduler", lr_scheduler)  # inside accelerate's wrapper
         if state.global_step and hasattr(schedule, "lr_lambdas"):
             # resumed: the scheduler came back with the checkpoint's peak learning rate; a resume with a changed
@@ -111,14 +128,16 @@ class RunTracker(TrainerCallback):
     def on_step_end(self, args, state, control, model=None, **kwargs):
         self.bar.update(state.global_step - self.bar.n)
         bad = nonfinite_weight(model) if model is not None else None
-        if bad is not None:
-            self._diverge(control, state.global_step, f"the weight {bad} is no longer finite")
+        diverged, stop = distributed.any_rank(bad is not None, StopRequested.flag)  # every rank alike
+        if diverged:
+            self._diverge(control, state.global_step, f"the weight {bad or 'of another process'} is no longer finite")
             return
-        if StopRequested.flag:
+        if stop:
             control.should_save = True
             control.should_training_stop = True
             self.stopped = True
-            runs.write_status(self.run_dir, state="stopping", stage=self.stage, step=state.global_step)
+            if state.is_world_process_zero:
+                runs.write_status(self.run_dir, state="stopping", stage=self.stage, step=state.global_step)
 
     def _diverge(self, control, step: int, what: str) -> None:
         """Stop at this step without saving it (the checkpoints on disk stay finite)."""
@@ -132,11 +151,13 @@ class RunTracker(TrainerCallback):
 
     # -- metrics
     def on_log(self, args, state, control, logs=None, **kwargs):
-        if not logs or not state.is_world_process_zero:
+        if not logs:
             return
         bad = [f"{k}={v}" for k, v in logs.items() if k in ("loss", "grad_norm") and isinstance(v, float) and _nan(v)]
-        if bad:
+        if bad:  # on every rank: the logged loss and gradient norm are the same on all of them
             self._diverge(control, state.global_step, f"non-finite {', '.join(bad)}")
+        if not state.is_world_process_zero:
+            return
         now = time.time()
         row = {"stage": self.stage, "step": state.global_step, "epoch": state.epoch, "time": now}
         row.update({k: v for k, v in logs.items() if isinstance(v, (int, float)) and not _nan(v)})

@@ -9,7 +9,9 @@ tests: `python tests/faults.py FAULT -- train ARGS...`.
     nan:STAGE:N           a trainable weight set to NaN at the end of step N (a divergence)
     enospc:STAGE:N        "No space left on device" when step N's metrics row is written
     delete-image:STAGE:N  the stage's training images deleted at the end of step N
+    digest                each rank appends a digest of its weights after every step to $RRFT_TEST_DIGESTS/rank<R>.jsonl
     none                  no fault
+Several, comma-separated, apply together; under `accelerate launch` every rank injects them.
 """
 
 from __future__ import annotations
@@ -60,6 +62,33 @@ def in_evaluation(label: str, action) -> None:
         return original(checkpoint, cfg, rows, label_, split, hook)
 
     evaluate.evaluate = wrapped
+
+
+def weights_digest(model) -> str:
+    """One hash of every parameter (name, shape, float32 bytes), in name order: equal weights, equal digests."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for name, p in sorted(model.named_parameters()):
+        h.update(name.encode())
+        h.update(p.detach().float().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def record_digests() -> None:
+    import json
+
+    from rrft_studio import tracking
+
+    folder, original = Path(os.environ["RRFT_TEST_DIGESTS"]), tracking.RunTracker.on_step_end
+
+    def on_step_end(self, args, state, control, **kwargs):
+        row = {"stage": self.stage, "step": state.global_step, "digest": weights_digest(kwargs["model"])}
+        with open(folder / f"rank{os.environ.get('RANK', '0')}.jsonl", "a") as f:
+            f.write(json.dumps(row) + "\n")
+        return original(self, args, state, control, **kwargs)
+
+    tracking.RunTracker.on_step_end = on_step_end
 
 
 def inject(fault: str) -> None:
@@ -131,13 +160,16 @@ def inject(fault: str) -> None:
 
         data.stage_records = stage_records
         at_step_end(stage, int(step), lambda model: [os.unlink(p) for p in images if os.path.exists(p)])
+    elif kind == "digest":
+        record_digests()
     elif kind != "none":
         raise SystemExit(f"unknown fault {fault!r}")
 
 
 if __name__ == "__main__":
     fault, args = sys.argv[1], sys.argv[sys.argv.index("--") + 1:]
-    inject(fault)
+    for one in fault.split(","):
+        inject(one)
     from rrft_studio import cli
 
     sys.exit(cli.main(args))

@@ -26,7 +26,7 @@ SETTINGS = settings(max_examples=100, deadline=None, suppress_health_check=[Heal
 DEPENDENT = {"grpo.micro_batch", "grpo.num_generations", "grpo.prompts_per_step", "grpo.epochs", "sft.epochs",
              "grpo.max_steps", "sft.max_steps", "data.counting.subtract_fraction", "data.counting.add_fraction",
              "model.tiny.hidden_size", "model.tiny.num_heads", "model.tiny.num_kv_heads", "model.tiny.vision_embed_dim",
-             "model.tiny.vision_heads", "grpo.reward_weights"}
+             "model.tiny.vision_heads", "grpo.reward_weights", "run.processes"}  # processes divide the batches
 DEPENDENT |= {f"data.{t}.{m}_{w}" for t in ("counting", "spatial") for m in ("min", "max") for w in ("objects", "steps")}
 
 

@@ -194,6 +194,16 @@ def test_paths_inside_the_studio_folders_are_accepted(open_studio):
     assert event == "complete" and command.startswith("rrft-studio train"), message
 
 
+def test_show_command_with_several_processes(open_studio):
+    """The Train tab's Processes and Sharding fields are run.processes / run.accelerate_config: the command
+    launches them through accelerate on the studio's machine."""
+    with httpx.Client() as client:
+        event, (command, message) = call(client, open_studio.url, "show_command", "p", PRESET,
+                                         "run.processes=2\nrun.accelerate_config=ddp")
+    assert event == "complete" and command.startswith("rrft-studio train --processes 2 --accelerate-config ddp "), \
+        (command, message)
+
+
 def test_generate_writes_only_into_the_data_folder(open_studio, tmp_path):
     outside = tmp_path / "elsewhere"
     with httpx.Client() as client:

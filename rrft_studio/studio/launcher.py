@@ -6,7 +6,10 @@ and starts `python -m rrft_studio.cli train <that file> run.runs_dir=RUNS [key=v
 studio; the run directory it creates is found again by the pid in its status.json. Stop sends SIGTERM to
 that pid (the CLI saves a checkpoint at the end of the step and marks the run `stopped`); resume starts
 `train --resume RUN_DIR`. Every launch is recorded in `RUNS/.studio/launches.jsonl`, so a restarted studio
-still knows each run's log. Validation imports no user code and confines every path the preset names to the
+still knows each run's log. `run.processes=N` (the Train tab's Processes field) becomes `--processes N`
+(with `--accelerate-config`): the CLI starts N processes on this machine through accelerate, and the run's
+status names rank 0's pid and the launching process (launcher_pid). A run another machine writes into a shared
+runs folder is never signalled from here. Validation imports no user code and confines every path the preset names to the
 studio's folders (folders.py); with a rewards folder, the CLI gets `--rewards-dir` to import from it.
 """
 
@@ -98,7 +101,8 @@ class Launcher:
         return path
 
     def train_command(self, preset: Path, overrides: list[str] = ()) -> list[str]:
-        return [*CLI, "train", *self._rewards_flag(), str(preset), *overrides, *self._placed(preset, overrides)]
+        flags, rest = launch_flags(overrides)
+        return [*CLI, "train", *flags, *self._rewards_flag(), str(preset), *rest, *self._placed(preset, overrides)]
 
     def _placed(self, preset: Path, overrides: list[str]) -> list[str]:
         """The overrides that put a run in the studio's folders: its runs folder, and its cache folder where
@@ -130,6 +134,8 @@ class Launcher:
         run_dir = self.inside(run_dir)
         status = runs.read_status(run_dir)
         pid = status.get("pid")
+        if runs.is_foreign(status) and runs.is_alive(status):
+            return f"{run_dir.name} runs on {status['host']}: stop it there (kill -TERM {pid} on that machine)"
         if runs.effective_state(status) not in runs.LIVE_STATES:
             return f"{run_dir.name} is not running ({runs.effective_state(status)})"
         if not _is_ours(int(pid)):
@@ -169,16 +175,18 @@ class Launcher:
     def log_of(self, run_dir: Path) -> Path | None:
         """The log of the process that last wrote the run's status (or of its last resume)."""
         pid = runs.read_status(run_dir).get("pid")
+        launcher_pid = runs.read_status(run_dir).get("launcher_pid")
         for record in reversed(self.launches()):
-            if record.get("pid") == pid or record.get("run_dir") == str(run_dir):
+            if record.get("pid") in (pid, launcher_pid) or record.get("run_dir") == str(run_dir):
                 return Path(record["log"])
         return None
 
     def unclaimed(self, max_age_s: float = 3600) -> list[dict]:
         """Recent new-run launches no run directory claims yet: still starting, or failed before creating one."""
         self.reap()
-        claimed = {runs.read_status(d).get("pid") for d in self.runs_dir.iterdir() if (d / "status.json").is_file()} \
-            if self.runs_dir.is_dir() else set()
+        statuses = [runs.read_status(d) for d in self.runs_dir.iterdir() if (d / "status.json").is_file()] \
+            if self.runs_dir.is_dir() else []
+        claimed = {s.get(key) for s in statuses for key in ("pid", "launcher_pid")}
         now = time.time()
         return [{**r, "alive": runs.pid_alive(r["pid"])} for r in self.launches()
                 if not r.get("run_dir") and r["pid"] not in claimed and now - r["time"] < max_age_s]
@@ -189,6 +197,29 @@ class Launcher:
         if path.parent != self.runs_dir or not runs.is_run(path):
             raise ConfigError(f"'{run_dir}' is not a run in {self.runs_dir}")
         return path
+
+
+def launch_flags(overrides: list[str]) -> tuple[list[str], list[str]]:
+    """(--processes / --accelerate-config flags, the other overrides): the launch reads as the CLI writes it."""
+    names = {"run.processes": "--processes", "run.accelerate_config": "--accelerate-config"}
+    flags, rest = [], []
+    for text in overrides:
+        key, _, value = text.partition("=")
+        if key.strip() in names:
+            flags += [names[key.strip()], value.strip()]
+        else:
+            rest.append(text)
+    return flags, rest
+
+
+def with_processes(text: str, processes: float | None, strategy: str) -> str:
+    """The overrides text with the Processes field's run.processes / run.accelerate_config lines (none for 1)."""
+    keep = [line for line in (text or "").splitlines()
+            if line.split("=", 1)[0].strip() not in ("run.processes", "run.accelerate_config")]
+    n = int(processes or 1)
+    if n > 1:
+        keep += [f"run.processes={n}", f"run.accelerate_config={strategy or 'ddp'}"]
+    return "\n".join(keep)
 
 
 def _with_line(message: str, text: str) -> str:

@@ -1,5 +1,6 @@
 """The Train tab: pick a preset, edit its YAML (validated as you type, one line per error, field docs beside
-it), show the equivalent command, launch it as a detached CLI process (see launcher.py).
+it), choose how many processes (GPUs of this machine) and how they share the model, show the equivalent
+command, launch it as a detached CLI process (see launcher.py).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import yaml
 from .. import config
 from ..config import ConfigError
 from . import catalog
-from .launcher import Launcher, command_text, tail
+from .launcher import Launcher, command_text, tail, with_processes
 
 
 def field_rows(query: str = "") -> list[list[str]]:
@@ -48,6 +49,12 @@ def check(launcher: Launcher, name: str, text: str, overrides: str) -> tuple[str
     stages = " → ".join(cfg.run.stages)
     summary = (f"<span class='rrft-ok'>✓ valid</span> · stages {stages} · model `{cfg.model.name}` "
                f"({cfg.model.finetune}) · task {cfg.data.task}")
+    if cfg.run.processes > 1:
+        from ..distributed import split
+
+        shares = ", ".join(f"{stage} {b.per_device} x {b.processes} x {b.accumulation}"
+                           for stage, b in ((st, split(cfg, st)) for st in cfg.run.stages))
+        summary += f" · {cfg.run.processes} processes ({cfg.run.accelerate_config or 'ddp'}): batch {shares}"
     return summary, config.describe(cfg)
 
 
@@ -84,7 +91,7 @@ def launch_progress(launcher: Launcher, pid: int) -> str:
     if not pid:
         return ""
     for info in catalog.list_runs(launcher.runs_dir):
-        if info.status.get("pid") == pid:
+        if pid in (info.status.get("pid"), info.status.get("launcher_pid")):  # rank 0, or the accelerate launcher
             return f"Run directory: `{info.path}` · state **{info.state}** · stage {info.status.get('stage') or '-'}"
     for record in launcher.unclaimed():
         if record["pid"] == pid:
@@ -110,6 +117,13 @@ def build(launcher: Launcher, presets_dir: Path, tab: gr.Tab) -> None:
             overrides = gr.Textbox(label="Overrides, one key=value per line (like the CLI's)", lines=2,
                                    placeholder="sft.lr=5e-4", elem_id="train-overrides")
             with gr.Row():
+                processes = gr.Number(1, label="Processes (GPUs of this machine)", precision=0, minimum=1,
+                                      maximum=64, elem_id="train-processes",
+                                      info="more than 1: accelerate launch; the global batch is kept")
+                strategy = gr.Dropdown(["ddp", "fsdp2", "zero2", "zero3"], value="ddp", label="Sharding",
+                                       elem_id="train-strategy",
+                                       info="ddp: 2B full, 7B LoRA; zero3 / fsdp2: 7B full (README)")
+            with gr.Row():
                 show = gr.Button("Show command", elem_id="train-show")
                 go = gr.Button("Launch", variant="primary", elem_id="train-launch")
             command = gr.Textbox(label="Command", interactive=False, buttons=["copy"], elem_id="train-command")
@@ -134,6 +148,8 @@ def build(launcher: Launcher, presets_dir: Path, tab: gr.Tab) -> None:
     for source in (editor, name, overrides):
         source.change(lambda *a: check(launcher, *a), inputs, [verdict, resolved], trigger_mode="always_last",
                       show_progress="hidden", concurrency_id="train-check", concurrency_limit=1)
+    for field in (processes, strategy):  # the two fields are the overrides' run.processes / run.accelerate_config
+        field.change(with_processes, [overrides, processes, strategy], overrides, show_progress="hidden")
     search.change(field_rows, search, fields, show_progress="hidden")
     show.click(lambda *a: show_command(launcher, *a), inputs, [command, message], api_name="show_command")
     go.click(lambda *a: launch(launcher, *a), inputs, [command, message, pid], api_name="launch").then(
