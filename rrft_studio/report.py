@@ -24,6 +24,8 @@ def build(run_dir: Path, seconds: float) -> dict:
         if result is not None:
             report["chance"] = round(result["chance"], 4)
             report[f"format_{label}"] = round(result["format"], 4)
+            report[f"se_{label}"] = round(standard_error([p["correct"] for p in result["predictions"]]), 4)
+    report["grpo_minus_sft"] = paired_difference(evaluate.load(run_dir, "sft"), evaluate.load(run_dir, "grpo"))
     grpo_rows = [r for r in runs.read_jsonl(run_dir / "metrics.jsonl") if r.get("stage") == "grpo"]
     # The format reward the run trained with: the paper's, else the strict variant.
     key = next((k for k in ("rewards/format_reward/mean", "rewards/format_strict_reward/mean")
@@ -37,6 +39,28 @@ def build(run_dir: Path, seconds: float) -> dict:
     report["plots"] = [str(p) for p in plot(run_dir)]
     runs.write_atomic(Path(run_dir) / "report.json", json.dumps(report, indent=1))
     return report
+
+
+def standard_error(scores: list[float]) -> float:
+    """Standard error of a mean score over items (the sample standard deviation / sqrt(n))."""
+    n = len(scores)
+    if n < 2:
+        return 0.0
+    mean = sum(scores) / n
+    return (sum((x - mean) ** 2 for x in scores) / (n - 1) / n) ** 0.5
+
+
+def paired_difference(before: dict | None, after: dict | None) -> dict | None:
+    """after - before over the items both evaluated: the mean per-item difference and its standard error
+    (paired: the same held-out items, so the items' own difficulty cancels)."""
+    if before is None or after is None:
+        return None
+    old = {p["id"]: p["correct"] for p in before["predictions"]}
+    diffs = [p["correct"] - old[p["id"]] for p in after["predictions"] if p["id"] in old]
+    if not diffs:
+        return None
+    return {"diff": round(sum(diffs) / len(diffs), 4), "se": round(standard_error(diffs), 4), "n": len(diffs),
+            "gained": sum(d > 0 for d in diffs), "lost": sum(d < 0 for d in diffs)}
 
 
 def method_of(cfg: Config) -> str:
@@ -101,6 +125,18 @@ def plot(run_dir: Path) -> list[Path]:
     return written
 
 
+SMOOTH_FROM = 30  # series with at least this many points are drawn raw (faint) and as a trailing mean
+
+
+def _trailing_mean(values: list[float], window: int) -> list[float]:
+    """Mean of each point and the window - 1 before it (fewer at the start)."""
+    out, total = [], 0.0
+    for i, v in enumerate(values):
+        total += v - (values[i - window] if i >= window else 0.0)
+        out.append(total / min(i + 1, window))
+    return out
+
+
 def _figure(path: Path, title: str, rows: list[dict], panels: list[tuple[list[str], str]], plt) -> Path:
     """One panel per (keys, y label), stacked, sharing the step axis; legends outside the data."""
     fig, axes = plt.subplots(len(panels), 1, figsize=(8, 2.6 + 1.8 * len(panels)), dpi=110, sharex=True,
@@ -108,13 +144,17 @@ def _figure(path: Path, title: str, rows: list[dict], panels: list[tuple[list[st
     for ax, (keys, ylabel) in zip(axes[:, 0], panels):
         for key in keys:
             steps, values = _series(rows, key)
-            if steps:
-                ax.plot(steps, values, label=key.removeprefix("rewards/").removesuffix("/mean"),
-                        marker="o" if len(steps) < 30 else None, markersize=3)
+            label = key.removeprefix("rewards/").removesuffix("/mean")
+            if len(steps) >= SMOOTH_FROM:  # per-step values of a few groups are noisy: faint raw, bold mean
+                (raw,) = ax.plot(steps, values, alpha=0.25, linewidth=0.8)
+                ax.plot(steps, _trailing_mean(values, max(3, len(values) // 15)), color=raw.get_color(),
+                        label=label)
+            elif steps:
+                ax.plot(steps, values, label=label, marker="o", markersize=3)
         ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    axes[0, 0].set_title(title)
+    axes[0, 0].set_title(title + (" (faint: each step; bold: trailing mean)" if len(rows) >= SMOOTH_FROM else ""))
     axes[-1, 0].set_xlabel("step")
     fig.tight_layout()
     fig.savefig(path)
@@ -126,13 +166,24 @@ def text(report: dict) -> str:
     def pct(v):
         return "   n/a" if v is None else f"{100 * v:5.1f}%"
 
+    def se(label):
+        value = report.get(f"se_{label}")
+        return "" if value is None else f" ± {100 * value:.1f}"
+
     lines = [
         f"run directory        {report['run_dir']}",
         f"chance level         {pct(report.get('chance'))}  (always the most frequent answer)",
-        f"accuracy, base       {pct(report.get('accuracy_base'))}",
-        f"accuracy, after SFT  {pct(report.get('accuracy_sft'))}",
-        f"accuracy, after GRPO {pct(report.get('accuracy_grpo'))}",
+        f"accuracy, base       {pct(report.get('accuracy_base'))}{se('base')}",
+        f"accuracy, after SFT  {pct(report.get('accuracy_sft'))}{se('sft')}",
+        f"accuracy, after GRPO {pct(report.get('accuracy_grpo'))}{se('grpo')}",
     ]
+    if any(report.get(f"se_{label}") is not None for label in LABELS):
+        lines.append("                     (± one standard error over the evaluated items)")
+    delta = report.get("grpo_minus_sft")
+    if delta:
+        ratio = f", {delta['diff'] / delta['se']:.1f} SE" if delta["se"] else ""
+        lines.append(f"GRPO - SFT           {100 * delta['diff']:+.1f} points, paired SE {100 * delta['se']:.1f}{ratio} "
+                     f"(same {delta['n']} items: {delta['gained']} gained, {delta['lost']} lost)")
     if report.get("format_reward_grpo") is not None:
         lines.append(f"format reward, GRPO  {report['format_reward_grpo']:.2f}  (mean of the last logged steps)")
     minutes, seconds = divmod(int(report["seconds"]), 60)
