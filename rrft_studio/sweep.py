@@ -8,6 +8,10 @@ process (backends patch libraries on import), under one sweep directory:
       sweep.png
 
     rrft-studio sweep presets/counting_2b.yaml --samples 1600 3200 6400
+    rrft-studio sweep presets/demo.yaml --samples 1600 3200 --methods cot_sft rft   # a line per method
+
+With several methods, each point is `method=M data.max_samples=N`: rft's Stage 1 keeps data.sft_samples and
+Stage 2 gets the rest, cot_sft trains on all N (the paper's data-efficiency comparison).
 """
 
 from __future__ import annotations
@@ -22,22 +26,26 @@ from . import runs
 from .config import Config
 
 
-def run(cfg: Config, preset: str, overrides: list[str], samples: list[int]) -> Path:
-    """Train one run per sample count; return the sweep directory."""
+def run(cfg: Config, preset: str, overrides: list[str], samples: list[int], methods: list[str] = ()) -> Path:
+    """Train one run per (method, sample count); return the sweep directory."""
     name = cfg.run.name  # config.load defaults it to the preset's file name
     root = Path(cfg.run.runs_dir).expanduser() / f"{name}-sweep-{time.strftime('%Y%m%d-%H%M%S')}"
     root.mkdir(parents=True)
     points = []
-    for n in samples:
-        args = [sys.executable, "-m", "rrft_studio.cli", "train", preset, *overrides, f"data.max_samples={n}",
-                f"run.runs_dir={root}", f"run.name={name}-n{n}"]
-        print(f"sweep: training on {n} samples", flush=True)
-        done = subprocess.run(args)
-        if done.returncode != 0:
-            raise SystemExit(f"sweep: the run on {n} samples failed (exit {done.returncode}); points so far in {root}")
-        (run_dir,) = [p for p in root.iterdir() if p.is_dir() and p.name.startswith(f"{name}-n{n}-")]
-        points.append({"samples": n, "run_dir": str(run_dir), "accuracy": _accuracies(run_dir)})
-    runs.write_atomic(root / "sweep.json", json.dumps(points, indent=1))
+    for method in methods or [None]:
+        for n in samples:
+            label = f"{name}-{method}-n{n}" if method else f"{name}-n{n}"
+            extra = [f"method={method}"] if method else []
+            args = [sys.executable, "-m", "rrft_studio.cli", "train", preset, *overrides, *extra,
+                    f"data.max_samples={n}", f"run.runs_dir={root}", f"run.name={label}"]
+            print(f"sweep: training {method or cfg.method} on {n} samples", flush=True)
+            done = subprocess.run(args)
+            if done.returncode != 0:
+                raise SystemExit(f"sweep: the run on {n} samples failed (exit {done.returncode}); points so far in {root}")
+            (run_dir,) = [p for p in root.iterdir() if p.is_dir() and p.name.startswith(f"{label}-")]
+            point = {"samples": n, "run_dir": str(run_dir), "accuracy": _accuracies(run_dir)}
+            points.append({"method": method, **point} if method else point)
+            runs.write_atomic(root / "sweep.json", json.dumps(points, indent=1))  # what finished, if cut off
     plot(points, root / "sweep.png")
     return root
 
@@ -55,11 +63,18 @@ def plot(points: list[dict], path: Path) -> Path:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4), dpi=110)
-    for key in sorted({k for p in points for k in p["accuracy"]}):
-        xs = [p["samples"] for p in points if key in p["accuracy"]]
-        ax.plot(xs, [100 * p["accuracy"][key] for p in points if key in p["accuracy"]], marker="o", label=key)
+    methods = sorted({p.get("method") or "" for p in points})
+    for method in methods:
+        mine = [p for p in points if (p.get("method") or "") == method]
+        for key in sorted({k for p in mine for k in p["accuracy"]}):
+            if method and key.startswith("base/"):
+                continue  # the same untrained model in every run
+            xs = [p["samples"] for p in mine if key in p["accuracy"]]
+            ax.plot(xs, [100 * p["accuracy"][key] for p in mine if key in p["accuracy"]], marker="o",
+                    label=f"{method}: {key}" if method else key)
     ax.set(xscale="log", xlabel="training samples", ylabel="accuracy (%)", title="data efficiency")
-    ax.set_xticks([p["samples"] for p in points], [str(p["samples"]) for p in points])
+    ticks = sorted({p["samples"] for p in points})
+    ax.set_xticks(ticks, [str(t) for t in ticks])
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()

@@ -78,3 +78,21 @@ def test_data_efficiency_sweep(tmp_path, cache_dir):
     assert all("grpo/id" in p["accuracy"] for p in points)
     assert (root / "sweep.png").is_file()
     assert len([p for p in root.iterdir() if p.is_dir()]) == 2
+
+
+def test_sweep_of_two_methods(tmp_path, cache_dir):
+    """The paper's data-efficiency comparison in miniature: a line per method, every point's config checked first."""
+    from conftest import MICRO
+
+    done = cli("sweep", str(MICRO), f"run.runs_dir={tmp_path}", "run.stages=[grpo]", "--samples", "32",
+               "--methods", "cot_sft", "rft")
+    assert done.returncode == 2 and "conflicts with method=cot_sft" in done.stderr and not any(tmp_path.iterdir())
+    done = cli("sweep", str(MICRO), f"run.runs_dir={tmp_path}", f"run.cache_dir={cache_dir}", "eval.max_samples=4",
+               "--samples", "32", "--methods", "cot_sft", "rft")
+    assert done.returncode == 0, done.stderr[-3000:]
+    (root,) = tmp_path.iterdir()
+    points = json.loads((root / "sweep.json").read_text())
+    assert [(p["method"], p["samples"]) for p in points] == [("cot_sft", 32), ("rft", 32)]
+    assert "sft/id" in points[0]["accuracy"] and "grpo/id" not in points[0]["accuracy"]
+    assert "grpo/id" in points[1]["accuracy"]
+    assert (root / "sweep.png").is_file()
