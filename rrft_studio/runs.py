@@ -26,6 +26,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
 import shutil
 import socket
 import threading
@@ -341,3 +342,80 @@ def rewind(run_dir: Path, stage: str, step: int) -> None:
     for ckpt in _checkpoints(run_dir, stage):
         if checkpoint_step(ckpt) > step:
             shutil.rmtree(ckpt)  # incomplete (no trainer_state.json), or past the step we go back to
+
+
+# ---------------------------------------------------------------- renaming and deleting a run
+
+RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+# The files of a run that may name its own folder: eval results and the report (the checkpoint evaluated),
+# peft adapters (the stage's starting model), trainer states. The logs and the weights do not.
+OWN_PATHS = ("*.json", "*.yaml", "eval/*/*.json", "eval/*.json", "eval/*.md", "final/*/lora/adapter_config.json",
+             "checkpoints/*/checkpoint-*/adapter_config.json", "checkpoints/*/checkpoint-*/trainer_state.json")
+
+
+def _path_in(path: Path) -> re.Pattern:
+    """The folder's path where a text names it or something inside it (not a longer name that starts alike)."""
+    return re.compile(re.escape(str(path)) + r"(?=[/\\\"'\s,\]}]|$)", re.M)
+
+
+def referrers(run_dir: Path) -> list[Path]:
+    """The other runs of the folder whose config or status names this run's folder (they start from one of its
+    checkpoints, or chain from it): renaming or deleting it would break them."""
+    own = _path_in(Path(run_dir).resolve())
+    out = []
+    for other in list_runs(Path(run_dir).parent):
+        if other.resolve() == Path(run_dir).resolve():
+            continue
+        for name in ("config.yaml", "status.json"):
+            try:
+                if own.search((other / name).read_text(errors="replace")):
+                    out.append(other)
+                    break
+            except OSError:
+                continue
+    return out
+
+
+def _may_change(run_dir: Path, what: str) -> None:
+    """ConfigError unless the run may be renamed or deleted: not live (here or on another host), not a link,
+    and no other run depends on it."""
+    status = read_status(run_dir)
+    if is_alive(status):
+        raise config_mod.ConfigError(f"{run_dir.name} is {effective_state(status)}: stop it before you {what} it")
+    if Path(run_dir).is_symlink() or not is_run(run_dir):
+        raise config_mod.ConfigError(f"'{run_dir}' is not a run directory: nothing to {what}")
+    users = referrers(run_dir)
+    if users:
+        raise config_mod.ConfigError(f"{', '.join(u.name for u in users)} start(s) from {run_dir.name}'s checkpoints: "
+                                     f"{what} that run first")
+
+
+def rename(run_dir: Path, name: str) -> Path:
+    """Rename a run that is not live, within its runs folder; the paths its own files hold (OWN_PATHS: eval
+    results, report, adapters, trainer states) follow it, so it resumes, evaluates and chats as before."""
+    run_dir = Path(run_dir)
+    if not RUN_NAME.match(name or ""):
+        raise config_mod.ConfigError(f"new name {name!r}: use letters, digits, '-', '_' or '.' (at most 128), "
+                                     "starting with a letter or digit")
+    _may_change(run_dir, "rename")
+    new = run_dir.with_name(name)
+    if new.exists():
+        raise config_mod.ConfigError(f"'{name}' already exists in {run_dir.parent}: pick another name")
+    old = _path_in(run_dir.resolve())
+    os.rename(run_dir, new)
+    for pattern in OWN_PATHS:
+        for path in new.glob(pattern):
+            try:
+                text = path.read_text()
+            except (OSError, UnicodeDecodeError):  # not a text file after all: it names no path
+                continue
+            changed = old.sub(lambda _: str(new.resolve()), text)
+            if changed != text:
+                write_atomic(path, changed)
+    return new
+
+
+def delete(run_dir: Path) -> None:
+    """Delete a run that is not live, and everything in its folder."""
+    _may_change(Path(run_dir), "delete")
+    shutil.rmtree(run_dir)

@@ -113,9 +113,9 @@ class RunTracker(TrainerCallback):
     def on_train_begin(self, args, state, control, optimizer=None, lr_scheduler=None, **kwargs):
         self.bar = tqdm(total=state.max_steps, initial=state.global_step, desc=self.stage, unit="step",
                         dynamic_ncols=True, disable=not state.is_world_process_zero)
-        if state.is_world_process_zero:
+        if state.is_world_process_zero:  # eta_s: the last stage's left behind is not this one's
             runs.write_status(self.run_dir, state="running", stage=self.stage, step=state.global_step,
-                              max_steps=state.max_steps)
+                              max_steps=state.max_steps, eta_s=None, **self._resumed(state))
         schedule = getattr(lr_scheduler, "scheduler", lr_scheduler)  # inside accelerate's wrapper
         if state.global_step and hasattr(schedule, "lr_lambdas"):
             # resumed: the scheduler came back with the checkpoint's peak learning rate; a resume with a changed
@@ -127,6 +127,8 @@ class RunTracker(TrainerCallback):
 
     def on_step_end(self, args, state, control, model=None, **kwargs):
         self.bar.update(state.global_step - self.bar.n)
+        if state.global_step >= state.max_steps and args.logging_strategy == "steps":
+            control.should_log = True  # the stage's last step is logged, whatever logging_steps says
         bad = nonfinite_weight(model) if model is not None else None
         diverged, stop = distributed.any_rank(bad is not None, StopRequested.flag)  # every rank alike
         if diverged:
@@ -161,11 +163,12 @@ class RunTracker(TrainerCallback):
         now = time.time()
         row = {"stage": self.stage, "step": state.global_step, "epoch": state.epoch, "time": now}
         row.update({k: v for k, v in logs.items() if isinstance(v, (int, float)) and not _nan(v)})
+        row.update(_gpu_memory())
         row.setdefault("step_time", now - self.last)
         self.last = now
         runs.append_jsonl(self.run_dir / "metrics.jsonl", row)
         runs.write_status(self.run_dir, state="running", stage=self.stage, step=state.global_step,
-                          max_steps=state.max_steps, eta_s=self._eta(state))
+                          max_steps=state.max_steps, eta_s=self._eta(state), step_s=self._step_seconds())
         self.bar.set_postfix(_postfix(row), refresh=False)
         step = state.global_step
         if self.samples_every and self.trainer is not None and step % self.samples_every == 0 \
@@ -176,6 +179,20 @@ class RunTracker(TrainerCallback):
     def _eta(self, state) -> float | None:
         rate = self.bar.format_dict.get("rate") if self.bar else None
         return (state.max_steps - state.global_step) / rate if rate else None
+
+    def _step_seconds(self) -> dict:
+        """Seconds per step of each stage so far (this one's from the progress bar): the studio's whole-run ETA
+        reads them, here and in later runs of the same settings."""
+        rate = self.bar.format_dict.get("rate") if self.bar else None
+        known = runs.read_status(self.run_dir).get("step_s", {})
+        return {**known, self.stage: 1 / rate} if rate else known
+
+    def _resumed(self, state) -> dict:
+        """A stage resumed from a checkpoint adds where to status.json's resumes: the monitor marks them."""
+        if not state.global_step:
+            return {}
+        resumes = runs.read_status(self.run_dir).get("resumes", [])
+        return {"resumes": [*resumes, {"stage": self.stage, "step": state.global_step, "time": time.time()}]}
 
     def _write_samples(self, step: int) -> None:
         """The last rollout batch of GRPOTrainer: prompt, image(s), completions, per-reward scores, advantages."""
@@ -197,6 +214,17 @@ class RunTracker(TrainerCallback):
             })
         runs.append_jsonl(self.run_dir / "samples.jsonl", {"stage": self.stage, "step": step, "time": time.time(),
                                                            "completions": rows})
+
+
+def _gpu_memory() -> dict:
+    """This process's GPU memory in GiB, allocated now and its peak so far (the monitor plots them); nothing
+    where CUDA is not in use."""
+    import torch
+
+    if not torch.cuda.is_available() or not torch.cuda.is_initialized():
+        return {}
+    return {"gpu_memory_gb": torch.cuda.memory_allocated() / 2**30,
+            "gpu_memory_peak_gb": torch.cuda.max_memory_allocated() / 2**30}
 
 
 def _nan(v: float) -> bool:
