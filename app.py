@@ -5,11 +5,13 @@
     python app.py --auth alice:secret              # or RRFT_STUDIO_AUTH=alice:secret python app.py
     python app.py --host 0.0.0.0 --auth alice:...  # reachable from other machines: a password is required
     python app.py --models-dir /models --rewards-dir my_rewards   # local checkpoints; module:function rewards
+    python app.py --data-dir data                  # data files read and generated in ./data (default: ~/.cache/...)
 
 Safe by default: it listens on 127.0.0.1 only (another address needs --auth, or --insecure-no-auth), makes
 no public share link unless --share, and before a login serves nothing but the login form. Every path a form
 field names (run name, data files, cache, checkpoints, the Data tab's output) must lie in the studio's
-folders: runs, presets, data, cache and models (studio/folders.py). It imports no user code (module:function
+folders: runs, presets, data (by default ~/.cache/rrft-studio/data, so generated datasets never land in a
+checkout), cache and models (studio/folders.py). It imports no user code (module:function
 rewards only from --rewards-dir, and only in the training process), serves files of the runs folder inline
 only for the kinds it shows (studio/guard.py), runs only the project's own CLI (never a shell), loads YAML
 safely, caps each upload request (--max-upload-mb), and trusts no remote model code unless told so per model.
@@ -25,6 +27,7 @@ import sys
 from pathlib import Path
 
 AUTH_ENV = "RRFT_STUDIO_AUTH"
+DATA_DIR = "~/.cache/rrft-studio/data"  # studio/folders.py's default, kept here so --help needs no import
 
 
 def parse_auth(text: str | None) -> tuple[str, str] | None:
@@ -52,7 +55,8 @@ def arguments(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--port", type=int, default=7860)
     p.add_argument("--runs-dir", default="runs", help="where runs are launched and found")
     p.add_argument("--presets-dir", default="presets", help="the presets offered in the Train tab")
-    p.add_argument("--data-dir", default="data", help="where data files may be read from and generated into")
+    p.add_argument("--data-dir", default=DATA_DIR, help="where data files may be read from and generated into "
+                                                        "(default: %(default)s, outside the checkout)")
     p.add_argument("--cache-dir", default=None, help="the folder run.cache_dir may name (default: the config's, "
                                                      "~/.cache/rrft-studio)")
     p.add_argument("--models-dir", default=None, help="local checkpoints that Chat, Compare and model.name may load "
@@ -81,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from rrft_studio.studio.folders import Folders
     from rrft_studio.studio.guard import Guard
-    from rrft_studio.studio.ui import CSS, build
+    from rrft_studio.studio.ui import CSS, JS, build
 
     folders = Folders.create(args.runs_dir, args.presets_dir, args.data_dir, args.cache_dir, args.models_dir,
                              args.rewards_dir)
@@ -93,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         demo.queue(default_concurrency_limit=8).launch(
             server_name=args.host, server_port=args.port, share=args.share, auth=auth,
             allowed_paths=[str(folders.runs)], max_file_size=f"{args.max_upload_mb:g}mb",
-            css=CSS, footer_links=["gradio", "settings"], ssr_mode=False, app_kwargs={"middleware": [guard]})
+            css=CSS, js=JS, footer_links=["gradio", "settings"], ssr_mode=False, app_kwargs={"middleware": [guard]})
     finally:
         pool.unload()  # model workers die with the studio; training runs do not
     return 0

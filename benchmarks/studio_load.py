@@ -409,11 +409,14 @@ def measure(url: str, runs: list[Path], live: LiveRun, studio: Studio, tick_s: f
         page.wait_for_selector("#tab-train", state="attached")
         from rrft_studio.studio.monitor import PLOTS
 
+        # Every GRPO plot but GPU memory, which these runs do not log (no CUDA wrote them): it stays hidden.
+        drawn = [spec for spec in PLOTS["grpo"] if not any(k.startswith("gpu_memory") for k in spec[1])]
+        out["plots"] = len(drawn)
         since, started = page.evaluate("performance.now()"), time.perf_counter()
         page.get_by_role("tab", name="Runs / monitor").click()
         page.wait_for_function(TABLE_ROWS, arg=len(runs), polling="raf")
         out["table_s"] = time.perf_counter() - started
-        page.wait_for_function(PLOTS_DRAWN, arg=len(PLOTS["grpo"]), polling="raf")
+        page.wait_for_function(PLOTS_DRAWN, arg=len(drawn), polling="raf")
         out["plots_s"] = time.perf_counter() - started
         out["open_server_s"] = _server_s(page, since)  # the table's event and the plots' (side by side)
         time.sleep(2)
@@ -450,15 +453,8 @@ def measure(url: str, runs: list[Path], live: LiveRun, studio: Studio, tick_s: f
         page.wait_for_selector("#rollouts-images img")
         out["rollouts_s"] = time.perf_counter() - started
         out["rollouts_server_s"] = _server_s(page, since)
-        first = page.locator("#rollouts-summary").inner_text().split("·")[0].strip()
-        since, started = page.evaluate("performance.now()"), time.perf_counter()
-        page.get_by_role("button", name="next step ▶").click()
-        page.wait_for_function("(first) => { const s = document.querySelector('#rollouts-summary');"
-                               " return s && s.innerText.includes('prompts ×') && !s.innerText.startsWith(first + ' '); }",
-                               arg=first, polling="raf")
-        out["rollouts_next_s"] = time.perf_counter() - started
-        out["rollouts_next_server_s"] = _server_s(page, since)
-        # A step far from the shown one, typed into the slider's box (a logged step: the live run logs every 4th)
+        # A step far from the shown one (the newest), typed into the slider's box (a logged step: the live run logs
+        # every 4th); from there, the next step
         logged = _sizes(len_steps)[2]
         target = logged[len(logged) // 2]
         since, started = page.evaluate("performance.now()"), time.perf_counter()
@@ -467,6 +463,14 @@ def measure(url: str, runs: list[Path], live: LiveRun, studio: Studio, tick_s: f
         page.wait_for_selector(f"#rollouts-summary:has-text('step {target} ·')")
         out["rollouts_jump_s"] = time.perf_counter() - started
         out["rollouts_jump_server_s"] = _server_s(page, since)
+        first = page.locator("#rollouts-summary").inner_text().split("·")[0].strip()
+        since, started = page.evaluate("performance.now()"), time.perf_counter()
+        page.get_by_role("button", name="next step ▶").click()
+        page.wait_for_function("(first) => { const s = document.querySelector('#rollouts-summary');"
+                               " return s && s.innerText.includes('prompts ×') && !s.innerText.startsWith(first + ' '); }",
+                               arg=first, polling="raf")
+        out["rollouts_next_s"] = time.perf_counter() - started
+        out["rollouts_next_server_s"] = _server_s(page, since)
         if shots:
             page.screenshot(path=str(shots / "rollouts-load.png"), full_page=True)
         out["rss_open_mb"] = studio.rss_mb()
@@ -490,8 +494,8 @@ def table(figures: dict, runs: int, steps: int) -> str:
 
     rows = [
         ("runs table: click on the tab until it shows", f"{t['table_s']:.2f} s", "< 1 s", met(t["table_s"] < GOALS["table_s"])),
-        ("all 9 plots drawn (same click; server part)", f"{t['plots_s']:.2f} s ({t['open_server_s']:.2f} s)", "< 3 s",
-         met(t["plots_s"] < GOALS["plots_s"])),
+        (f"all {t['plots']} plots drawn (same click; server part)",
+         f"{t['plots_s']:.2f} s ({t['open_server_s']:.2f} s)", "< 3 s", met(t["plots_s"] < GOALS["plots_s"])),
         ("a tick, nothing changed: server time / payload", *tick("tick_idle")[:1], "< 100 ms, < 1 MB",
          tick("tick_idle")[1]),
         ("a tick, the shown run writing 2 steps/s", *tick("tick_live")[:1], "< 100 ms, < 1 MB", tick("tick_live")[1]),

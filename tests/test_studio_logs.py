@@ -1,6 +1,6 @@
 """How the studio reads long runs (logs.py, monitor.py): only what was appended, a torn last line left for
-later, a replaced or shrunk file read again; samples indexed by step; plots downsampled with their spikes;
-a tick that sends nothing when nothing changed; a bounded cache; an export of every step."""
+later, a replaced or shrunk file read again; samples found by step without reading the file; plots downsampled
+with their spikes; a tick that sends nothing when nothing changed; a bounded cache; an export of every step."""
 
 from __future__ import annotations
 
@@ -69,16 +69,25 @@ def test_metrics_as_columns_per_stage(tmp_path):
     assert list(metrics.series("grpo", "entropy")[0]) == [3]
 
 
-def test_samples_indexed_by_step_read_one_line_at_a_time(tmp_path):
+def test_samples_found_by_step_without_reading_the_file(tmp_path):
     path = tmp_path / "samples.jsonl"
     record = {"completions": [{"completion": "<think>abcd</think><answer>3</answer>", "length": 10}]}
-    path.write_text("".join(_line(s, **record) for s in (5, 10, 15)) + _line(10, completions=[]))
+    long = {"completions": [{"completion": "x" * 70_000, "length": 9}]}  # lines longer than a read block
+    path.write_text("".join(_line(s, **(long if s % 20 == 0 else record)) for s in range(5, 500, 5))
+                    + _line(500, completions=[]) + _line(500, **record) + '{"stage": "grpo", "step": 505, "com')
     samples = logs.Samples(path)
     samples.update()
-    assert samples.steps == [5, 10, 15]
-    assert samples.record(10)["completions"] == []  # a step logged twice: its last line
-    offset, length, stage = samples.where[15]
-    assert path.read_bytes()[offset:offset + length] == _line(15, **record).strip().encode() and stage == "grpo"
+    assert samples.bounds() == (5, 500, 0)  # the torn last line is not a step yet
+    assert [samples.nearest(s) for s in (0, 7, 8, 12.5, 499, 10_000)] == [5, 5, 10, 10, 500, 500]
+    assert samples.record(40)["completions"][0]["length"] == 9 and samples.record(41) is None
+    assert samples.record(500)["completions"][0]["length"] == 10  # a step logged twice: its last line
+    assert [samples.moved(5, -1), samples.moved(5, 2), samples.moved(495, 3), samples.moved(100, -4)] == [5, 15, 500, 80]
+    _append(path, 'pletions": []}\n')  # the torn line completes
+    samples.update()
+    assert samples.bounds()[1] == 505 and samples.record(505) == {"stage": "grpo", "step": 505, "completions": []}
+    path.write_text(_line(7, **record))  # rewritten (a resume): what was parsed is dropped
+    samples.update()
+    assert samples.bounds() == (7, 7, None) and samples.record(500) is None
 
 
 
@@ -145,13 +154,13 @@ def test_a_tick_sends_only_what_changed(live_run):
     again = monitor.refresh_table(launcher, name, [name], table[-1])
     assert again[:4] == [SKIP] * 4
     first = monitor.refresh_plots(launcher, name, [name], "auto", {})
-    shown = [u for u in first[2:-2] if u != SKIP and u["visible"]]
+    shown = [u for u in first[3:-2] if u != SKIP and u["visible"]]
     assert len(shown) == 2 and all(len(u["value"].plot) < 200_000 for u in shown)  # reward and KL: the rest hidden
     idle = monitor.refresh_plots(launcher, name, [name], "auto", first[-1])
     assert idle[:-1] == [SKIP] * (len(idle) - 1)  # nothing changed: nothing sent
     _append(live_run / "metrics.jsonl", _line(3001, reward=9.0, kl=0.5))
     live = monitor.refresh_plots(launcher, name, [name], "auto", idle[-1])
-    assert live[0] != SKIP and sum(u != SKIP for u in live[2:-2]) >= 2  # the summary, the reward and KL plots
+    assert live[0] != SKIP and sum(u != SKIP for u in live[3:-2]) >= 2  # the summary, the reward and KL plots
 
 
 def test_a_plot_carries_at_most_its_budget(live_run):
@@ -167,6 +176,8 @@ def test_the_export_writes_every_step(live_run):
     assert len(rows) == 3000 and rows[-1]["reward"] == "300.0" and rows[0]["run"] == live_run.name
 
 
-def test_rollouts_go_to_the_nearest_logged_step():
-    assert rollouts.nearest([4, 8, 12], 9.0) == 8 and rollouts.nearest([4, 8, 12], 100) == 12
-    assert rollouts.nearest([], 3) is None and rollouts.nearest([4, 8], None) == 4
+def test_rollouts_go_to_the_nearest_logged_step(tmp_path):
+    (tmp_path / "samples.jsonl").write_text("".join(_line(s, completions=[]) for s in (4, 8, 12)))
+    assert rollouts.nearest(tmp_path, 9.0) == 8 and rollouts.nearest(tmp_path, 100) == 12
+    assert rollouts.nearest(tmp_path, None) == 12  # the newest first
+    assert rollouts.nearest(tmp_path / "none", 3) is None

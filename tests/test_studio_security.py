@@ -189,7 +189,7 @@ def test_launch_refuses_paths_outside_the_studio_folders(open_studio, override, 
 def test_paths_inside_the_studio_folders_are_accepted(open_studio):
     data = open_studio.folders["data"]
     with httpx.Client() as client:
-        event, (command, message) = call(client, open_studio.url, "show_command", "p", PRESET,
+        event, (command, message) = call(client, open_studio.url, "show_command", None, "p", PRESET,
                                          f"data.train_file={data / 'train.json'}\nrun.cache_dir={open_studio.folders['cache']}")
     assert event == "complete" and command.startswith("rrft-studio train"), message
 
@@ -198,7 +198,7 @@ def test_show_command_with_several_processes(open_studio):
     """The Train tab's Processes and Sharding fields are run.processes / run.accelerate_config: the command
     launches them through accelerate on the studio's machine."""
     with httpx.Client() as client:
-        event, (command, message) = call(client, open_studio.url, "show_command", "p", PRESET,
+        event, (command, message) = call(client, open_studio.url, "show_command", None, "p", PRESET,
                                          "run.processes=2\nrun.accelerate_config=ddp")
     assert event == "complete" and command.startswith("rrft-studio train --processes 2 --accelerate-config ddp "), \
         (command, message)
@@ -220,7 +220,7 @@ def test_generate_writes_only_into_the_data_folder(open_studio, tmp_path):
 def test_without_a_rewards_folder_no_user_reward(open_studio):
     with httpx.Client() as client:
         for reward in ("this:s", "os:system"):
-            _, (command, message) = call(client, open_studio.url, "show_command", "g", GRPO,
+            _, (command, message) = call(client, open_studio.url, "show_command", None, "g", GRPO,
                                          f"grpo.rewards=[{reward}]\ngrpo.reward_weights=[1]")
             assert command == "" and "--rewards-dir" in message and "user code" in message, message
     assert ZEN not in open_studio.log()  # `import this` never ran in the studio
@@ -228,12 +228,12 @@ def test_without_a_rewards_folder_no_user_reward(open_studio):
 
 def test_rewards_come_from_the_rewards_folder_unimported(alice, locked_studio):
     url, rewards = locked_studio.url, locked_studio.folders["rewards"]
-    _, (command, message) = call(alice, url, "show_command", "g", GRPO, "grpo.rewards=[myrewards:bonus]\ngrpo.reward_weights=[1]")
+    _, (command, message) = call(alice, url, "show_command", None, "g", GRPO, "grpo.rewards=[myrewards:bonus]\ngrpo.reward_weights=[1]")
     assert f"--rewards-dir {rewards}" in command, message
     assert not (rewards.parent / "imported").exists()  # checked by reading the file, not by importing it
     for reward, words in (("os:system", "no module os in the rewards folder"), ("this:s", "no module this"),
                           ("myrewards:missing", "defines no 'missing'")):
-        _, (command, message) = call(alice, url, "show_command", "g", GRPO, f"grpo.rewards=[{reward}]\ngrpo.reward_weights=[1]")
+        _, (command, message) = call(alice, url, "show_command", None, "g", GRPO, f"grpo.rewards=[{reward}]\ngrpo.reward_weights=[1]")
         assert command == "" and words in message, message
     assert ZEN not in locked_studio.log()
 

@@ -1,10 +1,13 @@
 """What the studio's tabs compute from a run directory, without a browser: plot series, rollout groups and
-filters, checkpoints offered, the chat's folded reasoning, compare scores, and the app's safe defaults."""
+filters, checkpoints offered, the chat's folded reasoning, compare scores, the app's safe defaults, and
+renaming and deleting a run."""
 
 from __future__ import annotations
 
 import importlib.util
 import json
+import os
+import socket
 
 import pytest
 
@@ -59,7 +62,7 @@ def test_plot_series_per_stage_and_overlaid(run_dir):
 
 
 def test_rollout_groups_flags_and_filters(run_dir):
-    assert rollouts.steps(run_dir) == [1]
+    assert rollouts.span(run_dir) == (1, 1, None)
     record = rollouts.step_record(run_dir, 1)
     first, second = rollouts.groups(record, [1.0, 1.0], 10)
     assert [c["total"] for c in first.completions] == [2.0, 0.0] and not first.zero_spread
@@ -108,3 +111,28 @@ def test_app_is_safe_by_default():
     with pytest.raises(SystemExit):
         app.parse_auth("alice")
     assert app.is_loopback("127.0.0.1") and app.is_loopback("localhost") and not app.is_loopback("0.0.0.0")
+
+
+def test_a_run_is_renamed_with_its_own_paths_and_deleted(run_dir):
+    from rrft_studio import runs
+    from rrft_studio.config import ConfigError
+
+    (run_dir / "eval" / "sft").mkdir(parents=True)
+    (run_dir / "eval" / "sft" / "id.json").write_text(json.dumps({"checkpoint": str(run_dir / "final" / "sft")}))
+    other = run_dir.with_name("other-20260101-000001")  # starts from this run's checkpoint
+    other.mkdir()
+    (other / "config.yaml").write_text(f"model: {{name: {run_dir / 'final' / 'sft'}}}\n")
+    with pytest.raises(ConfigError, match="start.s. from micro"):
+        runs.rename(run_dir, "renamed")
+    (other / "config.yaml").write_text(f"model: {{name: {run_dir}-longer/final/sft}}\n")  # another folder
+    with pytest.raises(ConfigError, match="use letters"):
+        runs.rename(run_dir, "../outside")
+    new = runs.rename(run_dir, "renamed")
+    assert not run_dir.exists() and json.loads((new / "eval/sft/id.json").read_text())["checkpoint"] == \
+        str(new.resolve() / "final" / "sft")  # its own paths followed it
+    (new / "status.json").write_text(json.dumps({"state": "running", "pid": os.getpid(), "host": socket.gethostname()}))
+    with pytest.raises(ConfigError, match="stop it before you delete it"):
+        runs.delete(new)
+    (new / "status.json").write_text(json.dumps({"state": "stopped"}))
+    runs.delete(new)
+    assert not new.exists() and other.exists()

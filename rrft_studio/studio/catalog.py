@@ -59,11 +59,21 @@ def _status(run_dir: Path) -> dict:
 
 def run_config(run_dir: Path) -> config.Config | None:
     """The run's resolved config, read without importing its `module:function` rewards (no user code runs in
-    the studio's process)."""
+    the studio's process); parsed again only when the file changed (the ETA of live runs reads it each second)."""
+    path = Path(run_dir) / "config.yaml"
     try:
-        return config.from_dict(yaml.safe_load((Path(run_dir) / "config.yaml").read_text()), import_rewards=False)
-    except (config.ConfigError, OSError, ValueError, yaml.YAMLError):
+        stat = path.stat()
+        key = (stat.st_mtime_ns, stat.st_size)
+        if path not in _configs or _configs[path][0] != key:
+            if len(_configs) > 4096:
+                _configs.clear()
+            _configs[path] = (key, config.from_dict(yaml.safe_load(path.read_text()), import_rewards=False))
+        return _configs[path][1]
+    except (config.ConfigError, OSError, ValueError, TypeError, yaml.YAMLError):
         return None
+
+
+_configs: dict[Path, tuple[tuple, config.Config]] = {}
 
 
 def _eval_order(label: str) -> tuple:
@@ -140,10 +150,18 @@ def run_row(info: RunInfo) -> list:
     first_split = next((k.split("/")[1] for k in evals), None)  # one split keeps the row short
     accuracy = " → ".join(f"{k.split('/')[0]} {100 * v['accuracy']:.0f}%" for k, v in evals.items()
                           if k.split("/")[1] == first_split)
-    live = info.state in ("running", "stopping")
     updated = time.strftime("%m-%d %H:%M:%S", time.localtime(s["updated"])) if s.get("updated") else ""
-    return [info.name, info.state, s.get("stage") or "", step, fmt_seconds(s.get("eta_s")) if live else "",
-            accuracy, s.get("backend", ""), updated]
+    return [info.name, info.state, s.get("stage") or "", step, eta_text(info), accuracy, s.get("backend", ""), updated]
+
+
+def eta_text(info: RunInfo) -> str:
+    """The whole run's time left, for a live run (eta.py); empty otherwise."""
+    if info.state not in ("running", "stopping"):
+        return ""
+    from . import eta
+
+    estimate = eta.estimate(info.path, info.status)
+    return estimate.text() if estimate else ""
 
 
 RUN_HEADERS = ["run", "state", "stage", "step", "ETA", "accuracy", "backend", "updated"]
@@ -170,12 +188,15 @@ def all_checkpoints(runs_dir: Path) -> list[tuple[str, str]]:
 
 
 def default_checkpoints(runs_dir: Path, n: int = 2) -> list[str]:
-    """The newest run's base model and its last finished stage: the comparison one usually wants."""
-    for info in list_runs(runs_dir):
-        choices = [value for _, value in checkpoints(info.path)]
-        finals = [v for v in choices if "/final/" in v]
-        if finals:
-            return [choices[0], finals[-1]][:n]
+    """A run's base model and the output of its last finished stage (runs.last_finished_stage): the comparison
+    one usually wants. The newest finished run's, else the newest run with any stage done: a run stopped after
+    Stage 1 is not preferred over one that went through."""
+    infos = list_runs(runs_dir)
+    for info in sorted(infos, key=lambda i: i.state != "finished"):  # stable: newest first within each
+        cfg = run_config(info.path)
+        stage = runs.last_finished_stage(info.path, list(cfg.run.stages) if cfg else ["sft", "grpo"])
+        if stage is not None:
+            return [f"base:{info.path}", str(runs.stage_dir(info.path, "final", stage))][:n]
     return []
 
 
@@ -195,11 +216,33 @@ def eval_records(cfg: config.Config) -> list[dict]:
     return data.records(cfg, cfg.eval.splits[0] if cfg.eval.splits else "id")
 
 
-def presets(presets_dir: Path, runs_dir: Path) -> list[tuple[str, str]]:
-    """(label, path) of the shipped presets, then the ones edited in the studio."""
-    out = [(p.stem, str(p)) for p in sorted(Path(presets_dir).glob("*.yaml"))]
-    edited = sorted((Path(runs_dir) / ".studio" / "presets").glob("*.yaml"))
-    return out + [(f"{p.stem} (edited in the studio)", str(p)) for p in edited]
+FIRST_WITHOUT_GPU = "demo"  # the preset offered first where there is no GPU: the others want one
+
+
+def has_gpu() -> bool:
+    """Whether this machine has an NVIDIA GPU that CUDA may use, asked of the driver's device list (importing
+    torch to ask would cost the studio's process seconds and hundreds of MB)."""
+    if os.environ.get("CUDA_VISIBLE_DEVICES") in ("", "-1"):
+        return False
+    return any(Path("/proc/driver/nvidia/gpus").glob("*")) or Path("/dev/nvidia0").exists()
+
+
+def presets(presets_dir: Path, runs_dir: Path, gpu: bool | None = None) -> list[tuple[str, str]]:
+    """(label, path) of the shipped presets (the demo first where there is no GPU), then the ones launched
+    from the studio that differ from every shipped one."""
+    shipped = sorted(Path(presets_dir).glob("*.yaml"), key=lambda p: p.stem)
+    if not (has_gpu() if gpu is None else gpu):
+        shipped.sort(key=lambda p: p.stem != FIRST_WITHOUT_GPU)
+    texts = {_text(p) for p in shipped}
+    edited = [p for p in sorted((Path(runs_dir) / ".studio" / "presets").glob("*.yaml")) if _text(p) not in texts]
+    return [(p.stem, str(p)) for p in shipped] + [(f"{p.stem} (edited in the studio)", str(p)) for p in edited]
+
+
+def _text(path: Path) -> str:
+    try:
+        return path.read_text().strip()
+    except (OSError, UnicodeDecodeError):
+        return ""
 
 
 def open_image(path: str | Path, max_side: int = 1024):

@@ -1,6 +1,7 @@
 """The Chat tab: talk to a checkpoint (or a run's base model) with one or more images per turn, over several
 turns; tokens stream in as the worker process generates them; `<think>` is shown folded, apart from the
-answer. The model lives in a worker process (inference.Worker); the panel on the left says what is loaded
+answer. The task's think/answer instruction can be appended to each question, as training worded it. The
+checkpoint offered first is the last finished stage of the newest finished run. The model lives in a worker process (inference.Worker); the panel on the left says what is loaded
 and unloads it, which gives its memory back.
 """
 
@@ -62,13 +63,17 @@ def _assistant(text: str, done: bool) -> list[dict]:
     return out
 
 
-def add_user(message: dict, turns: list[Turn]) -> tuple:
-    """Take the typed text and uploaded images as a new user turn; lock the box while the reply streams."""
+def add_user(message: dict, turns: list[Turn], instruction: bool = False, checkpoint: str | None = None) -> tuple:
+    """Take the typed text and uploaded images as a new user turn (with the task's think/answer instruction
+    appended, in the checkpoint's run's evaluation style, when asked); lock the box while the reply streams."""
+    from .compare import prompt_text
+
     files = [f if isinstance(f, str) else f.get("path") for f in (message or {}).get("files", [])]
     text = (message or {}).get("text", "").strip()
     if not text and not files:
         return turns, render(turns), gr.MultimodalTextbox()
-    turns = [*turns, Turn("user", text or "Describe the image.", [f for f in files if f])]
+    text = prompt_text(text or "Describe the image.", instruction, [checkpoint] if checkpoint else [])
+    turns = [*turns, Turn("user", text, [f for f in files if f])]
     return turns, render(turns), gr.MultimodalTextbox(value=None, interactive=False)
 
 
@@ -106,6 +111,8 @@ def build(runs_dir: Path, pool: Pool, tab: gr.Tab, folders: Folders | None = Non
                                      info="a run's stage or step, its base model, or a hub id / folder")
             trust = gr.Checkbox(False, label="Trust remote code from the model repository",
                                 info="runs Python shipped with the model: only for repositories you trust")
+            instruction = gr.Checkbox(False, label="Append the task's think/answer instruction (as in training)",
+                                      info="the checkpoint's run's prompt wording", elem_id="chat-instruction")
             with gr.Accordion("Generation settings", open=True):
                 max_new = gr.Slider(8, 2048, value=256, step=8, label="Max new tokens")
                 temperature = gr.Slider(0, 2, value=0.7, step=0.05, label="Temperature (0 = greedy)")
@@ -128,6 +135,7 @@ def build(runs_dir: Path, pool: Pool, tab: gr.Tab, folders: Folders | None = Non
     def refresh(current):
         choices = catalog.all_checkpoints(runs_dir)
         values = [v for _, v in choices]
+        # a run's last finished stage: the newest finished run's, before a run stopped after Stage 1
         value = current if current else (catalog.default_checkpoints(runs_dir)[-1:] or [None])[0]
         return gr.Dropdown(choices=choices, value=value if value in values or current else None), loaded_markdown(pool)
 
@@ -141,7 +149,7 @@ def build(runs_dir: Path, pool: Pool, tab: gr.Tab, folders: Folders | None = Non
 
     tab.select(refresh, checkpoint, [checkpoint, loaded])
     checkpoint.change(server.snippet, checkpoint, api)
-    submitted = box.submit(add_user, [box, turns], [turns, bot, box])
+    submitted = box.submit(add_user, [box, turns, instruction, checkpoint], [turns, bot, box])
     streaming = submitted.then(respond, [checkpoint, trust, max_new, temperature, top_p, top_k, turns],
                                [turns, bot, footnote], api_name="chat_reply")
     streaming.then(lambda: (gr.MultimodalTextbox(interactive=True), loaded_markdown(pool)), None, [box, loaded])

@@ -1,6 +1,7 @@
 """The Compare tab: two to four checkpoints (a run's base model, after SFT, after GRPO, any saved step)
 answer the same image and question side by side: reasoning and answer apart, each scored by the task's
-rewards, with lengths. Batch mode runs N samples of a run's eval split through each and reports accuracy.
+rewards, with lengths. Batch mode runs N samples of a run's eval split through each and reports accuracy,
+a progress bar following the samples answered.
 
 Each checkpoint answers in its own worker process (inference.Pool), all at once.
 """
@@ -133,8 +134,12 @@ def _all_slots(chosen: list[str], states: dict, truth: str) -> list:
     return [x for v in padded for x in _slot(v, states.get(v), truth)]
 
 
-def run_batch(pool: Pool, checkpoints: list[str], n: int, settings: Settings, trust: bool):
-    """Accuracy, format and mean length per checkpoint on the first n eval records of the first run."""
+BATCH = 8  # prompts per request to a worker, as it batches them: the progress bar moves by this much
+
+
+def run_batch(pool: Pool, checkpoints: list[str], n: int, settings: Settings, trust: bool, progress=None):
+    """Accuracy, format and mean length per checkpoint on the first n eval records of the first run; progress
+    (a gr.Progress) follows the samples answered."""
     cfg = _first_config(checkpoints)
     if cfg is None:
         raise gr.Error("Pick at least one checkpoint of a run: its eval split is used.")
@@ -142,8 +147,14 @@ def run_batch(pool: Pool, checkpoints: list[str], n: int, settings: Settings, tr
     prompts = [(data.prompt_of(task, r, cfg.eval.style, cfg, split), data.images_of(r)) for r in rows]
     check = tasks.checker(tasks.checker_names(task, getattr(cfg.data, task.NAME))[1][cfg.eval.scorer])
     summary, answers = [], {r["id"]: [r["id"], r["answer"]] for r in rows}
+    total, done = len(checkpoints) * len(prompts), 0
     for value in checkpoints:
-        outputs = pool.get(value, trust).batch(prompts, settings)
+        outputs = []
+        for start in range(0, len(prompts), BATCH):
+            if progress is not None:
+                progress(done / max(total, 1), desc=f"{short_name(value)}: {start} of {len(prompts)} samples")
+            outputs += pool.get(value, trust).batch(prompts[start:start + BATCH], settings, batch_size=BATCH)
+            done += len(prompts[start:start + BATCH])
         correct = [check(o["text"], r["answer"]) for o, r in zip(outputs, rows)]  # the evaluator's scorer
         formats = rewards.format_reward([o["text"] for o in outputs])
         summary.append([short_name(value), f"{100 * sum(correct) / len(rows):.1f}%",
@@ -224,7 +235,11 @@ def build(runs_dir: Path, pool: Pool, tab: gr.Tab, folders: Folders | None = Non
         placeholders, checkpoints, slots)
     checkpoints.input(placeholders, checkpoints, slots)
     load.click(eval_sample, [checkpoints, index], [image, question, truth])
+    # Each column says itself that it is loading or generating: Gradio's own progress borders are left out, so
+    # none of them outlives the generation.
     go.click(side_by_side, [checkpoints, image, question, truth, instruction, max_new, temperature, trust],
-             slots, api_name="compare").then(lambda: loaded_markdown(pool), None, loaded)
-    batch.click(lambda v, k, tokens, temp, trusted: run_batch(pool, confined(v), k, Settings(int(tokens), float(temp)), trusted),
-                [checkpoints, n, max_new, temperature, trust], [summary, per_sample, loaded])
+             slots, api_name="compare", show_progress="hidden").then(lambda: loaded_markdown(pool), None, loaded)
+    def batched(values, k, tokens, temp, trusted, progress=gr.Progress()):
+        return run_batch(pool, confined(values), k, Settings(int(tokens), float(temp)), trusted, progress)
+
+    batch.click(batched, [checkpoints, n, max_new, temperature, trust], [summary, per_sample, loaded])

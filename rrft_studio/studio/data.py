@@ -22,20 +22,24 @@ COLUMNS, ROW_PX = 8, 165  # gallery thumbnails per row, and a row's height on a 
 
 
 def splits(preset: str | None) -> list[str]:
-    """train plus the preset task's evaluation splits."""
+    """train plus the preset task's evaluation splits that have data: all of a synthetic task's, those a file
+    is given for otherwise."""
     try:
-        task = data.task_of(config.load(preset)) if preset else tasks.get(tasks.TASKS[0])
+        cfg = config.load(preset, import_rewards=False) if preset else None
     except ConfigError:
-        task = tasks.get(tasks.TASKS[0])
-    return ["train", *task.BENCHMARKS]
+        cfg = None
+    if cfg is None:
+        return ["train", *tasks.get(tasks.TASKS[0]).BENCHMARKS]
+    task = data.task_of(cfg)
+    return ["train", *(s for s in task.BENCHMARKS if hasattr(task, "generate") or data.source(cfg, s)[0])]
 
 
 def preview_records(preset: str, split: str, n: int) -> tuple[list[dict], str]:
     """(first n records of the preset's split, a line saying where they come from)."""
-    cfg = config.load(preset)
+    cfg = config.load(preset, import_rewards=False)  # user code never runs in the studio's process
     path = data.source(cfg, split)[0] or ""
     if not path:  # synthetic: generate only the first n
-        cfg = config.load(preset, [f"data.n_train={n}", f"data.n_eval={n}"])
+        cfg = config.load(preset, [f"data.n_train={n}", f"data.n_eval={n}"], import_rewards=False)
     rows = data.records(cfg, split)
     where = f"`{path}`" if path else f"the synthetic {cfg.data.task} generator (seed {cfg.data.seed})"
     return rows[:n], f"**{split}**: the first {min(n, len(rows))} records from {where}, as the preset reads them."
@@ -59,7 +63,7 @@ def preview(preset: str, split: str, n: int):
 def generate(launcher: Launcher, task: str, n: int, seed: int, split: str, out: str) -> str:
     """Run `rrft-studio data generate` into the studio's data folder and return the command with its output."""
     try:
-        folder = launcher.folders.confine(out.strip() or f"data/{task}", "Output folder", ("data",))
+        folder = launcher.folders.confine(out.strip() or str(launcher.folders.data / task), "Output folder", ("data",))
     except ConfigError as e:
         return f"✗ {e}"
     args = ["data", "generate", task, "--n", str(int(n)), "--out", str(folder), "--seed", str(int(seed)), "--split", split]
@@ -70,7 +74,7 @@ def generate(launcher: Launcher, task: str, n: int, seed: int, split: str, out: 
 def check(launcher: Launcher, path: str, task: str, preset: str | None) -> tuple[str, str]:
     """Run `rrft-studio data check` on a file or the dataset's folder in the data folder: (verdict, report)."""
     try:
-        target = launcher.folders.confine(path.strip() or "data", "Data path", ("data",))
+        target = launcher.folders.confine(path.strip() or str(launcher.folders.data), "Data path", ("data",))
     except ConfigError as e:
         return f"✗ {e}", ""
     args = ["data", "check", str(target), *(["--task", task] if task != "auto" else []), *([preset] if preset else [])]
@@ -103,7 +107,8 @@ def build(launcher: Launcher, presets_dir: Path) -> None:
                     "sizes, and token lengths with the preset's model against its limits.")
         with gr.Row():
             check_path = gr.Textbox(label="File or dataset folder (in the data folder)", scale=3,
-                                    placeholder="data/Reason-RFT-CoT-Dataset", elem_id="check-path")
+                                    placeholder=str(launcher.folders.data / "Reason-RFT-CoT-Dataset"),
+                                    elem_id="check-path")
             check_task = gr.Dropdown(["auto", *tasks.TASKS], value="auto", label="Task", scale=1,
                                      info="auto: each task's files in the dataset; custom for a single file")
             check_preset = gr.Dropdown(choices, value=None, label="Preset (model and limits)", scale=2)
@@ -120,11 +125,13 @@ def build(launcher: Launcher, presets_dir: Path) -> None:
             seed = gr.Number(0, label="Seed", precision=0)
             gen_split = gr.Dropdown(["train", *tasks.get(tasks.SYNTHETIC[0]).BENCHMARKS], value="train",
                                     label="Split", info="train, or an evaluation split of the task")
-            out = gr.Textbox("data/counting", label="Output folder")
+            out = gr.Textbox(str(launcher.folders.data / tasks.SYNTHETIC[0]), label="Output folder",
+                             info=f"in the studio's data folder ({launcher.folders.data})", elem_id="generate-out")
         go = gr.Button("Generate", variant="primary")
         result = gr.Code(language="shell", label="Output", interactive=False, lines=4)
     preset.change(lambda p: gr.Radio(choices=splits(p), value="train"), preset, split)
     task.change(lambda t: gr.Dropdown(choices=["train", *tasks.get(t).BENCHMARKS], value="train"), task, gen_split)
+    task.input(lambda t: str(launcher.folders.data / t), task, out)
     check_go.click(lambda *a: check(launcher, *a), [check_path, check_task, check_preset], [check_verdict, check_report],
                    api_name="check_data")
     show.click(preview, [preset, split, n], [gallery, line, table])

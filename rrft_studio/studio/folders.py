@@ -39,6 +39,7 @@ CONFIG_PATHS = {
 HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*(/[A-Za-z0-9][A-Za-z0-9_.-]*)?$")
 MODULE = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
 BASE_PREFIX = "base:"
+DATA_DIR = "~/.cache/rrft-studio/data"  # the data folder by default: outside any checkout the studio runs in
 
 
 @dataclass(frozen=True)
@@ -52,7 +53,7 @@ class Folders:
     cwd: Path = Path(".")
 
     @classmethod
-    def create(cls, runs, presets="presets", data="data", cache=None, models=None, rewards=None,
+    def create(cls, runs, presets="presets", data=DATA_DIR, cache=None, models=None, rewards=None,
                cwd=None) -> Folders:
         """Every folder resolved (relative ones against cwd, the studio's working directory)."""
         cwd = Path(cwd or Path.cwd()).resolve()

@@ -91,7 +91,9 @@ class Launcher:
                 self.folders.check_config(self.folders.merged(path, list(overrides)))
                 return config.load(path, list(overrides) + self._placed(path, overrides), import_rewards=False)
             except ConfigError as e:
-                raise ConfigError(_with_line(str(e).replace(f"'{path}'", "the preset"), text)) from None
+                message = re.sub(rf"preset '{re.escape(str(path))}' line (\d+)", r"line \1 of the preset", str(e))
+                message = message.replace(f"'{path}'", "the preset")
+                raise ConfigError(_with_line(message, text)) from None
 
     def save_preset(self, name: str, text: str) -> Path:
         folder = self.studio_dir / "presets"

@@ -4,15 +4,16 @@ within bounds.
 The monitor looks at these files every second, and a long GRPO run writes 100,000 metric lines and 20,000
 rollout lines (hundreds of MB). So each file is read once, then only what was appended since: the byte
 offset is kept, a torn last line waits until its newline arrives, and a file that shrank or was replaced
-(a resume rewrites both) is read again from the start. Metrics become numpy columns, one per key and stage;
-samples become a byte offset per step (for the Rollouts tab, which reads one line per step), and the
-thinking/answer plot parses a few thousand lines found at evenly spaced byte offsets, without that index. The cache holds a few runs and a bounded number of
+(a resume rewrites both) is read again from the start. Metrics become numpy columns, one per key and stage.
+samples.jsonl is never read whole: the Rollouts tab finds a step's line by bisecting the file (its steps
+increase line by line) and the newest step at its tail, and the thinking/answer and reward-band plots parse
+a thousand lines found at evenly spaced byte offsets. The cache holds a few runs and a bounded number of
 bytes, and lets go of a run nobody looked at for a while (the monitor's timer touches what it shows).
 """
 
 from __future__ import annotations
 
-import bisect
+import contextlib
 import ctypes
 import itertools
 import math
@@ -29,6 +30,7 @@ import numpy as np
 import orjson
 
 from .. import inference
+from . import rl_series
 
 CHUNK = 8 << 20  # bytes read at once: bounds the memory a first read of a large file takes
 HEAD = re.compile(rb'\{"stage": "([^"\\]*)", "step": (\d+)[,}]')  # how tracking.py starts a samples line
@@ -225,50 +227,88 @@ class Metrics:
 
 
 class Samples:
-    """samples.jsonl indexed by step, for the Rollouts tab: where each step's line is, and a few parsed lines."""
+    """samples.jsonl looked up by step without reading it whole, for the Rollouts tab. tracking.py appends one
+    line per logged step, steps increasing (a resume first cuts the file back to its checkpoint, which keeps
+    the order), so a step's line is found by bisecting the file's bytes: a few dozen line heads read, whatever
+    the file's size, and the newest step is the last complete line. A few records shown lately stay parsed."""
 
     def __init__(self, path: Path):
-        self.tail = Tail(path)
-        self.steps: list[int] = []  # sorted
-        self.where: dict[int, tuple[int, int, str]] = {}  # step -> (offset, length, stage) of its last line
+        self.path = Path(path)
+        self.identity: tuple | None = None
+        self.head = b""  # the file's first bytes: a file rewritten in place is noticed too
+        self.size = 0
         self.parsed: OrderedDict[int, dict] = OrderedDict()  # a few whole records, most recent last
         self.version = (0, 0)
 
     def update(self) -> None:
-        generation = self.tail.generation
-        has_new = self.tail.changed()
-        if self.tail.generation != generation:
-            self.steps, self.where, self.parsed = [], {}, OrderedDict()
-        if has_new:
-            for batch in self.tail.lines():
-                for offset, line in batch:
-                    self._index(offset, line)
-        self.version = (self.tail.generation, self.tail.offset)
+        """Notice a file replaced, cut back or rewritten (its parsed records dropped); appends keep them."""
+        try:
+            stat = os.stat(self.path)
+        except OSError:
+            stat = None
+        identity = (stat.st_dev, stat.st_ino) if stat else None
+        size = stat.st_size if stat else 0
+        if identity != self.identity or size < self.size or not _same_head(self.path, self.head):
+            self.identity, self.head, self.parsed = identity, _read_head(self.path), OrderedDict()
+            self.version = (self.version[0] + 1, 0)
+        self.size = size
+        self.version = (self.version[0], size)
 
-    def _index(self, offset: int, line: bytes) -> None:
-        found = _step_of(line)
-        if found is None:
-            return
-        stage, step = found
-        if step not in self.where:
-            if not self.steps or step > self.steps[-1]:
-                self.steps.append(step)
-            else:
-                bisect.insort(self.steps, step)
-        self.where[step] = (offset, len(line), stage)
-        self.parsed.pop(step, None)
+    def bounds(self) -> tuple[int, int, int | None] | None:
+        """(first step, last step, steps between the last two lines) of the complete lines; None without any."""
+        with self._open() as (f, end):
+            if not end:
+                return None
+            last = _start_before(f, end)
+            before = _start_before(f, last) if last else None
+            gap = _step_at(f, last) - _step_at(f, before) if before is not None else None
+            return _step_at(f, 0), _step_at(f, last), gap
+
+    def nearest(self, step: float) -> int | None:
+        """The logged step closest to `step` (the earlier of two as close)."""
+        with self._open() as (f, end):
+            if not end:
+                return None
+            found = _lower(f, end, step)
+            after = _step_at(f, found) if found is not None else None
+            earlier = _start_before(f, found if found is not None else end)
+            before = _step_at(f, earlier) if earlier is not None else None
+            near = [s for s in (before, after) if s is not None]
+            return min(near, key=lambda s: (abs(s - step), s)) if near else None
+
+    def moved(self, step: int, lines: int) -> int | None:
+        """The logged step `lines` lines after (or before, if negative) the line of `step`, stopping at the ends."""
+        with self._open() as (f, end):
+            start = _lower(f, end, step) if end else None
+            if start is None:
+                return None
+            for _ in range(abs(lines)):
+                if lines > 0:
+                    f.seek(start)
+                    f.readline()
+                    if f.tell() >= end:
+                        break
+                    start = f.tell()
+                else:
+                    earlier = _start_before(f, start)
+                    if earlier is None:
+                        break
+                    start = earlier
+            return _step_at(f, start)
 
     def record(self, step: int) -> dict | None:
         """The step's rollouts (its last line), read from disk on demand."""
         if step in self.parsed:
             self.parsed.move_to_end(step)
             return self.parsed[step]
-        if step not in self.where:
-            return None
-        offset, length, _ = self.where[step]
-        with open(self.tail.path, "rb") as f:
-            f.seek(offset)
-            record = _loads(f.read(length))
+        with self._open() as (f, end):
+            start = _lower(f, end, step) if end else None
+            line = None
+            while start is not None and start < end and _step_at(f, start) == step:  # logged twice: the last line
+                f.seek(start)
+                line = f.readline()
+                start = f.tell()
+        record = _loads(line) if line else None
         if not isinstance(record, dict):
             return None
         self.parsed[step] = record
@@ -276,9 +316,94 @@ class Samples:
             self.parsed.popitem(last=False)
         return record
 
+    @contextlib.contextmanager
+    def _open(self):
+        """The file and the end of its last complete line (0 when there is none)."""
+        try:
+            f = open(self.path, "rb")
+        except OSError:
+            yield None, 0
+            return
+        with f:
+            yield f, _complete_end(f, self.size)
+
     @property
     def nbytes(self) -> int:
-        return 200 * len(self.where) + sum(32 * 1024 for _ in self.parsed)
+        return sum(32 * 1024 for _ in self.parsed)
+
+
+def _read_head(path: Path) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            return f.read(64)
+    except OSError:
+        return b""
+
+
+def _same_head(path: Path, head: bytes) -> bool:
+    return not head or _read_head(path)[:len(head)] == head
+
+
+def _complete_end(f, size: int) -> int:
+    """The byte after the file's last newline, looked for from `size` backwards (a torn line waits)."""
+    end = size
+    while end > 0:
+        block = min(end, 1 << 16)
+        f.seek(end - block)
+        cut = f.read(block).rfind(b"\n")
+        if cut >= 0:
+            return end - block + cut + 1
+        end -= block
+    return 0
+
+
+def _start_before(f, start: int) -> int | None:
+    """The start of the line that ends just before `start` (None at the file's start)."""
+    if start <= 0:
+        return None
+    end = start - 1  # the newline ending that line
+    while end > 0:
+        block = min(end, 1 << 16)
+        f.seek(end - block)
+        cut = f.read(block).rfind(b"\n")
+        if cut >= 0:
+            return end - block + cut + 1
+        end -= block
+    return 0
+
+
+def _lower(f, end: int, step: float) -> int | None:
+    """The start of the first line whose step is at least `step` (None: every line's step is smaller). Bisects
+    the bytes: the step of the first line starting at or after a position grows with the position."""
+    lo, hi = 0, end
+    while lo < hi:
+        mid = (lo + hi) // 2
+        start = _start_at(f, mid, end)
+        if start is None or _step_at(f, start) >= step:
+            hi = mid
+        else:
+            lo = mid + 1
+    return _start_at(f, lo, end)
+
+
+def _start_at(f, pos: int, end: int) -> int | None:
+    """The start of the first line that starts at or after `pos` and before `end`."""
+    if pos > 0:
+        f.seek(pos - 1)
+        f.readline()  # the rest of the line `pos` falls in, or just the newline before it
+        pos = f.tell()
+    return pos if pos < end else None
+
+
+def _step_at(f, start: int) -> int:
+    """The step of the line starting at `start` (from its first bytes as tracking.py writes them)."""
+    f.seek(start)
+    head = HEAD.match(f.read(200))
+    if head:
+        return int(head.group(2))
+    f.seek(start)
+    found = _step_of(f.readline())
+    return found[1] if found else -1
 
 
 def _step_of(line: bytes) -> tuple[str, int] | None:
@@ -345,12 +470,12 @@ class Spread:
         if len(self.rows) > 2 * len(grid):  # the grid's spacing doubled: keep what lies on it
             self.rows = {o: r for o, r in self.rows.items() if o % stride == 0}
         found = {r[1]: r for r in [*(self.rows[o] for o in grid), self.last[1]] if r and r[0] == stage}
-        return [{"stage": stage, "step": step, "think_tokens": think, "answer_tokens": answer}
-                for step, (_, _, think, answer) in sorted(found.items())]
+        return [{"stage": stage, "step": step, "think_tokens": think, "answer_tokens": answer, **bands}
+                for step, (_, _, think, answer, bands) in sorted(found.items())]
 
     @property
     def nbytes(self) -> int:
-        return 150 * len(self.rows)
+        return 400 * len(self.rows)
 
 
 def _line_after(f, offset: int, size: int) -> bytes | None:
@@ -372,10 +497,13 @@ def _last_line(f, size: int) -> bytes | None:
 
 
 def _row(line: bytes | None) -> tuple | None:
+    """(stage, step, thinking tokens, answer tokens, the quantiles of the step's summed rewards) of a line."""
     record = _loads(line) if line else None
     if not isinstance(record, dict) or "step" not in record:
         return None
-    return (str(record.get("stage", "grpo")), int(record["step"]), *_split(record))
+    bands = rl_series.reward_bands([{**record, "stage": "grpo"}])
+    summary = {k: v for k, v in bands[0].items() if k != "step"} if bands else {}
+    return (str(record.get("stage", "grpo")), int(record["step"]), *_split(record), summary)
 
 
 def _split(record: dict) -> tuple[float, float]:
@@ -398,7 +526,7 @@ def _split(record: dict) -> tuple[float, float]:
 class RunLogs:
     def __init__(self, run_dir: Path):
         self.metrics = Metrics(Path(run_dir) / "metrics.jsonl")
-        self.samples = Samples(Path(run_dir) / "samples.jsonl")  # indexed when the Rollouts tab asks
+        self.samples = Samples(Path(run_dir) / "samples.jsonl")  # looked up when the Rollouts tab asks
         self.spread = Spread(Path(run_dir) / "samples.jsonl")
         self.lock = threading.Lock()
         self.used = time.monotonic()

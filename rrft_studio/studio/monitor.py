@@ -1,21 +1,22 @@
-"""The Runs / monitor tab: every run with its state, stage, step and ETA; stop and resume; live plots of
-metrics.jsonl (and of samples.jsonl for thinking vs answer tokens) that stream while a run trains and stay
-after it; several runs overlaid; the metrics exported as CSV.
+"""The Runs / monitor tab: every run with its state, stage, step and the whole run's ETA (eta.py); stop, resume,
+rename and delete (a run that is not live, after a confirmation); live plots of metrics.jsonl (and of
+samples.jsonl: thinking vs answer tokens, per-step reward bands) that stream while a run trains and stay after
+it, with a smoothing control that keeps the raw series; several runs overlaid; a warning banner over a live
+GRPO run whose groups stopped teaching anything (rl_series.banner_markdown); the metrics exported as CSV.
+A run launched from the Train tab is selected as soon as its directory exists.
 
 Built for long runs (100,000 logged steps, 50 runs in the folder): the runs table is its own event, read from
-the status files only; the plots come from logs.py, which reads only what a file gained since the last look.
-Each series is cut down to what a plot about 450 pixels wide can show: the minimum and the maximum of each of
-500 buckets of steps (fewer when many series share a tick's 16,000 points), and a timer tick sends an output
-only when it changed since this page last got it, so an idle tick sends almost nothing. The plots are Vega-Lite
-line charts drawn on a canvas (gr.Plot): gr.LinePlot adds an SVG hover point for every data point, which
-takes the browser about half a millisecond each. The export writes every logged step, not the plotted ones.
-The timer only ticks while this tab is open.
+the status files only; the plots come from logs.py, which reads only what a file gained since the last look,
+cut down by charts.py to what a plot about 450 pixels wide can show, and a timer tick sends an output only
+when it changed since this page last got it, so an idle tick sends almost nothing. The plots are Vega-Lite
+charts drawn on a canvas (gr.Plot): gr.LinePlot adds an SVG hover point for every data point, which takes
+the browser about half a millisecond each. The export writes every logged step, not the plotted ones. The
+timer only ticks while this tab is open.
 """
 
 from __future__ import annotations
 
 import csv
-import math
 import time
 from pathlib import Path
 
@@ -23,151 +24,17 @@ import gradio as gr
 import numpy as np
 import orjson
 import pandas as pd
-from gradio.components.plot import AltairPlotData
 
 from .. import runs
 from ..config import ConfigError
-from . import catalog, logs
+from . import catalog, logs, rl_series
+from .charts import (BANDS, NOTES, PLOTS, ROLLOUT_KEYS, SERIES_POINTS, SLOTS, TICK_POINTS, band_chart, bands, chart,
+                     downsample, frame, markers, plotted)
 from .launcher import Launcher, tail
 
-# (title, metric keys, y title). "rewards/*" expands to every per-function reward mean.
-PLOTS = {
-    "grpo": [
-        ("Reward: total and per function", ["reward", "rewards/*"], "reward"),
-        ("Reward spread: std, share of zero-spread groups", ["reward_std", "frac_reward_zero_std"], ""),
-        ("Completion length", ["completions/mean_length", "completions/min_length", "completions/max_length"],
-         "tokens"),
-        ("Thinking vs answer tokens (rollouts)", ["think_tokens", "answer_tokens"], "tokens"),
-        ("Clipped ratio (cut at max length)", ["completions/clipped_ratio"], "share"),
-        ("KL to the reference", ["kl"], "kl"),
-        ("Entropy", ["entropy"], "nats"),
-        ("Loss", ["loss"], "loss"),
-        ("Learning rate", ["learning_rate"], "lr"),
-    ],
-    "sft": [
-        ("Loss", ["loss"], "loss"),
-        ("Token accuracy", ["mean_token_accuracy"], "share"),
-        ("Entropy", ["entropy"], "nats"),
-        ("Learning rate", ["learning_rate"], "lr"),
-        ("Gradient norm", ["grad_norm"], "norm"),
-    ],
-}
-NOTES = {
-    "grpo": "A zero-spread group (all its completions scored the same) gives no learning signal. A GRPO loss "
-            "near 0 is normal: advantages average to 0 within each group; watch reward and KL. Thinking vs "
-            "answer tokens split each logged rollout's length by its characters.",
-    "sft": "Loss and token accuracy are over the supervised (assistant) tokens only.",
-}
-ROLLOUT_KEYS = ("think_tokens", "answer_tokens")
-SLOTS = max(len(p) for p in PLOTS.values())
+__all__ = ["PLOTS", "downsample", "frame", "plotted", "build"]  # the plots' helpers live in charts.py
 COLUMNS = 3
-TICK_POINTS = 16_000  # points sent across the visible plots, at most (about 0.3 MB of JSON)
-SERIES_POINTS = 1_000  # at most, per series: a minimum and a maximum per pixel column of a 500-pixel plot
-DIGITS = 5  # significant digits sent: more than a plot can show
-PLOT_HEIGHT = 170
-
-
-# ---------------------------------------------------------------- series
-
-def downsample(x: np.ndarray, y: np.ndarray, points: int) -> tuple[np.ndarray, np.ndarray]:
-    """At most `points` points: the minimum and the maximum of each of points/2 buckets of consecutive
-    steps (spikes survive), in step order, the first and the last point always kept. y holds no NaN."""
-    n = len(x)
-    if n <= points:
-        return x, y
-    size = math.ceil(n / max(1, (points - 2) // 2))
-    full = n // size
-    grid = y[:full * size].reshape(full, size)  # (buckets, size): a view
-    base = np.arange(full) * size
-    low, high = base + grid.argmin(axis=1), base + grid.argmax(axis=1)
-    if full * size < n:  # the last, partial bucket
-        tail = y[full * size:]
-        low = np.append(low, full * size + tail.argmin())
-        high = np.append(high, full * size + tail.argmax())
-    pairs = np.sort(np.stack([low, high], axis=1), axis=1).ravel()  # each bucket's two, in step order
-    keep = np.concatenate([[0], pairs, [n - 1]])
-    keep = keep[np.concatenate([[True], np.diff(keep) > 0])]
-    return x[keep], y[keep]
-
-
-def _rounded(y: np.ndarray) -> np.ndarray:
-    with np.errstate(divide="ignore", invalid="ignore"):
-        scale = np.where(y == 0, 1.0, 10.0 ** (DIGITS - 1 - np.floor(np.log10(np.abs(y)))))
-        return np.where(np.isfinite(scale), np.round(y * scale) / scale, y)
-
-
-def _label(key: str) -> str:
-    return key.removeprefix("rewards/").removesuffix("/mean").removesuffix("_reward").removeprefix("completions/")
-
-
-def wanted(run: logs.RunLogs, stage: str, keys: list[str]) -> list[str]:
-    """The metric keys a plot shows for a run: "rewards/*" becomes each reward function's mean."""
-    out = [k for k in keys if not k.endswith("/*")]
-    for prefix in [k[:-1] for k in keys if k.endswith("/*")]:
-        out += sorted(k for k in run.metrics.keys(stage) if k.startswith(prefix) and k.endswith("/mean"))
-    return out
-
-
-def series(run: logs.RunLogs, stage: str, key: str) -> tuple[np.ndarray, np.ndarray]:
-    """(steps, values) of one metric, or of a rollout-derived one (thinking or answer tokens) from samples.jsonl."""
-    if key not in ROLLOUT_KEYS:
-        return run.metrics.series(stage, key)
-    rows = run.spread.think_answer(stage, SERIES_POINTS)
-    x = np.array([r["step"] for r in rows], dtype=float)
-    y = np.array([r[key] for r in rows], dtype=float)
-    return x[~np.isnan(y)], y[~np.isnan(y)]
-
-
-def plotted(run_dirs: list[Path], stage: str, keys: list[str], points: int = TICK_POINTS) -> list[tuple]:
-    """(series name, steps, values) of the given keys for each run, named by run when overlaid, downsampled
-    to at most `points` in all (and SERIES_POINTS a series). A run's downsampled series is kept with its logs
-    until they change, so a tick with one run writing among several recomputes that run's only."""
-    found = [(run_dir, run, key) for run_dir in run_dirs for run in [logs.CACHE.get(run_dir)]
-             for key in wanted(run, stage, keys)]
-    each = max(16, min(SERIES_POINTS, points // max(len(found), 1)))
-    out = []
-    for run_dir, run, key in found:
-        version = run.spread.version if key in ROLLOUT_KEYS else run.metrics.version
-        memo = run.memo.get((stage, key, each))
-        if memo is None or memo[0] != version:
-            if len(run.memo) > 64:  # budgets of overlays no longer shown
-                run.memo.clear()
-            x, y = series(run, stage, key)
-            x, y = downsample(x, y, each)
-            memo = run.memo[(stage, key, each)] = (version, x.astype(np.int64), _rounded(y))
-        if len(memo[1]):
-            out.append((f"{run_dir.name} · {_label(key)}" if len(run_dirs) > 1 else _label(key), memo[1], memo[2]))
-    return out
-
-
-def frame(run_dirs: list[Path], stage: str, keys: list[str], points: int = TICK_POINTS) -> pd.DataFrame:
-    """The plotted points in long format (step, value, series)."""
-    parts = [pd.DataFrame({"step": x, "value": y, "series": name})
-             for name, x, y in plotted(run_dirs, stage, keys, points)]
-    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame({"step": [], "value": [], "series": []})
-
-
-def chart(title: str, y_title: str, parts: list[tuple]) -> AltairPlotData:
-    """A Vega-Lite line chart of the series, drawn on a canvas; each series travels as two arrays (flattened
-    in the browser), and the step axis zooms and pans with the mouse."""
-    names = [name for name, _, _ in parts]
-    spec = {
-        "$schema": "https://vega.github.io/schema/vega-lite/v5.json", "height": PLOT_HEIGHT, "title": title,
-        "data": {"values": [{"series": name, "step": x, "value": y} for name, x, y in parts]},
-        "transform": [{"flatten": ["step", "value"]}],
-        "layer": [{
-            "mark": {"type": "line", "clip": True, "strokeWidth": 1.2},
-            "params": [{"name": "zoom", "select": {"type": "interval", "encodings": ["x"]}, "bind": "scales"}],
-            "encoding": {
-                "x": {"field": "step", "type": "quantitative", "title": "step", "axis": {"tickMinStep": 1, "format": ",d"}},
-                "y": {"field": "value", "type": "quantitative", "title": y_title or None, "scale": {"zero": False}},
-                "color": {"field": "series", "type": "nominal", "title": None,
-                          "legend": {"orient": "bottom", "columns": 3, "labelLimit": 160},
-                          "scale": {"domain": names, "range": names}},  # the theme replaces the range by its colours
-            },
-        }],
-    }
-    return AltairPlotData(chart="line", plot=orjson.dumps(spec, option=orjson.OPT_SERIALIZE_NUMPY).decode())
+BANNER_THRESHOLD, BANNER_STEPS = 0.9, 10  # zero-spread share, for this many logged GRPO steps in a row
 
 
 def think_answer_rows(run_dir: Path, stage: str = "grpo") -> list[dict]:
@@ -194,10 +61,28 @@ def summary(run_dir: Path | None) -> str:
     row = dict(zip(catalog.RUN_HEADERS, catalog.run_row(info)))
     stage = status.get("stage") or "-"
     points = logs.CACHE.get(run_dir).metrics.count
-    eta = f" · ETA {row['ETA']}" if row["ETA"] else ""
+    eta = f" · ETA <span id='monitor-eta'>{row['ETA']}</span> (the whole run)" if row["ETA"] else ""
     error = f"\n\n✗ {status['error']}" if status.get("error") else ""
     return (f"**{run_dir.name}** · <span class='rrft-state-{row['state']}'>{row['state']}</span> · stage {stage} · "
             f"step {row['step']}{eta} · <span id='monitor-points'>{points}</span> logged steps{error}")
+
+
+def banner(run_dir: Path | None) -> str:
+    """The warning banner of a live run: its last BANNER_STEPS logged GRPO rows, judged by rl_series."""
+    if run_dir is None or not runs.is_alive(runs.read_status(run_dir)):
+        return ""
+    metrics = logs.CACHE.get(run_dir).metrics
+    memo = logs.CACHE.get(run_dir).memo.get("banner")
+    if memo and memo[0] == metrics.version:
+        return memo[1]
+    columns = metrics.stages.get("grpo", {})
+    keys = [k for k in columns if k == "frac_reward_zero_std" or (k.startswith("rewards/") and k.endswith(("/mean", "/std")))]
+    last = {k: columns[k].values()[-BANNER_STEPS:] for k in ["step", *keys]} if columns else {"step": []}
+    rows = [{"stage": "grpo", "step": int(step), **{k: float(last[k][i]) for k in keys if not np.isnan(last[k][i])}}
+            for i, step in enumerate(last["step"])]
+    text = rl_series.banner_markdown(rows, BANNER_THRESHOLD, BANNER_STEPS)
+    logs.CACHE.get(run_dir).memo["banner"] = (metrics.version, text)
+    return text
 
 
 # ---------------------------------------------------------------- export and actions
@@ -250,6 +135,51 @@ def _act(launcher: Launcher, name: str, action: str) -> str:
         return f"✗ {e}"
 
 
+def ask(launcher: Launcher, name: str | None, action: str, new_name: str = "") -> tuple:
+    """(confirmation row, its question, the pending action, note): refused at once when it cannot be done."""
+    hidden = gr.update(visible=False)
+    if not name:
+        return hidden, "", None, "Pick a run first."
+    try:
+        run_dir = launcher.inside(launcher.runs_dir / name)
+        status = runs.read_status(run_dir)
+        if runs.is_alive(status):
+            raise ConfigError(f"{name} is {runs.effective_state(status)}: stop it before you {action} it")
+        if action == "rename" and not runs.RUN_NAME.match(new_name.strip()):
+            raise ConfigError(f"new name {new_name.strip()!r}: use letters, digits, '-', '_' or '.', starting with "
+                              "a letter or digit")
+    except ConfigError as e:
+        return hidden, "", None, f"✗ {e}"
+    question = (f"Delete **{name}** and every file in it (checkpoints, logs, evaluations)? This cannot be undone."
+                if action == "delete" else f"Rename **{name}** to **{new_name.strip()}**?")
+    return gr.update(visible=True), question, {"action": action, "run": name, "to": new_name.strip()}, ""
+
+
+RENAMED: dict[str, str] = {}  # old name -> new: a tick that left with the old name finds the run again
+
+
+def confirmed(launcher: Launcher, pending: dict | None) -> tuple:
+    """Do the confirmed action: (confirmation row, note, the run picker, the overlay picker, table state reset)."""
+    hidden = gr.update(visible=False)
+    if not pending:
+        return hidden, "", gr.skip(), gr.skip(), {}
+    try:
+        run_dir = launcher.inside(launcher.runs_dir / pending["run"])
+        if pending["action"] == "delete":
+            runs.delete(run_dir)
+            note, value = f"Deleted {pending['run']}.", None
+        else:
+            value = runs.rename(run_dir, pending["to"]).name
+            RENAMED[pending["run"]] = value
+            note = f"Renamed {pending['run']} to {value}."
+    except (ConfigError, OSError) as e:
+        return hidden, f"✗ {e}", gr.skip(), gr.skip(), {}
+    names = [i.name for i in runs.list_runs(launcher.runs_dir)]  # a picker takes only a value among its choices
+    value = value or (names[0] if names else None)
+    return (hidden, note, gr.Dropdown(choices=names, value=value),
+            gr.Dropdown(choices=names, value=[value] if value else []), {})
+
+
 def log_text(launcher: Launcher, run_dir: Path) -> str:
     log = launcher.log_of(run_dir)
     if log is None:
@@ -273,44 +203,74 @@ def newest_run(runs_dir: Path) -> str | None:
     return found[0].name if found else None
 
 
-def refresh_table(launcher: Launcher, name: str | None, chosen: list[str] | None, sent: dict | None) -> list:
+def launched_run(infos: list[catalog.RunInfo], pid: int | None) -> str | None:
+    """The run the Train tab's last launch (its pid) created, once its directory exists."""
+    if not pid:
+        return None
+    return next((i.name for i in infos if pid in (i.status.get("pid"), i.status.get("launcher_pid"))), None)
+
+
+def _follow(infos: list[catalog.RunInfo], name: str | None, pid: int | None, sent: dict) -> tuple[str | None, bool]:
+    """(the run to show, whether it changed): the run of a new launch, once, then the user's pick."""
+    launched = launched_run(infos, pid)
+    if launched and sent.get("followed") != pid:
+        sent["followed"] = pid
+        return launched, launched != name
+    return name, False
+
+
+def matches(info: catalog.RunInfo, text: str) -> bool:
+    """Whether a run passes the table's filter: every word in its name, state or stage."""
+    words = (text or "").lower().split()
+    hay = f"{info.name} {info.state} {info.status.get('stage') or ''}".lower()
+    return all(w in hay for w in words)
+
+
+def refresh_table(launcher: Launcher, name: str | None, chosen: list[str] | None, sent: dict | None,
+                  follow: int | None = None, filter_text: str = "") -> list:
     """Run pickers, runs table and log: from the status files only, so it is quick with many long runs."""
     launcher.reap()
     sent = dict(sent or {})
     infos = catalog.list_runs(launcher.runs_dir)
     names = [i.name for i in infos]
+    name, moved = _follow(infos, RENAMED.get(name, name) if name not in names else name, follow, sent)
     # A value is sent only when it had to change: a tick must not undo what the user is picking.
-    if name in names:
+    if name in names and not moved:
         run_update = _changed(sent, "run", names, lambda: gr.Dropdown(choices=names))
     else:
-        name = names[0] if names else None
+        name = name if name in names else (names[0] if names else None)
         run_update = gr.skip() if name is None and sent.get("run") == names else gr.Dropdown(choices=names, value=name)
         sent["run"] = names
     kept = [c for c in chosen or [] if c in names]
-    if kept and kept == list(chosen):
+    if kept and kept == list(chosen) and not moved:
         overlay_update = _changed(sent, "overlay", names, lambda: gr.Dropdown(choices=names))
     else:
-        value = kept or ([name] if name else [])
+        value = [name] if moved else (kept or ([name] if name else []))
         overlay_update = gr.skip() if not value and sent.get("overlay") == names else \
             gr.Dropdown(choices=names, value=value)
         sent["overlay"] = names
-    rows = [catalog.run_row(i) for i in infos]
+    rows = [catalog.run_row(i) for i in infos if matches(i, filter_text)]
     log = log_text(launcher, launcher.runs_dir / name) if name else ""
     return [run_update, _changed(sent, "rows", rows, rows), overlay_update, _changed(sent, "log", log, log), sent]
 
 
 def refresh_plots(launcher: Launcher, name: str | None, chosen: list[str] | None, stage_choice: str,
-                  sent: dict | None) -> list:
-    """Summary, plot note, one update per plot slot and the eval bars: each only if it changed."""
+                  sent: dict | None, smoothing: float = 0.0, follow: int | None = None) -> list:
+    """Summary, banner, plot note, one update per plot slot and the eval bars: each only if it changed."""
     sent = dict(sent or {})
+    infos = catalog.list_runs(launcher.runs_dir) if follow else []
+    name, moved = _follow(infos, name, follow, sent)
     name = name or newest_run(launcher.runs_dir)  # the table's event, running beside this one, picks the same
     run_dir = launcher.runs_dir / name if name else None
-    dirs = [launcher.runs_dir / c for c in (chosen or ([name] if name else []))]
+    dirs = [launcher.runs_dir / c for c in ([name] if moved else chosen or ([name] if name else []))]
     dirs = [d for d in dirs if runs.is_run(d)]
     loaded = [logs.CACHE.get(d) for d in dirs]
     shown = stage_choice if stage_choice != "auto" else (loaded[0].metrics.last_stage or "sft") if loaded else "sft"
-    text = summary(run_dir)
+    smoothing = float(smoothing or 0)
+    text, warning = summary(run_dir), banner(run_dir) if run_dir and runs.is_run(run_dir) else ""
+    resumes = runs.read_status(dirs[0]).get("resumes", []) if len(dirs) == 1 else []
     updates = [_changed(sent, "summary", text, text),
+               _changed(sent, "banner", warning, lambda: gr.update(value=warning, visible=bool(warning))),
                _changed(sent, "note", (shown, bool(dirs)), f"*{NOTES[shown]}*" if dirs else "")]
     specs = PLOTS[shown]
     for slot in range(SLOTS):
@@ -318,17 +278,14 @@ def refresh_plots(launcher: Launcher, name: str | None, chosen: list[str] | None
         if spec is None:
             updates.append(_changed(sent, f"plot{slot}", None, lambda: gr.update(visible=False)))
             continue
-        reads_samples = any(k in ROLLOUT_KEYS for k in spec[1])
-        version = (spec[0], shown, tuple(d.name for d in dirs),
+        reads_samples = any(k in ROLLOUT_KEYS or k == BANDS for k in spec[1])
+        version = (spec[0], shown, tuple(d.name for d in dirs), smoothing, repr(resumes),
                    tuple((r.metrics.version, r.spread.version if reads_samples else None) for r in loaded))
         if sent.get(f"plot{slot}") == version:
             updates.append(gr.skip())
             continue
-        parts = plotted(dirs, shown, spec[1], TICK_POINTS // len(specs))
         sent[f"plot{slot}"] = version
-        # gr.update: a plain dict; a component instance per update costs Gradio a signature inspection or two
-        updates.append(gr.update(value=chart(spec[0], spec[2], parts), visible=True) if parts
-                       else gr.update(visible=False))
+        updates.append(_plot(dirs, shown, spec, smoothing, markers(dirs, shown, resumes), len(specs)))
     evals = eval_frame(dirs)
     order = list(dict.fromkeys(evals["evaluated"]))  # base, then each stage, as the run made them
     updates.append(_changed(sent, "evals", evals.to_json(), lambda: gr.update(value=evals, sort=order,
@@ -336,21 +293,54 @@ def refresh_plots(launcher: Launcher, name: str | None, chosen: list[str] | None
     return [*updates, sent]
 
 
-def build(launcher: Launcher, tab: gr.Tab) -> gr.Timer:
-    """Lay out the tab; returns its timer, which the app switches on only while the tab is shown."""
+def _plot(dirs: list[Path], stage: str, spec: tuple, smoothing: float, rules: list[dict], count: int) -> dict:
+    """One plot slot's update (gr.update: a plain dict; a component instance per update costs Gradio a
+    signature inspection or two)."""
+    title, keys, y_title = spec
+    if keys == [BANDS]:
+        rows = bands(dirs, stage)
+        return gr.update(value=band_chart(title, y_title, rows, rules), visible=True) if rows \
+            else gr.update(visible=False)
+    parts = plotted(dirs, stage, keys, TICK_POINTS // count, smoothing)
+    links = {name: dirs[0].name if len(dirs) == 1 else name.split(" · ")[0] for name, _, _ in parts} \
+        if stage == "grpo" else None  # series -> run: its points open that step's rollouts
+    x_title = "step (stages one after the other)" if stage == "run" else "step"
+    return gr.update(value=chart(title, y_title, parts, rules, links, x_title), visible=True) if parts \
+        else gr.update(visible=False)
+
+
+def build(launcher: Launcher, tab: gr.Tab, follow: gr.State | None = None) -> gr.Timer:
+    """Lay out the tab; returns its timer, which the app switches on only while the tab is shown. follow: the
+    Train tab's last launch (its pid), whose run is selected once it exists."""
+    follow = follow if follow is not None else gr.State(0)
     with gr.Row():
         run = gr.Dropdown([], label="Run", scale=4, elem_id="monitor-run",
                           info="Stop saves a checkpoint at the end of the current step; Resume continues from it.")
         with gr.Column(scale=1, min_width=160):
             stop = gr.Button("■ Stop", variant="stop", size="md", elem_id="monitor-stop")
             resume = gr.Button("▶ Resume", size="md", elem_id="monitor-resume")
+    warning = gr.Markdown(visible=False, elem_id="monitor-banner", elem_classes=["rrft-banner"])
     note = gr.Markdown(elem_id="monitor-note")
     status_line = gr.Markdown(summary(None), elem_id="monitor-summary")
+    with gr.Row(equal_height=True):
+        filter_text = gr.Textbox(label="Filter runs", placeholder="words of the name, state or stage", scale=3,
+                                 elem_id="monitor-filter")
+        new_name = gr.Textbox(label="New name for the selected run", scale=3, elem_id="monitor-new-name")
+        with gr.Column(scale=1, min_width=150):
+            rename = gr.Button("Rename", size="md", elem_id="monitor-rename")
+            delete = gr.Button("Delete…", size="md", variant="stop", elem_id="monitor-delete")
+    with gr.Row(visible=False, elem_id="monitor-confirm") as confirm_row:
+        question = gr.Markdown(elem_id="monitor-question")
+        yes = gr.Button("Yes, do it", variant="stop", scale=0, min_width=120, elem_id="monitor-yes")
+        cancel = gr.Button("Cancel", scale=0, min_width=100, elem_id="monitor-cancel")
     table = gr.Dataframe(headers=catalog.RUN_HEADERS, interactive=False, max_height=220, elem_id="monitor-runs")
     with gr.Row():
         overlay = gr.Dropdown([], multiselect=True, label="Plot these runs (overlay)", scale=4,
                               elem_id="monitor-overlay")
-        stage = gr.Radio(["auto", "sft", "grpo"], value="auto", label="Stage", scale=2, elem_id="monitor-stage")
+        stage = gr.Radio(["auto", "sft", "grpo", "run"], value="auto", label="Stage (run: the whole run)", scale=2,
+                         elem_id="monitor-stage")
+        smoothing = gr.Slider(0, 0.99, value=0, step=0.01, label="Smoothing (raw kept, faint)", scale=2,
+                              elem_id="monitor-smoothing")
         export = gr.Button("Export metrics (CSV)", size="md", scale=1)
     exported = gr.File(label="Metrics", visible=False)
     note_plots = gr.Markdown(elem_id="monitor-plot-note")
@@ -366,19 +356,29 @@ def build(launcher: Launcher, tab: gr.Tab) -> gr.Timer:
         log = gr.Code(language=None, lines=14, max_lines=14, interactive=False, elem_id="monitor-log")
     timer = gr.Timer(1.0, active=False)
     table_sent, plots_sent = gr.State({}), gr.State({})  # what this page was last sent
+    pending = gr.State(None)  # the rename or delete waiting for its confirmation
 
-    table_io = dict(fn=lambda *a: refresh_table(launcher, *a), inputs=[run, overlay, table_sent],
+    table_io = dict(fn=lambda n, c, s, f, t: refresh_table(launcher, n, c, s, f, t),
+                    inputs=[run, overlay, table_sent, follow, filter_text],
                     outputs=[run, table, overlay, log, table_sent], show_progress="hidden")
-    plots_io = dict(fn=lambda *a: refresh_plots(launcher, *a), inputs=[run, overlay, stage, plots_sent],
-                    outputs=[status_line, note_plots, *plots, accuracy, plots_sent], show_progress="hidden")
+    plots_io = dict(fn=lambda n, c, st, s, sm, f: refresh_plots(launcher, n, c, st, s, sm, f),
+                    inputs=[run, overlay, stage, plots_sent, smoothing, follow],
+                    outputs=[status_line, warning, note_plots, *plots, accuracy, plots_sent], show_progress="hidden")
     # Two events side by side: the table is quick, the plots may first read a large file.
     for trigger in (tab.select, timer.tick):  # on the tab's opening at once, not at the timer's first tick
         trigger(**table_io)
         trigger(**plots_io)
     run.input(lambda n: [n], run, overlay).then(**plots_io).then(**table_io)
-    stage.change(**plots_io, trigger_mode="always_last")  # runs picked quickly one after another: the last counts
+    for control in (stage, smoothing):  # quick changes one after another: the last counts
+        control.change(**plots_io, trigger_mode="always_last")
     overlay.input(**plots_io, trigger_mode="always_last")
+    filter_text.change(**table_io, trigger_mode="always_last")
     stop.click(lambda n: _act(launcher, n, "stop"), run, note)
     resume.click(lambda n: _act(launcher, n, "resume"), run, note)
+    rename.click(lambda n, to: ask(launcher, n, "rename", to or ""), [run, new_name], [confirm_row, question, pending, note])
+    delete.click(lambda n: ask(launcher, n, "delete"), run, [confirm_row, question, pending, note])
+    cancel.click(lambda: (gr.update(visible=False), None), None, [confirm_row, pending])
+    yes.click(lambda p: confirmed(launcher, p), pending, [confirm_row, note, run, overlay, table_sent]).then(
+        **table_io).then(**plots_io)
     export.click(lambda names: gr.File(value=export_csv(launcher, names), visible=True), overlay, exported)
     return timer

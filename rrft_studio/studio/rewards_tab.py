@@ -9,6 +9,7 @@ score is what it is: which tag is missing, which answer texts were compared.
 
 from __future__ import annotations
 
+import html
 import json
 import math
 import time
@@ -71,9 +72,9 @@ def _rewards_dir(launcher: Launcher) -> list[str]:
 
 
 def verdict_markdown(report: dict) -> str:
-    v = report["verdict"]
-    lines = [f"**{LEVEL_MARK.get(v['level'], '')} {v['level']}**: {v['reason']}"]
-    lines += [f"- {note}" for note in [*report["summary"].get("notes", []), *v.get("notes", [])]]
+    v = report["verdict"]  # its reason may name a tag (</answer>): escaped, or markdown takes it for HTML
+    lines = [f"**{LEVEL_MARK.get(v['level'], '')} {v['level']}**: {html.escape(v['reason'])}"]
+    lines += [f"- {html.escape(note)}" for note in [*report["summary"].get("notes", []), *v.get("notes", [])]]
     return "\n".join(lines)
 
 

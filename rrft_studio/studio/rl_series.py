@@ -76,5 +76,5 @@ def histogram(samples: list[dict], step: int, reward: str | None = None) -> dict
 def banner_markdown(metrics: list[dict], threshold: float = 0.9, steps: int = 10) -> str:
     """The monitor's banner over a run's metrics rows: empty when nothing is wrong."""
     marks = {"warning": "⚠", "info": "ℹ"}
-    return "\n".join(f"**{marks[level]} {message}**" if level == "warning" else f"{marks[level]} {message}"
+    return "\n\n".join(f"**{marks[level]} {message}**" if level == "warning" else f"{marks[level]} {message}"
                      for level, message in workbench.banner(metrics, threshold, steps))

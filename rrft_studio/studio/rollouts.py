@@ -1,23 +1,31 @@
-"""The Rollouts tab: samples.jsonl step by step. For each prompt of a logged GRPO step: its image(s), the
-prompt and the truth; each completion with its per-reward scores, weighted total, advantage and length;
-filters for format failures, zero-spread groups (every completion scored the same: no learning signal) and
-truncated completions (as long as grpo.max_completion_length allows). The steps come from logs.py's index of
-samples.jsonl: showing a step reads that step's line only.
+"""The Rollouts tab: samples.jsonl step by step, the newest step first. For each prompt of a logged GRPO step:
+its image(s), the prompt and the truth; its G completions side by side (the group view: each with its
+per-reward scores, weighted total, advantage and length, the answer and the text) and as a table; the step's
+reward histogram; filters for format failures, zero-spread groups (every completion scored the same: no
+learning signal) and truncated completions (as long as grpo.max_completion_length allows), a text search in
+the completions, and an order (by total reward, advantage or length).
+
+samples.jsonl is never read whole (logs.Samples): the newest step is its last line, any other is found by
+bisecting the file, so the tab opens at once on a file of hundreds of MB, and showing a step reads that
+step's line only. A click on a point of a GRPO plot in the monitor opens this tab at that step (ui.py).
 """
 
 from __future__ import annotations
 
-import bisect
+import html
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import gradio as gr
 
 from .. import inference
-from . import catalog, logs
+from . import catalog, logs, rl_series
 
 FILTERS = ["format failures", "zero-spread groups", "truncated"]
-VIEW_OUTPUTS = 7  # summary line, prompt picker, images, prompt, truth, completions, the one being read
+ORDERS = {"as sampled": None, "total reward, high first": ("total", True), "total reward, low first": ("total", False),
+          "advantage, high first": ("advantage", True), "advantage, low first": ("advantage", False),
+          "length, long first": ("length", True), "length, short first": ("length", False)}
+VIEW_OUTPUTS = 8  # summary line, prompt picker, images, prompt, truth, completions table, group view, the one read
 
 
 @dataclass
@@ -35,19 +43,31 @@ class Group:
         return len({round(c["total"], 9) for c in self.completions}) <= 1
 
 
-def steps(run_dir: Path) -> list[int]:
-    """The logged rollout steps, in order."""
-    return list(logs.CACHE.get(run_dir, metrics=False, samples=True).samples.steps)
+def _samples(run_dir: Path) -> logs.Samples:
+    return logs.CACHE.get(run_dir, metrics=False, samples=True).samples
+
+
+def span(run_dir: Path) -> tuple[int, int, int | None] | None:
+    """(first, last, the gap between the last two) of the logged rollout steps; None without any."""
+    return _samples(run_dir).bounds()
+
+
+def nearest(run_dir: Path, s: float | None) -> int | None:
+    """The logged step closest to s (rollouts are logged every grpo.samples_every steps); the newest for None."""
+    found = span(run_dir)
+    if found is None:
+        return None
+    return found[1] if s is None else _samples(run_dir).nearest(s)
 
 
 def step_record(run_dir: Path, step: int | None) -> dict | None:
     """The rollouts of one step (its last line in samples.jsonl), read on their own."""
-    return logs.CACHE.get(run_dir, metrics=False, samples=True).samples.record(step) if step is not None else None
+    return _samples(run_dir).record(step) if step is not None else None
 
 
 def groups(record: dict, weights: list[float], max_length: int) -> list[Group]:
     """Split a step's completions into prompt groups (consecutive completions of the same id and prompt)
-    and annotate each completion with total, format failure and truncation."""
+    and annotate each completion with its number in the group, total, format failure and truncation."""
     out: list[Group] = []
     for c in record["completions"]:
         images = c.get("image") or c.get("image_path") or []
@@ -57,21 +77,37 @@ def groups(record: dict, weights: list[float], max_length: int) -> list[Group]:
         scores = list(c["rewards"].values())
         w = weights if len(weights) == len(scores) else [1.0] * len(scores)
         out[-1].completions.append({
-            **c, "total": sum(wi * s for wi, s in zip(w, scores)),
+            **c, "n": len(out[-1].completions) + 1, "total": sum(wi * (s or 0.0) for wi, s in zip(w, scores)),
             "format_failure": c["rewards"].get("format_reward", 1.0) == 0,
             "truncated": c.get("length", 0) >= max_length,
         })
     return out
 
 
-def keep(group: Group, filters: list[str]) -> list[dict]:
-    """The completions of a group that pass the filters (any checked filter matches; none checked: all)."""
+def found_text(c: dict, search: str) -> bool:
+    """Whether a completion holds the searched text (case-insensitive; empty: every completion)."""
+    return not search or search.lower() in c["completion"].lower()
+
+
+def keep(group: Group, filters: list[str], search: str = "") -> list[dict]:
+    """The completions of a group that pass the filters (any checked filter matches; none checked: all) and
+    hold the searched text."""
     if not filters:
-        return group.completions
-    if "zero-spread groups" in filters and group.zero_spread:
-        return group.completions
-    return [c for c in group.completions if ("format failures" in filters and c["format_failure"])
-            or ("truncated" in filters and c["truncated"])]
+        chosen = group.completions
+    elif "zero-spread groups" in filters and group.zero_spread:
+        chosen = group.completions
+    else:
+        chosen = [c for c in group.completions if ("format failures" in filters and c["format_failure"])
+                  or ("truncated" in filters and c["truncated"])]
+    return [c for c in chosen if found_text(c, search)]
+
+
+def ordered(completions: list[dict], order: str | None) -> list[dict]:
+    how = ORDERS.get(order or "as sampled")
+    if how is None:
+        return list(completions)
+    key, high_first = how
+    return sorted(completions, key=lambda c: c.get(key) or 0, reverse=high_first)
 
 
 def user_text(prompt: str) -> str:
@@ -85,32 +121,40 @@ def _settings(run_dir: Path) -> tuple[list[float], int]:
     return (cfg.grpo.reward_weights, cfg.grpo.max_completion_length) if cfg else ([], 10**9)
 
 
-def load_step(run_dir: Path, step: int | None, filters: list[str]) -> tuple[list[Group], str]:
-    """The step's groups that have completions passing the filters, and a one-line summary of the step."""
+def histogram_line(record: dict) -> str:
+    """The step's rewards (their sum per completion) as value ×count (rl_series.histogram)."""
+    counts = rl_series.histogram([{**record, "stage": "grpo"}], record.get("step"))
+    return " · ".join(f"{value:g} ×{count}" for value, count in counts.items())
+
+
+def load_step(run_dir: Path, step: int | None, filters: list[str], search: str = "") -> tuple[list[Group], str]:
+    """The step's groups that have completions passing the filters and the search, and a one-line summary."""
     step = int(step) if step is not None else None  # a slider's value arrives as a float
     record = step_record(run_dir, step)
     if not record:
         return [], "No rollouts logged for this step."
     weights, max_length = _settings(run_dir)
     every = groups(record, weights, max_length)
-    shown = [g for g in every if keep(g, filters)]
+    shown = [g for g in every if keep(g, filters, search)]
     completions = [c for g in every for c in g.completions]
     mean = sum(c["total"] for c in completions) / max(len(completions), 1)
     line = (f"step {step} · {len(every)} prompts × {len(every[0].completions)} completions · mean reward "
             f"{mean:.2f} · zero-spread groups {sum(g.zero_spread for g in every)} · format failures "
-            f"{sum(c['format_failure'] for c in completions)} · truncated {sum(c['truncated'] for c in completions)}")
-    if filters:
-        line += f" · **{len(shown)} prompt(s) match the filters**"
+            f"{sum(c['format_failure'] for c in completions)} · truncated {sum(c['truncated'] for c in completions)}"
+            f"\n\nthe rewards' sum over the step's completions: <span id='rollouts-histogram'>"
+            f"{histogram_line(record)}</span>")
+    if filters or search:
+        line += f" · **{len(shown)} prompt(s) match**"
     return shown, line
 
 
-def table(group: Group, filters: list[str]) -> list[list]:
+def table(group: Group, filters: list[str], search: str = "", order: str | None = None) -> list[list]:
     rows = []
-    for i, c in enumerate(keep(group, filters)):
+    for c in ordered(keep(group, filters, search), order):
         flags = ", ".join(f for f, on in (("format ✗", c["format_failure"]), ("truncated", c["truncated"])) if on)
         preview = " ".join(c["completion"].split())[:90]
-        rows.append([i + 1, *(f"{v:.2f}" for v in c["rewards"].values()), f"{c['total']:.2f}",
-                     f"{c['advantage']:+.2f}", c.get("length", ""), flags, preview])
+        rows.append([c["n"], *(f"{v:.2f}" if v is not None else "-" for v in c["rewards"].values()),
+                     f"{c['total']:.2f}", f"{c['advantage']:+.2f}", c.get("length", ""), flags, preview])
     return rows
 
 
@@ -125,94 +169,129 @@ def widths(group: Group | None) -> list[str]:
     return ["5%", *["10%"] * n, "8%", "11%", "8%", "16%", f"{52 - 10 * n}%"]
 
 
+def cards(group: Group, search: str = "", order: str | None = None) -> str:
+    """The group view: every one of the prompt's G completions side by side, its scores, advantage and text; the
+    ones holding the searched text outlined."""
+    out = []
+    for c in ordered(group.completions, order):
+        parsed = inference.split_think(c["completion"])
+        scores = " · ".join(f"{k.removesuffix('_reward')} {v:.2f}" for k, v in c["rewards"].items() if v is not None)
+        sign = "pos" if c["advantage"] > 1e-9 else "neg" if c["advantage"] < -1e-9 else "zero"
+        flags = "".join(f" · <span class='rrft-bad'>{f}</span>" for f, on in
+                        (("format ✗", c["format_failure"]), ("truncated", c["truncated"])) if on)
+        found = " rrft-found" if search and found_text(c, search) else ""
+        out.append(f"<div class='rrft-card rrft-adv-{sign}{found}'><div><b>#{c['n']}</b> · total "
+                   f"<b>{c['total']:.2f}</b> · advantage <b>{c['advantage']:+.2f}</b> · {c.get('length', '?')} tokens"
+                   f"{flags}</div><div class='rrft-card-scores'>{html.escape(scores)}</div>"
+                   f"<div>answer: <code>{html.escape(parsed.answer or '(empty)')}</code></div>"
+                   f"<pre>{html.escape(c['completion'])}</pre></div>")
+    return f"<div class='rrft-cards' id='rollouts-group-view'>{''.join(out)}</div>"
+
+
 def detail(c: dict) -> str:
     parsed = inference.split_think(c["completion"])
-    scores = " · ".join(f"{k.removesuffix('_reward')} {v:.2f}" for k, v in c["rewards"].items())
+    scores = " · ".join(f"{k.removesuffix('_reward')} {v:.2f}" for k, v in c["rewards"].items() if v is not None)
     think = f"**Thinking**\n```\n{parsed.think}\n```\n" if parsed.think is not None else "*(no `<think>` block)*\n"
-    return (f"{scores} · total **{c['total']:.2f}** · advantage {c['advantage']:+.2f} · {c.get('length', '?')} "
-            f"tokens\n\n{think}\n**Answer:** `{parsed.answer or '(empty)'}`\n\n**Raw completion**\n```\n{c['completion']}\n```")
+    return (f"#{c['n']} · {scores} · total **{c['total']:.2f}** · advantage {c['advantage']:+.2f} · "
+            f"{c.get('length', '?')} tokens\n\n{think}\n**Answer:** `{parsed.answer or '(empty)'}`\n\n"
+            f"**Raw completion**\n```\n{c['completion']}\n```")
 
 
-def enter(runs_dir: Path, name: str | None, s: float | None, chosen_filters: list[str]) -> list:
+def runs_with_rollouts(runs_dir: Path) -> list[str]:
+    return [i.name for i in catalog.list_runs(runs_dir) if (i.path / "samples.jsonl").is_file()]
+
+
+def enter(runs_dir: Path, name: str | None, s: float | None, *view_args) -> list:
     """On opening the tab: the runs that logged rollouts (newest first) and, in the same answer, the newest
-    one's first step; a run already shown stays as it is, its step picker brought up to date."""
-    names = [i.name for i in catalog.list_runs(runs_dir) if (i.path / "samples.jsonl").is_file()]
+    one's newest step; a run already shown stays as it is, its step picker brought up to date."""
+    names = runs_with_rollouts(runs_dir)
     if name in names:
-        found = steps(runs_dir / name)
-        return [gr.update(choices=names), step_picker(found, nearest(found, s)), *[gr.skip()] * VIEW_OUTPUTS]
+        return [gr.update(choices=names), step_picker(span(runs_dir / name), s), *[gr.skip()] * VIEW_OUTPUTS]
     name = names[0] if names else None
-    return [gr.update(choices=names, value=name), *open_run(runs_dir, name, chosen_filters)]
+    return [gr.update(choices=names, value=name), *open_run(runs_dir, name, *view_args)]
 
 
-def nearest(found: list[int], s: float | None) -> int | None:
-    """The logged step closest to s (rollouts are logged every grpo.samples_every steps); None without any."""
-    if not found:
-        return None
-    if s is None:
-        return found[0]
-    i = bisect.bisect_left(found, s)
-    return min(found[max(0, i - 1): i + 1], key=lambda step: abs(step - s))
-
-
-def step_picker(found: list[int], s: int | None):
+def step_picker(bounds: tuple | None, s: float | None):
     """A slider over the logged steps (a long run logs 20,000: a dropdown of them all would stall the page)."""
-    if not found:
+    if bounds is None:
         return gr.update(minimum=0, maximum=1, value=0, info="no rollouts logged yet")
-    every = f", every {found[1] - found[0]}" if len(found) > 1 else ""
-    return gr.update(minimum=found[0], maximum=max(found[-1], found[0] + 1), value=s, info=f"{len(found):,} logged{every}")
+    first, last, gap = bounds
+    every = f", every {gap}" if gap else ""
+    return gr.update(minimum=first, maximum=max(last, first + 1), value=s if s is not None else last,
+                     info=f"steps {first:,} to {last:,}{every}")
 
 
-def show_step(runs_dir: Path, name: str | None, s: int | None, chosen_filters: list[str]):
+def show_step(runs_dir: Path, name: str | None, s: int | None, chosen_filters: list[str], search: str = ""):
     """The step's summary line and its prompts (those passing the filters) for the prompt picker."""
-    shown, summary = load_step(runs_dir / name, s, chosen_filters) if name else ([], "")
+    shown, summary = load_step(runs_dir / name, s, chosen_filters, search) if name else ([], "")
     labels = [f"{i + 1} · {g.id} · truth {g.answer} · mean reward "
               f"{sum(c['total'] for c in g.completions) / len(g.completions):.2f}"
               + (" · zero spread" if g.zero_spread else "") for i, g in enumerate(shown)]
     return summary, gr.Dropdown(choices=labels, value=labels[0] if labels else None)
 
 
-def show_group(runs_dir: Path, name: str | None, s: int | None, chosen_filters: list[str], index: int | None):
-    """Images, prompt, truth, completions table and the first completion of one prompt."""
-    shown, _ = load_step(runs_dir / name, s, chosen_filters) if name else ([], "")
+def show_group(runs_dir: Path, name: str | None, s: int | None, chosen_filters: list[str], search: str,
+               order: str | None, index: int | None):
+    """Images, prompt, truth, completions table, the group view and the first listed completion of one prompt."""
+    shown, _ = load_step(runs_dir / name, s, chosen_filters, search) if name else ([], "")
     if index is None or index >= len(shown):
-        return [], "", "", gr.Dataframe(value=[], headers=headers(None)), ""
+        return [], "", "", gr.Dataframe(value=[], headers=headers(None)), "", ""
     g = shown[index]
     pictures = [p for p in (catalog.open_image(path) for path in g.images) if p is not None]
-    grid_update = gr.Dataframe(value=table(g, chosen_filters), headers=headers(g), column_widths=widths(g))
-    return pictures, user_text(g.prompt), g.answer, grid_update, detail(keep(g, chosen_filters)[0])
+    rows = table(g, chosen_filters, search, order)
+    grid_update = gr.Dataframe(value=rows, headers=headers(g), column_widths=widths(g),
+                               max_height=min(900, 38 * (len(rows) + 1) + 24))  # every completion in view
+    first = ordered(keep(g, chosen_filters, search), order)
+    return pictures, user_text(g.prompt), g.answer, grid_update, cards(g, search, order), detail(first[0]) if first else ""
 
 
-def view(runs_dir: Path, name: str | None, s: int | None, chosen_filters: list[str]) -> list:
+def view(runs_dir: Path, name: str | None, s: int | None, chosen_filters: list[str], search: str = "",
+         order: str | None = None) -> list:
     """A step at once: its summary line, its prompts, and the first prompt's images, text and completions."""
-    summary, prompts = show_step(runs_dir, name, s, chosen_filters)
-    return [summary, prompts, *show_group(runs_dir, name, s, chosen_filters, 0)]
+    summary, prompts = show_step(runs_dir, name, s, chosen_filters, search)
+    return [summary, prompts, *show_group(runs_dir, name, s, chosen_filters, search, order, 0)]
 
 
-def open_run(runs_dir: Path, name: str | None, chosen_filters: list[str]) -> list:
-    """The step picker over the run's logged steps, and the first step's view."""
-    found = steps(runs_dir / name) if name else []
-    s = found[0] if found else None
-    return [step_picker(found, s), *view(runs_dir, name, s, chosen_filters)]
+def open_run(runs_dir: Path, name: str | None, *view_args) -> list:
+    """The step picker over the run's logged steps, and its newest step's view."""
+    bounds = span(runs_dir / name) if name else None
+    s = bounds[1] if bounds else None
+    return [step_picker(bounds, s), *view(runs_dir, name, s, *view_args)]
 
 
-def go_to(runs_dir: Path, name: str | None, s: float | None, chosen_filters: list[str], delta: int = 0) -> list:
+def go_to(runs_dir: Path, name: str | None, s: float | None, chosen_filters: list[str], search: str = "",
+          order: str | None = None, delta: int = 0) -> list:
     """The logged step nearest to s (then delta logged steps on) and its view."""
-    found = steps(runs_dir / name) if name else []
-    s = nearest(found, s)
+    s = nearest(runs_dir / name, s) if name else None
     if s is not None and delta:
-        i = found.index(s)
-        s = found[max(0, min(len(found) - 1, i + delta))]
-    return [s if s is not None else 0, *view(runs_dir, name, s, chosen_filters)]
+        s = _samples(runs_dir / name).moved(s, delta)
+    return [s if s is not None else 0, *view(runs_dir, name, s, chosen_filters, search, order)]
 
 
-def build(runs_dir: Path, tab: gr.Tab) -> None:
+def jump(runs_dir: Path, name: str, s: float, *view_args) -> list:
+    """The run picker, step picker and view at a run's step (from a click on a monitor plot)."""
+    names = runs_with_rollouts(runs_dir)
+    if name not in names:
+        return [gr.update(choices=names), gr.skip(), *[gr.skip()] * VIEW_OUTPUTS]
+    step = nearest(runs_dir / name, s)
+    return [gr.update(choices=names, value=name), step_picker(span(runs_dir / name), step),
+            *view(runs_dir, name, step, *view_args)]
+
+
+def build(runs_dir: Path, tab: gr.Tab) -> dict:
+    """Lay out the tab; returns what a jump to a run's step needs (its inputs and outputs)."""
     with gr.Row(equal_height=True):
         run = gr.Dropdown([], label="Run", scale=3, elem_id="rollouts-run")
         step = gr.Slider(0, 1, value=0, step=1, label="Step", scale=2, min_width=200, elem_id="rollouts-step")
         with gr.Column(scale=1, min_width=120):
-            prev = gr.Button("◀ previous step", size="sm")
-            nxt = gr.Button("next step ▶", size="sm")
+            prev = gr.Button("◀ previous step", size="sm", elem_id="rollouts-prev")
+            nxt = gr.Button("next step ▶", size="sm", elem_id="rollouts-next")
         filters = gr.CheckboxGroup(FILTERS, label="Show only", scale=3, elem_id="rollouts-filters")
+    with gr.Row(equal_height=True):
+        search = gr.Textbox(label="Search the completions", placeholder="text, e.g. </answer>", scale=3,
+                            elem_id="rollouts-search")
+        order = gr.Dropdown(list(ORDERS), value="as sampled", label="Order the completions by", scale=2,
+                            elem_id="rollouts-order")
     line = gr.Markdown(elem_id="rollouts-summary")
     group = gr.Dropdown([], label="Prompt of this step (each has G completions)", type="index",
                         elem_id="rollouts-group")
@@ -223,24 +302,29 @@ def build(runs_dir: Path, tab: gr.Tab) -> None:
             prompt = gr.Textbox(label="Prompt text", lines=4, interactive=False)
             truth = gr.Textbox(label="Truth", interactive=False, elem_id="rollouts-truth")
         with gr.Column(scale=3):
-            grid = gr.Dataframe(headers=headers(None), interactive=False, wrap=True, max_height=330,
+            grid = gr.Dataframe(headers=headers(None), interactive=False, wrap=False, max_height=330,
                                 elem_id="rollouts-table", label="Completions (click one to read it)")
-            reading = gr.Markdown(elem_id="rollouts-detail")
+    with gr.Accordion("The group: all G completions of this prompt side by side", open=True):
+        group_view = gr.HTML(elem_id="rollouts-cards")
+    reading = gr.Markdown(elem_id="rollouts-detail")
 
-    def pick(name, s, chosen_filters, index, evt: gr.SelectData):
-        shown, _ = load_step(runs_dir / name, s, chosen_filters)
-        return detail(keep(shown[index], chosen_filters)[evt.index[0]])
+    def pick(name, s, chosen_filters, text, how, index, evt: gr.SelectData):
+        shown, _ = load_step(runs_dir / name, s, chosen_filters, text)
+        return detail(ordered(keep(shown[index], chosen_filters, text), how)[evt.index[0]])
 
-    group_outputs = [images, prompt, truth, grid, reading]
-    group_inputs = [run, step, filters, group]
+    group_outputs = [images, prompt, truth, grid, group_view, reading]
+    settings = [filters, search, order]
     view_outputs = [line, group, *group_outputs]
 
     # One event per action, each drawing the whole step: a step is one line of samples.jsonl, read on its own.
-    tab.select(lambda *a: enter(runs_dir, *a), [run, step, filters], [run, step, *view_outputs])
-    run.input(lambda *a: open_run(runs_dir, *a), [run, filters], [step, *view_outputs])
-    step.release(lambda *a: go_to(runs_dir, *a), [run, step, filters], [step, *view_outputs])
-    filters.change(lambda *a: view(runs_dir, *a), [run, step, filters], view_outputs)
-    group.input(lambda *a: show_group(runs_dir, *a), group_inputs, group_outputs)
-    grid.select(pick, group_inputs, reading)
-    prev.click(lambda n, s, f: go_to(runs_dir, n, s, f, -1), [run, step, filters], [step, *view_outputs])
-    nxt.click(lambda n, s, f: go_to(runs_dir, n, s, f, 1), [run, step, filters], [step, *view_outputs])
+    tab.select(lambda *a: enter(runs_dir, *a), [run, step, *settings], [run, step, *view_outputs])
+    run.input(lambda *a: open_run(runs_dir, *a), [run, *settings], [step, *view_outputs])
+    step.release(lambda *a: go_to(runs_dir, *a), [run, step, *settings], [step, *view_outputs])
+    for control in (filters, order):
+        control.change(lambda *a: view(runs_dir, *a), [run, step, *settings], view_outputs)
+    search.submit(lambda *a: view(runs_dir, *a), [run, step, *settings], view_outputs)
+    group.input(lambda *a: show_group(runs_dir, *a), [run, step, *settings, group], group_outputs)
+    grid.select(pick, [run, step, *settings, group], reading)
+    prev.click(lambda *a: go_to(runs_dir, *a, delta=-1), [run, step, *settings], [step, *view_outputs])
+    nxt.click(lambda *a: go_to(runs_dir, *a, delta=1), [run, step, *settings], [step, *view_outputs])
+    return {"settings": settings, "outputs": [run, step, *view_outputs]}

@@ -1,19 +1,22 @@
-"""The Train tab: pick a preset, edit its YAML (validated as you type, one line per error, field docs beside
-it), choose how many processes (GPUs of this machine) and how they share the model, show the equivalent
-command, launch it as a detached CLI process (see launcher.py).
+"""The Train tab: pick a preset (the demo first on a machine without a GPU), edit its YAML (validated as you
+type, one line per error, field docs beside it, the memory preflight's verdict for this machine below),
+choose how many processes (GPUs of this machine) and how they share the model, show the equivalent command,
+launch it as a detached CLI process (see launcher.py).
 """
 
 from __future__ import annotations
 
+import html
+import threading
 import typing
 from pathlib import Path
 
 import gradio as gr
 import yaml
 
-from .. import config
+from .. import config, runs
 from ..config import ConfigError
-from . import catalog
+from . import catalog, memory
 from .launcher import Launcher, command_text, tail, with_processes
 
 
@@ -40,12 +43,17 @@ def overrides_of(text: str) -> list[str]:
     return [line.strip() for line in (text or "").splitlines() if line.strip() and not line.strip().startswith("#")]
 
 
+def _escaped(error: Exception) -> str:
+    """An error inside HTML: a '<stream end>' or '</answer>' it quotes stays text."""
+    return html.escape(str(error), quote=False)
+
+
 def check(launcher: Launcher, name: str, text: str, overrides: str) -> tuple[str, str]:
     """(validation message, resolved config with docs) for the editor's current text."""
     try:
         cfg = launcher.validate(name, text, overrides_of(overrides))
     except ConfigError as e:
-        return f"<span class='rrft-bad'>✗ {e}</span>", ""
+        return f"<span class='rrft-bad'>✗ {_escaped(e)}</span>", ""
     stages = " → ".join(cfg.run.stages)
     summary = (f"<span class='rrft-ok'>✓ valid</span> · stages {stages} · model `{cfg.model.name}` "
                f"({cfg.model.finetune}) · task {cfg.data.task}")
@@ -55,7 +63,27 @@ def check(launcher: Launcher, name: str, text: str, overrides: str) -> tuple[str
         shares = ", ".join(f"{stage} {b.per_device} x {b.processes} x {b.accumulation}"
                            for stage, b in ((st, split(cfg, st)) for st in cfg.run.stages))
         summary += f" · {cfg.run.processes} processes ({cfg.run.accelerate_config or 'ddp'}): batch {shares}"
+    summary += "".join(f"<br><span class='rrft-warn'>⚠ {w}</span>" for w in logging_warnings(cfg))
     return summary, config.describe(cfg)
+
+
+def logging_warnings(cfg: config.Config) -> list[str]:
+    """What a stage will not log with its logging_steps (or GRPO's samples_every) past its max_steps: the tracker
+    logs a stage's last step whatever logging_steps says, so the plots get one point, and rollouts are logged
+    only at logged steps that are multiples of samples_every."""
+    out = []
+    for stage in cfg.run.stages:
+        st = getattr(cfg, stage)
+        if st.max_steps <= 0:
+            continue
+        if st.logging_steps > st.max_steps:
+            out.append(f"{stage}.logging_steps={st.logging_steps} exceeds {stage}.max_steps={st.max_steps}: only "
+                       f"its last step is logged (one point per plot); lower {stage}.logging_steps")
+        if stage == "grpo" and not any(s % st.logging_steps == 0 or s == st.max_steps
+                                       for s in range(st.samples_every, st.max_steps + 1, st.samples_every)):
+            out.append(f"grpo.samples_every={st.samples_every} with grpo.logging_steps={st.logging_steps} and "
+                       f"max_steps={st.max_steps} logs no rollouts (the Rollouts tab stays empty)")
+    return out
 
 
 def load_preset(path: str) -> tuple[str, str]:
@@ -65,22 +93,31 @@ def load_preset(path: str) -> tuple[str, str]:
     return Path(path).read_text(), Path(path).stem
 
 
-def show_command(launcher: Launcher, name: str, text: str, overrides: str) -> tuple[str, str]:
-    """Save the edited preset and return the command that runs it from a terminal."""
+def show_command(launcher: Launcher, picked: str | None, name: str, text: str, overrides: str) -> tuple[str, str]:
+    """The command that runs the editor's preset from a terminal: the picked preset file itself when its text
+    is unchanged, else a copy saved under RUNS/.studio/commands (not offered in the preset list: only a launch
+    adds a preset there)."""
     try:
         launcher.validate(name, text, overrides_of(overrides))
     except ConfigError as e:
-        return "", f"<span class='rrft-bad'>✗ {e}</span>"
-    preset = launcher.save_preset(name, text)
+        return "", f"<span class='rrft-bad'>✗ {_escaped(e)}</span>"
+    # the editor may drop the file's last newline: the text counts as unchanged
+    if picked and Path(picked).is_file() and Path(picked).read_text().strip() == text.strip():
+        preset, said = Path(picked), f"The preset `{picked}` as it is"
+    else:
+        preset = launcher.studio_dir / "commands" / f"{name}.yaml"
+        preset.parent.mkdir(parents=True, exist_ok=True)
+        runs.write_atomic(preset, text)
+        said = f"Saved the edited preset to `{preset}`"
     cmd = command_text(launcher.train_command(preset, overrides_of(overrides)))
-    return cmd, f"Saved the edited preset to `{preset}`; the command runs it from a terminal (in `{launcher.cwd}`)."
+    return cmd, f"{said}; the command runs it from a terminal (in `{launcher.cwd}`)."
 
 
 def launch(launcher: Launcher, name: str, text: str, overrides: str) -> tuple[str, str, int]:
     try:
         started = launcher.launch(name, text, overrides_of(overrides))
     except ConfigError as e:
-        return "", f"<span class='rrft-bad'>✗ not launched: {e}</span>", 0
+        return "", f"<span class='rrft-bad'>✗ not launched: {_escaped(e)}</span>", 0
     message = (f"Launched **{name}** (pid {started.pid}); it runs on its own and survives closing this page. "
                f"Follow it in **Runs / monitor**. Log: `{started.log}`")
     return started.command, message, started.pid
@@ -101,10 +138,24 @@ def launch_progress(launcher: Launcher, pid: int) -> str:
     return ""
 
 
-def build(launcher: Launcher, presets_dir: Path, tab: gr.Tab) -> None:
-    choices = catalog.presets(presets_dir, launcher.runs_dir)
+def preflight(launcher: Launcher, name: str, text: str, overrides: str, request: gr.Request | None = None):
+    """The memory preflight of the editor's preset if it validates (memory.py); nothing for one that does not."""
+    given = overrides_of(overrides)
+    try:
+        launcher.validate(name, text, given)
+    except ConfigError:
+        return ""
+    found = memory.verdict(launcher, text, given, request.session_hash if request else None)
+    return gr.skip() if found is None else found
+
+
+def build(launcher: Launcher, presets_dir: Path, tab: gr.Tab, page: gr.Blocks | None = None) -> gr.State:
+    """Lay out the tab; returns the pid of the last launch, which the monitor follows."""
+    choices = catalog.presets(presets_dir, launcher.runs_dir)  # the demo first where there is no GPU
     first = choices[0][1] if choices else None
     text0, name0 = load_preset(first)
+    if text0:  # its estimate is ready when the first page asks
+        threading.Thread(target=lambda: preflight(launcher, name0, text0, ""), daemon=True).start()
     with gr.Row(equal_height=False):
         with gr.Column(scale=3):
             with gr.Row():
@@ -114,6 +165,7 @@ def build(launcher: Launcher, presets_dir: Path, tab: gr.Tab) -> None:
             editor = gr.Code(text0, language="yaml", label="Preset (YAML): only what differs from the defaults",
                              lines=18, max_lines=30, interactive=True, wrap_lines=True, elem_id="train-editor")
             verdict = gr.Markdown(check(launcher, name0, text0, "")[0] if text0 else "", elem_id="train-validation")
+            memory_line = gr.Markdown(elem_id="train-preflight")
             overrides = gr.Textbox(label="Overrides, one key=value per line (like the CLI's)", lines=2,
                                    placeholder="sft.lr=5e-4", elem_id="train-overrides")
             with gr.Row():
@@ -133,25 +185,41 @@ def build(launcher: Launcher, presets_dir: Path, tab: gr.Tab) -> None:
             with gr.Accordion("Field reference: every key, its type, default and meaning", open=True):
                 search = gr.Textbox(placeholder="filter, e.g. lr or reward", show_label=False)
                 fields = gr.Dataframe(field_rows(), headers=["key", "type", "default", "doc"], wrap=True,
-                                      max_height=460, interactive=False, column_widths=["26%", "21%", "13%", "40%"])
+                                      max_height=460, interactive=False, column_widths=["24%", "15%", "27%", "34%"],
+                                      elem_id="train-fields")
             with gr.Accordion("Resolved config (defaults + preset + overrides), documented", open=False):
                 resolved = gr.Code(language="yaml", interactive=False, lines=12, max_lines=40)
     pid = gr.State(0)
     poll = gr.Timer(2.0, active=False)  # follows the last launch until it has a run directory
+
+    def estimated(name_, text, more, request: gr.Request):
+        return preflight(launcher, name_, text, more, request)
+
+    def checked(name_, text, more, request: gr.Request):
+        found = check(launcher, name_, text, more)
+        if found[1]:  # valid: this page's newest preset, whose preflight follows
+            memory.note(request.session_hash, text, overrides_of(more))
+        return found
 
     inputs = [name, editor, overrides]
     tab.select(lambda current: gr.Dropdown(choices=catalog.presets(presets_dir, launcher.runs_dir), value=current),
                preset, preset)  # presets edited and saved since the page was built
     preset.input(load_preset, preset, [editor, name])
     # One queue for the three: checks run in the order of the edits, so a slow earlier check (the first one
-    # imports the config machinery) cannot land after a later one and show a stale verdict.
+    # imports the config machinery) cannot land after a later one and show a stale verdict. Then the memory
+    # preflight of the newest valid one.
     for source in (editor, name, overrides):
-        source.change(lambda *a: check(launcher, *a), inputs, [verdict, resolved], trigger_mode="always_last",
-                      show_progress="hidden", concurrency_id="train-check", concurrency_limit=1)
+        source.change(checked, inputs, [verdict, resolved], trigger_mode="always_last", show_progress="hidden",
+                      concurrency_id="train-check", concurrency_limit=1).then(
+            estimated, inputs, memory_line, show_progress="minimal", concurrency_id="train-preflight",
+            concurrency_limit=1)
+    if page is not None:
+        page.load(estimated, inputs, memory_line, show_progress="minimal")
     for field in (processes, strategy):  # the two fields are the overrides' run.processes / run.accelerate_config
         field.change(with_processes, [overrides, processes, strategy], overrides, show_progress="hidden")
     search.change(field_rows, search, fields, show_progress="hidden")
-    show.click(lambda *a: show_command(launcher, *a), inputs, [command, message], api_name="show_command")
+    show.click(lambda *a: show_command(launcher, *a), [preset, *inputs], [command, message], api_name="show_command")
     go.click(lambda *a: launch(launcher, *a), inputs, [command, message, pid], api_name="launch").then(
         lambda p: (launch_progress(launcher, p), gr.Timer(active=bool(p))), pid, [progress, poll])
     poll.tick(lambda p: launch_progress(launcher, p), pid, progress, show_progress="hidden")
+    return pid

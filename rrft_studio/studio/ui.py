@@ -1,4 +1,6 @@
-"""The studio's page: the header, the six tabs, and the timer that polls runs only while the monitor shows."""
+"""The studio's page: the header, the seven tabs, the timer that polls runs only while the monitor shows, and
+the links between tabs: a run launched from Train is followed by the monitor, and a click on a point of a
+GRPO plot opens Rollouts at that step."""
 
 from __future__ import annotations
 
@@ -7,28 +9,66 @@ from pathlib import Path
 import gradio as gr
 
 from ..inference import Pool
-from . import chat, compare, data, monitor, rollouts, train
+from . import chat, compare, data, monitor, rewards_tab, rollouts, train
+from .charts import LINK
 from .folders import Folders
 from .launcher import Launcher
 
 CSS = """
 .rrft-bad { color: #b91c1c; font-weight: 600; }
 .rrft-ok { color: #15803d; font-weight: 600; }
+.rrft-warn { color: #b45309; font-weight: 600; }
 .rrft-state-running, .rrft-state-stopping { color: #1d4ed8; font-weight: 600; }
 .rrft-state-finished { color: #15803d; font-weight: 600; }
 .rrft-state-stopped { color: #b45309; font-weight: 600; }
 .rrft-state-failed, .rrft-state-killed { color: #b91c1c; font-weight: 600; }
 .rrft-answer textarea { font-weight: 600; }
 .rrft-mono textarea { font-family: ui-monospace, monospace; font-size: 0.85em; }
+.rrft-banner { background: #fef3c7; border: 1px solid #d97706; border-radius: 6px; padding: 4px 12px; }
 #rrft-header { margin-bottom: 0; }
+#train-fields [role=gridcell][data-col="2"] .cell-wrap, #train-fields [role=gridcell][data-col="2"] span {
+  white-space: nowrap !important; overflow: hidden; text-overflow: ellipsis; font-size: 0.92em; }
+.rrft-cards { display: grid; grid-template-columns: repeat(auto-fill, minmax(230px, 1fr)); gap: 8px; }
+.rrft-card { border: 1px solid var(--border-color-primary); border-left-width: 4px; border-radius: 6px;
+             padding: 6px 8px; font-size: 0.85em; }
+.rrft-card pre { white-space: pre-wrap; max-height: 180px; overflow: auto; margin: 4px 0 0; font-size: 0.9em; }
+.rrft-card.rrft-adv-pos { border-left-color: #16a34a; }
+.rrft-card.rrft-adv-neg { border-left-color: #dc2626; }
+.rrft-card.rrft-adv-zero { border-left-color: #9ca3af; }
+.rrft-card.rrft-found { outline: 2px solid #2563eb; }
+.rrft-card-scores { color: var(--body-text-color-subdued); }
 """
 
-TABS = ("train", "monitor", "rollouts", "compare", "chat", "data")
+# A point of a GRPO plot links to LINK + run + "@" + step (charts.py); following it only changes the page's
+# hash, which this script writes into the hidden jump box, whose change opens the Rollouts tab at that step.
+JS = """() => {
+  window.addEventListener("hashchange", () => {
+    const prefix = "%s";
+    if (!location.hash.startsWith(prefix)) return;
+    const target = decodeURIComponent(location.hash.slice(prefix.length));
+    history.replaceState(null, "", location.pathname + location.search);
+    const box = document.querySelector("#rrft-jump textarea, #rrft-jump input");
+    if (!box) return;
+    box.value = target + "#" + Date.now();  // the same point clicked twice is two jumps
+    box.dispatchEvent(new Event("input", {bubbles: true}));
+  });
+}""" % LINK
+
+TABS = ("train", "monitor", "rollouts", "compare", "chat", "rewards", "data")
 
 
 def header(runs_dir: Path) -> str:
     return (f"## rrft-studio · Reason-RFT (CoT-SFT → GRPO) on Qwen2-VL\n"
             f"Runs folder `{runs_dir}`: runs started here keep going when this page or the studio closes.")
+
+
+def jump_target(text: str) -> tuple[str, float] | None:
+    """(run, step) of a plot point's link text "run@step#nonce"."""
+    run, sep, rest = (text or "").partition("@")
+    try:
+        return (run, float(rest.split("#")[0])) if sep and run else None
+    except ValueError:
+        return None
 
 
 def build(runs_dir: Path, presets_dir: Path, device: str = "auto", max_loaded: int = 4,
@@ -40,21 +80,33 @@ def build(runs_dir: Path, presets_dir: Path, device: str = "auto", max_loaded: i
     launcher, pool = Launcher(runs_dir, folders), Pool(max_loaded=max_loaded, device=device)
     with gr.Blocks(title="rrft-studio") as demo:
         gr.Markdown(header(runs_dir), elem_id="rrft-header")
-        with gr.Tabs():
+        jump_box = gr.Textbox(visible="hidden", elem_id="rrft-jump")
+        with gr.Tabs() as tab_set:
             tabs = {}
             with gr.Tab("Train", id="train", elem_id="tab-train") as tabs["train"]:
-                train.build(launcher, presets_dir, tabs["train"])
+                launched = train.build(launcher, presets_dir, tabs["train"], demo)
             with gr.Tab("Runs / monitor", id="monitor", elem_id="tab-monitor") as tabs["monitor"]:
-                monitor_timer = monitor.build(launcher, tabs["monitor"])
+                monitor_timer = monitor.build(launcher, tabs["monitor"], launched)
             with gr.Tab("Rollouts", id="rollouts", elem_id="tab-rollouts") as tabs["rollouts"]:
-                rollouts.build(runs_dir, tabs["rollouts"])
+                at_step = rollouts.build(runs_dir, tabs["rollouts"])
             with gr.Tab("Compare", id="compare", elem_id="tab-compare") as tabs["compare"]:
                 compare.build(runs_dir, pool, tabs["compare"], folders)
             with gr.Tab("Chat", id="chat", elem_id="tab-chat") as tabs["chat"]:
                 chat.build(runs_dir, pool, tabs["chat"], folders)
+            with gr.Tab("Rewards", id="rewards", elem_id="tab-rewards") as tabs["rewards"]:
+                rewards_tab.build(launcher, presets_dir)
             with gr.Tab("Data", id="data", elem_id="tab-data") as tabs["data"]:
                 data.build(launcher, presets_dir)
         # The monitor polls the disk only while it is on screen.
         for name, tab in tabs.items():
             tab.select(lambda on=(name == "monitor"): gr.Timer(active=on), None, monitor_timer)
+
+        def to_rollouts(text, *settings):
+            target = jump_target(text)
+            if target is None:
+                return [gr.skip()] * (2 + len(at_step["outputs"]))
+            return [gr.Tabs(selected="rollouts"), gr.Timer(active=False), *rollouts.jump(runs_dir, *target, *settings)]
+
+        # .change: a script's edit of a textbox is a change to Gradio, not an input
+        jump_box.change(to_rollouts, [jump_box, *at_step["settings"]], [tab_set, monitor_timer, *at_step["outputs"]])
     return demo, pool

@@ -2,7 +2,9 @@
 
 The app runs as `python app.py` in a subprocess on a free port, over a temporary runs folder that already
 holds one finished micro run, and a presets folder with the micro preset (plus a longer, SFT-only variant
-to stop and resume). Screenshots of each tab go to test-artifacts/screenshots/<tab>.png.
+to stop and resume, and a copy named demo.yaml, the preset the Train tab offers first where there is no GPU);
+tests/data is its rewards folder, so the demo copy's own reward is allowed. Screenshots of each tab go to
+test-artifacts/screenshots/<tab>.png.
 
 Without /usr/bin/chromium (or RRFT_STUDIO_CHROMIUM) these tests are skipped and the terminal summary says
 so loudly; with RRFT_STUDIO_REQUIRE_BROWSER=1 (CI) a missing browser stops the run instead.
@@ -24,6 +26,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 MICRO = ROOT / "tests" / "data" / "micro.yaml"
+REWARDS = ROOT / "tests" / "data"  # the studio's --rewards-dir: rewards.py, a user's reward module
 CHROMIUM = Path(os.environ.get("RRFT_STUDIO_CHROMIUM", "/usr/bin/chromium"))  # Debian's package
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
@@ -75,6 +78,10 @@ def _presets(folder: Path, cache_dir: Path) -> Path:
     long = (text.replace("run: {", "run: {stages: [sft], ").replace("sft: {max_steps: 2,", "sft: {max_steps: 300,")
             .replace("save_steps: 1}", "save_steps: 1000}", 1))
     (folder / "micro_long.yaml").write_text(re.sub(r"(?m)^eval: \{", "eval: {enabled: false, ", long))
+    # The micro run again, its own reward named as the studio's rewards folder (REWARDS) holds it: the studio
+    # validates, preflights and checks it, as it does presets/demo.yaml.
+    (folder / "demo.yaml").write_text("# The tests' stand-in for presets/demo.yaml: the micro run.\n"
+                                      + text.replace("tests.data.rewards:", "rewards:"))
     return folder
 
 
@@ -91,8 +98,8 @@ def studio(tmp_path_factory, cache_dir):
     data_dir = root / "data"
     data_dir.mkdir()
     app = subprocess.Popen([sys.executable, "app.py", "--runs-dir", str(runs_dir), "--presets-dir", str(presets),
-                            "--cache-dir", str(cache_dir), "--data-dir", str(data_dir), "--port", str(port),
-                            "--device", "cpu"], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+                            "--cache-dir", str(cache_dir), "--data-dir", str(data_dir), "--rewards-dir", str(REWARDS),
+                            "--port", str(port), "--device", "cpu"], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/"
     for _ in range(240):
         try:
@@ -132,6 +139,38 @@ def think_run(studio) -> Path:
     assert done.returncode == 0, done.stderr[-3000:]
     (run_dir,) = [p for p in runs_dir.iterdir() if p not in before and p.name.startswith("think-")]
     return run_dir
+
+
+# A GRPO-only micro run that stays live for a few minutes, rewarded by a constant: every group has zero spread,
+# which the monitor's banner must say while it runs (about 4 steps a second on two CPU cores).
+LIVE_OVERRIDES = ["run.name=constant", "run.stages=[grpo]", "eval.enabled=false", "grpo.max_steps=2000",
+                  "grpo.save_steps=100000", "grpo.rewards=[tests.data.rewards:constant_reward]", "grpo.reward_weights=[1]"]
+
+
+@pytest.fixture
+def live_grpo(studio):
+    """A live GRPO run in the studio's runs folder whose only reward is constant; stopped after the test."""
+    runs_dir = studio["runs_dir"]
+    before = set(runs_dir.iterdir())
+    log = open(studio["root"] / "live.log", "w")
+    proc = subprocess.Popen([sys.executable, "-m", "rrft_studio.cli", "train", str(studio["root"] / "presets" / "micro.yaml"),
+                             f"run.runs_dir={runs_dir}", *LIVE_OVERRIDES], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+    run_dir = None
+    for _ in range(480):
+        found = [p for p in runs_dir.iterdir() if p not in before and p.name.startswith("constant-")]
+        if found and (found[0] / "metrics.jsonl").is_file():
+            run_dir = found[0]
+            break
+        assert proc.poll() is None, (studio["root"] / "live.log").read_text()[-3000:]
+        time.sleep(0.25)
+    assert run_dir is not None, "the live run logged nothing in two minutes"
+    yield run_dir
+    proc.send_signal(signal.SIGTERM)  # a stop: it saves a checkpoint and exits
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    log.close()
 
 
 def _stop_launched(runs_dir: Path) -> None:

@@ -32,6 +32,9 @@ def wait_for_points(page, above: int, timeout: float = 90) -> int:
 
 
 def test_train_launch_monitor_stop_resume(page, shot):
+    open_tab(page, "Runs / monitor")  # the monitor shows a run already: the launch below must take its place
+    page.wait_for_selector("#monitor-summary:has-text('logged steps')")
+    open_tab(page, "Train")
     choose(page, "train-preset", "micro_long")
     page.wait_for_function("document.querySelector('#train-name input, #train-name textarea').value === 'micro_long'")
     # A wrong override is reported inline, on one line, before anything starts.
@@ -90,6 +93,8 @@ def test_compare_two_answers_side_by_side(page, shot):
     for slot in (0, 1):
         page.wait_for_selector(f"#compare-slot-{slot} .rrft-scores:has-text('tokens')", timeout=120_000)
     assert page.locator("#compare-slot-2").is_hidden()
+    page.wait_for_timeout(500)  # the event has ended: no column keeps Gradio's orange "generating" border
+    assert page.locator("#tab-compare .generating").count() == 0
     shot("compare")
 
 
@@ -103,10 +108,17 @@ STREAM_PROBE = """() => {
 }"""
 
 
-def test_chat_streams_text(page, shot, cache_dir):
+def test_chat_streams_text(page, shot, cache_dir, studio):
+    import json
+
     image = next(cache_dir.glob("data/counting-*/images/*/*.png"))
     open_tab(page, "Chat")
     page.wait_for_function("document.querySelector('#chat-checkpoint input').value.length > 0")
+    chosen = page.input_value("#chat-checkpoint input")  # a finished run's last stage, as its label shows
+    run = next(p for p in studio["runs_dir"].iterdir() if chosen.startswith(p.name + " · "))
+    stages = [s for s in ("grpo", "sft") if (run / "final" / s / "config.json").is_file()]
+    assert json.loads((run / "status.json").read_text())["state"] == "finished" and chosen.endswith(f"after {stages[0]}")
+    page.check("#chat-instruction input")  # the task's instruction appended, as in training
     page.set_input_files("#chat-input input[type=file]", str(image))
     page.wait_for_selector("#chat-input img")
     page.evaluate(STREAM_PROBE)
@@ -117,6 +129,8 @@ def test_chat_streams_text(page, shot, cache_dir):
     grown = sorted({n for n in lengths if n > 0})
     assert len(grown) >= 3, f"the reply did not stream in: text lengths seen {grown}"
     page.wait_for_selector("#chat-bot img")  # the user's turn shows its image
+    asked = " ".join(page.locator("#chat-bot [data-testid=user]").all_inner_texts())  # the image is a bubble too
+    assert "Output the thinking process in <think>" in asked, asked
     page.evaluate("document.querySelectorAll('#chat-bot *').forEach(e => { if (e.scrollTop) e.scrollTop = 0; })")
     shot("chat")
     page.get_by_text("Use it from an application (API)").click()  # the API snippet for this checkpoint
@@ -126,13 +140,18 @@ def test_chat_streams_text(page, shot, cache_dir):
     shot("chat_api")
 
 
-def test_data_preview(page, shot):
+def test_data_preview(page, shot, studio):
+    from .conftest import ROOT
+
     open_tab(page, "Data")
     page.click("#data-preview")
     page.wait_for_selector("#data-gallery img")
     page.wait_for_selector("#data-summary:has-text('first 12')")
     assert page.get_attribute("#data-table [role=grid]", "aria-rowcount") == "13"  # a header and 12 records
     shot("data")
+    page.get_by_role("tab", name="Generate a synthetic dataset").click()  # into the data folder, not the checkout
+    out = page.input_value("#generate-out textarea, #generate-out input")
+    assert out == str(studio["data_dir"].resolve() / "counting") and not out.startswith(str(ROOT))
 
 
 def test_data_check_of_the_real_layout(page, shot, studio):

@@ -1,0 +1,157 @@
+"""What a user meets in the studio's first hour, driven in Chromium: the Train tab's defaults and messages, a
+live GRPO run in the monitor (its banner, ETA, a click from a plot to that step's rollouts, the group view,
+search and order), renaming, deleting and filtering runs, and the Rewards tab's check. Each test keeps a
+screenshot of what it looked at."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import time
+
+from .test_studio_browser import choose, open_tab
+
+# Points where a plot's line is drawn (saturated pixels of its canvas, one per 3-pixel column, from the top).
+LINE_PIXELS = """(sel) => { const c = document.querySelector(sel + ' canvas'); const r = c.getBoundingClientRect();
+  const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data, sx = c.width / r.width, out = [];
+  for (let x = 0; x < c.width; x += Math.max(1, Math.round(3 * sx))) for (let y = 0; y < c.height; y++) {
+    const i = (y * c.width + x) * 4;
+    if (d[i + 3] > 200 && Math.max(d[i], d[i + 1], d[i + 2]) - Math.min(d[i], d[i + 1], d[i + 2]) > 30) {
+      out.push([r.left + x / sx, r.top + y * r.height / c.height]); break; } }
+  return out; }"""
+TOOLTIP = "() => { const t = document.querySelector('#vg-tooltip-element'); return t && t.classList.contains('visible') ? t.innerText : ''; }"
+
+
+def editor_text(page, text: str) -> None:
+    page.click("#train-editor .cm-content")
+    page.keyboard.press("Control+A")
+    page.keyboard.press("Delete")
+    page.keyboard.insert_text(text)
+
+
+def test_train_offers_the_demo_and_says_what_will_go_wrong(page, shot, studio):
+    assert page.input_value("#train-preset input") == "demo"  # no GPU here: the demo first (on a GPU: alphabetical)
+    page.wait_for_selector("#train-preflight:has-text('Memory preflight on this machine')", timeout=120_000)
+    verdict = page.inner_text("#train-preflight")
+    assert re.search(r"sft: (no GPU: estimate only|fits on|does not fit on)", verdict), verdict
+
+    # The field table's default column stays on one line per cell.
+    lines = page.evaluate("""() => Array.from(document.querySelectorAll('#train-fields [role=gridcell][data-col="2"] span'))
+        .map(s => [getComputedStyle(s).whiteSpace, s.getClientRects().length])""")
+    assert lines and all(space == "nowrap" and rects <= 1 for space, rects in lines), lines
+
+    # A stage whose logging_steps exceeds its max_steps is said before the launch.
+    page.fill("#train-overrides textarea", "sft.logging_steps=5")
+    page.wait_for_selector("#train-validation:has-text('sft.logging_steps=5 exceeds sft.max_steps=2')")
+    page.fill("#train-overrides textarea", "")
+
+    # "Show command" runs the shipped preset as it is, and adds nothing to the preset list.
+    page.click("#train-show")
+    page.wait_for_function("document.querySelector('#train-command textarea').value.startsWith('rrft-studio train')")
+    assert "presets/demo.yaml" in page.input_value("#train-command textarea")
+    open_tab(page, "Data")
+    open_tab(page, "Train")  # the list is read again when the tab opens
+    page.click("#train-preset input")
+    options = page.get_by_role("option").all_inner_texts()
+    page.keyboard.press("Escape")
+    assert options and not [o for o in options if "edited in the studio" in o], options
+    assert not (studio["runs_dir"] / ".studio" / "presets" / "demo.yaml").exists()
+
+    # A YAML error names its line once.
+    editor_text(page, "sft: {lr: [1\n")
+    page.wait_for_selector("#train-validation:has-text('line 2 of the preset is not valid YAML')")
+    assert "preset the preset" not in page.inner_text("#train-validation")
+    shot("train_first_hour")
+
+
+def _click_a_point(page, slot: int) -> str:
+    """Hover along a plot's line until a point's tooltip shows, click it; returns the tooltip's step."""
+    page.locator(f"#monitor-plot-{slot}").scroll_into_view_if_needed()
+    for x, y in page.evaluate(LINE_PIXELS, f"#monitor-plot-{slot}"):
+        page.mouse.move(x, y)
+        tip = page.evaluate(TOOLTIP)
+        if "click: its rollouts" in tip:
+            page.mouse.click(x, y)
+            return re.search(r"click: its rollouts\)\s+(\d+)", tip).group(1)
+    raise AssertionError(f"no point of plot {slot} showed its link")
+
+
+def test_a_live_grpo_run_in_the_monitor_and_its_rollouts(page, shot, live_grpo):
+    open_tab(page, "Runs / monitor")
+    choose(page, "monitor-run", live_grpo.name)
+    # Every group has zero spread and the reward never changes: the banner says so while the run is live.
+    page.wait_for_selector("#monitor-banner:has-text('had zero spread in each of the last 10 steps')", timeout=120_000)
+    assert "constant_reward has been 0.50" in page.inner_text("#monitor-banner")
+    eta = page.inner_text("#monitor-eta")
+    assert re.fullmatch(r"(≥ )?\d+(h\d\dm|m\d\ds).*|estimating…", eta) and eta != "0m00s", eta
+    page.wait_for_selector("#monitor-plot-7 canvas")  # Entropy, a line that moves
+    shot("monitor_live")
+
+    step = _click_a_point(page, 7)  # a point of a GRPO plot opens that step's rollouts
+    page.wait_for_selector(f"#rollouts-summary:has-text('step {step} ·')", timeout=30_000)
+    assert page.get_by_role("tab", name="Rollouts").get_attribute("aria-selected") == "true"
+    assert page.input_value("#rollouts-run input") == live_grpo.name
+    cards = page.locator("#rollouts-group-view .rrft-card")
+    assert cards.count() == 4  # G = 4: every completion of the prompt, side by side
+    assert page.locator("#rollouts-histogram").inner_text() == "0.5 ×8"
+
+    # Order by length: the table's first row is the longest completion.
+    choose(page, "rollouts-order", "length, long first")
+    page.wait_for_function("""() => { const cells = Array.from(document.querySelectorAll('#rollouts-table [role=gridcell][data-col="4"]'))
+        .map(c => Number(c.innerText)); return cells.length === 4 && cells.every((v, i) => i === 0 || cells[i - 1] >= v); }""")
+    # Search: the completions holding the text are marked in the group view.
+    text = page.locator("#rollouts-group-view pre").first.inner_text().strip()[:3]
+    page.fill("#rollouts-search textarea, #rollouts-search input", text)
+    page.press("#rollouts-search textarea, #rollouts-search input", "Enter")
+    page.wait_for_selector("#rollouts-summary:has-text('match')")
+    page.wait_for_selector("#rollouts-group-view .rrft-found")
+    shot("rollouts_group")
+
+
+def test_runs_are_filtered_renamed_and_deleted(page, shot, studio):
+    runs_dir = studio["runs_dir"]
+    original = next(p for p in runs_dir.iterdir() if p.name.startswith("micro-") and (p / "final" / "sft").is_dir())
+    copy = runs_dir / "copy-of-micro"
+    shutil.copytree(original, copy)
+    for path in [copy / "report.json", *copy.glob("eval/*/*.json")]:  # as if it had been trained there
+        path.write_text(path.read_text().replace(str(original), str(copy)))
+    open_tab(page, "Runs / monitor")
+    page.fill("#monitor-filter textarea, #monitor-filter input", "copy finished")
+    page.wait_for_function("document.querySelector('#monitor-runs [role=grid]').getAttribute('aria-rowcount') === '2'")
+    choose(page, "monitor-run", "copy-of-micro")
+    page.fill("#monitor-new-name textarea, #monitor-new-name input", "renamed-micro")
+    page.click("#monitor-rename")
+    page.wait_for_selector("#monitor-question:has-text('Rename copy-of-micro to renamed-micro?')")
+    page.click("#monitor-yes")
+    page.wait_for_selector("#monitor-note:has-text('Renamed copy-of-micro to renamed-micro')")
+    renamed = runs_dir / "renamed-micro"
+    assert renamed.is_dir() and not copy.exists()
+    result = json.loads((renamed / "eval" / "sft" / "id.json").read_text())
+    assert result["checkpoint"] == str(renamed / "final" / "sft")  # its own paths followed it
+    page.fill("#monitor-filter textarea, #monitor-filter input", "renamed")
+    page.wait_for_selector("#monitor-runs [role=gridcell]:has-text('renamed-micro')")
+    shot("monitor_rename")
+
+    page.click("#monitor-delete")
+    page.wait_for_selector("#monitor-question:has-text('Delete renamed-micro')")
+    page.click("#monitor-cancel")
+    time.sleep(0.5)
+    assert renamed.is_dir()
+    page.click("#monitor-delete")
+    page.click("#monitor-yes")
+    page.wait_for_selector("#monitor-note:has-text('Deleted renamed-micro')")
+    assert not renamed.exists()
+    page.wait_for_function("document.querySelector('#monitor-runs [role=grid]').getAttribute('aria-rowcount') === '1'")
+
+
+def test_the_rewards_tab_checks_a_preset(page, shot):
+    open_tab(page, "Rewards")
+    box = page.get_by_label("number input for Prompts (N)", exact=True)
+    box.fill("2")
+    box.press("Enter")
+    page.click("#rewards-check")
+    page.wait_for_selector("#rewards-verdict:has-text('weak')", timeout=240_000)
+    assert "format never matched in 8 samples" in page.inner_text("#rewards-verdict")
+    page.wait_for_selector("#rewards-histograms [data-testid=matplotlib] img")  # not the label's (hidden) icon
+    shot("rewards")
