@@ -75,6 +75,8 @@ def fit(trainer, tracker: "RunTracker", resume: Path | None, max_steps: int) -> 
     """Train (from `resume` when given) and return whether a stop was requested; raise Diverged when the loss
     or the weights stopped being finite. A checkpoint that already reached the stage's last step (a kill
     between it and the final save) is loaded, not trained on: the trainer would take one step too many."""
+    if resume is not None:
+        load_weights_on_resume(trainer)
     if resume is not None and runs.checkpoint_step(resume) >= runs.planned_steps(resume, max_steps):
         trainer._load_from_checkpoint(str(resume))
     else:
@@ -86,6 +88,26 @@ def fit(trainer, tracker: "RunTracker", resume: Path | None, max_steps: int) -> 
         raise Diverged(tracker.stage, trainer.state.global_step,
                        f"the weight {bad or 'of another process'} is no longer finite")
     return tracker.stopped
+
+
+def load_weights_on_resume(trainer) -> None:
+    """Make the trainer's resume load a full model's checkpoint the way from_pretrained reads it. Its own loader
+    reads the saved tensor names as they are, and for Qwen2-VL the saved names are not the module's
+    (transformers renames them on save and load; huggingface/transformers#43701): every key is dropped with a
+    warning and training silently goes on from the starting weights. Adapters (PEFT), FSDP and DeepSpeed
+    checkpoints load through their own paths and are left to them."""
+    from transformers.trainer import _is_peft_model
+
+    if _is_peft_model(trainer.model) or trainer.is_fsdp_enabled or trainer.is_deepspeed_enabled:
+        return
+
+    def load(checkpoint: str, model=None) -> None:
+        target = model if model is not None else trainer.model
+        saved = type(target).from_pretrained(checkpoint, dtype=target.dtype, device_map="cpu")
+        target.load_state_dict(saved.state_dict(), strict=True)
+        del saved
+
+    trainer._load_from_checkpoint = load
 
 
 def nonfinite_weight(model) -> str | None:

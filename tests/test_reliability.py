@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from safetensors.torch import load_file
 
 from conftest import MICRO, ROOT
@@ -80,6 +81,33 @@ def test_killed_anywhere_resumes_with_every_step_once(tmp_path, cache_dir):
     done = resume("none", run_dir)
     assert done.returncode == 0, done.stderr[-3000:]
     assert_finished_exactly_once(run_dir)
+
+
+@pytest.mark.parametrize("mode", ["full", "lora"])
+def test_a_resumed_stage_continues_from_the_checkpoints_weights(tmp_path, cache_dir, mode):
+    """Killed after its step-2 checkpoint and resumed, SFT ends with the weights and losses of a run that was
+    never interrupted: the resume loads the checkpoint's weights, not only its step, optimizer and schedule."""
+    extra = ["run.stages=[sft]", "eval.enabled=false", "sft.logging_steps=1", *(["model.finetune=lora", "model.lora_r=4"] if mode == "lora" else [])]
+    done, whole = start("none", tmp_path / "whole", cache_dir, *extra)
+    assert done.returncode == 0, done.stderr[-3000:]
+    done, cut = start("kill-step:sft:3", tmp_path / "cut", cache_dir, *extra)  # checkpoint-2 saved, step 3 lost
+    assert done.returncode == -9
+    done = resume("none", cut)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+    def losses(run_dir):
+        return [round(r["loss"], 4) for r in runs.read_jsonl(run_dir / "metrics.jsonl")
+                if r["stage"] == "sft" and "loss" in r]
+
+    assert losses(cut)[2:] == losses(whole)[2:], (losses(whole), losses(cut))
+    files = sorted(p.relative_to(runs.stage_dir(whole, "final", "sft"))
+                   for p in runs.stage_dir(whole, "final", "sft").rglob("*.safetensors"))
+    assert files
+    for file in files:  # the weights (with LoRA: the adapter and the merged model)
+        a, b = (load_file(str(runs.stage_dir(d, "final", "sft") / file)) for d in (whole, cut))
+        assert a.keys() == b.keys()
+        for name, tensor in a.items():
+            assert torch.allclose(tensor.float(), b[name].float(), atol=1e-5), f"{file}: {name}"
 
 
 def test_a_stop_during_evaluation_is_honoured(tmp_path, cache_dir):
