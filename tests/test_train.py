@@ -104,7 +104,7 @@ def test_eval_command_on_a_run(micro_run):
 def test_stop_then_resume_repeats_no_step(tmp_path, cache_dir):
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     args = [sys.executable, "-m", "rrft_studio.cli", "train", str(MICRO), f"run.runs_dir={tmp_path}",
-            f"run.cache_dir={cache_dir}", "run.stages=[sft]", "sft.max_steps=400", "sft.save_steps=1000",
+            f"run.cache_dir={cache_dir}", "run.stages=[sft]", "sft.max_steps=150", "sft.save_steps=1000",
             "eval.enabled=false"]
     proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     metrics = None
@@ -124,12 +124,12 @@ def test_stop_then_resume_repeats_no_step(tmp_path, cache_dir):
     assert runs.read_status(run_dir)["state"] == "stopped"
     stopped_at = runs.last_checkpoint(run_dir, "sft")
     assert stopped_at is not None
-    assert int(stopped_at.name.split("-")[1]) < 400
+    assert int(stopped_at.name.split("-")[1]) < 150
 
     done = cli("train", "--resume", str(run_dir))
     assert done.returncode == 0, done.stderr[-3000:]
     steps = [r["step"] for r in runs.read_jsonl(metrics) if r["stage"] == "sft" and "loss" in r]
-    assert steps == list(range(1, 401))
+    assert steps == list(range(1, 151))
     assert runs.read_status(run_dir)["state"] == "finished"
 
 
