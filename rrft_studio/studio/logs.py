@@ -361,15 +361,7 @@ def _start_before(f, start: int) -> int | None:
     """The start of the line that ends just before `start` (None at the file's start)."""
     if start <= 0:
         return None
-    end = start - 1  # the newline ending that line
-    while end > 0:
-        block = min(end, 1 << 16)
-        f.seek(end - block)
-        cut = f.read(block).rfind(b"\n")
-        if cut >= 0:
-            return end - block + cut + 1
-        end -= block
-    return 0
+    return _complete_end(f, start - 1)  # the byte after the newline before the one ending that line
 
 
 def _lower(f, end: int, step: float) -> int | None:
