@@ -7,7 +7,7 @@
     rrft-studio preflight presets/counting_2b.yaml [k=v]    estimated peak GPU memory per stage, and whether it fits
     rrft-studio eval runs/<run> | <checkpoint> [key=value]  accuracy on the eval split
     rrft-studio eval --compare RUN_A RUN_B ...              several runs in one table, the paper's layout
-    rrft-studio sweep presets/demo.yaml --samples 400 800   data efficiency: accuracy against samples
+    rrft-studio sweep presets/demo.yaml --samples 8400 8800   data efficiency: accuracy against samples
     rrft-studio data generate counting --n 100 --out DIR    write a synthetic dataset (Reason-RFT schema)
     rrft-studio data check DATASET_DIR_OR_FILE [--task T]   records, images, answers, token lengths, problems
     rrft-studio rewards check PRESET [k=v] [--checkpoint RUN]  GRPO's rewards on the model's own samples, and a verdict

@@ -490,6 +490,10 @@ def validate(cfg: Config, import_rewards: bool = True) -> None:
     for name, stage in (("sft", s), ("grpo", g)):
         _check(stage.epochs > 0 or stage.max_steps > 0,
                f"{name}.epochs={stage.epochs} with {name}.max_steps={stage.max_steps} trains nothing: set epochs > 0 or max_steps > 0")
+    if "sft" in r.stages and "grpo" in r.stages and d.max_samples > 0 and d.sft_samples > 0 and not d.grpo_all:
+        _check(d.max_samples > d.sft_samples,
+               f"data.max_samples={d.max_samples} leaves GRPO no records: Stage 1 takes the first "
+               f"data.sft_samples={d.sft_samples}; raise data.max_samples above it or lower data.sft_samples")
     total = g.prompts_per_step * g.num_generations
     _check(total % g.micro_batch == 0,
            f"grpo.micro_batch={g.micro_batch} must divide prompts_per_step x num_generations = {total}")
