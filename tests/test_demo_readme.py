@@ -1,0 +1,36 @@
+"""The README's demo figures came from presets/demo.yaml as it is: the settings line under the demo's table
+names the run's settings, and each must equal the preset's (a change to the preset without a new run fails)."""
+
+import re
+
+import yaml
+
+from conftest import ROOT
+from rrft_studio import config
+
+MARK = "<!-- demo-settings:"
+
+
+def _readme_settings() -> dict[str, object]:
+    text = (ROOT / "README.md").read_text()
+    start = text.index(MARK)
+    line = text[text.index("\n", start) + 1:].splitlines()[0]
+    pairs = re.findall(r"([a-z_]+\.[a-z_.]+)=(\S+?)(?=[`\s]|$)", line)
+    assert pairs, line
+    return {key: yaml.safe_load(value) for key, value in pairs}
+
+
+def test_readme_demo_settings_are_the_presets():
+    cfg = config.load(ROOT / "presets" / "demo.yaml")
+    settings = _readme_settings()
+    for key, value in settings.items():
+        actual = config.get(cfg, key)
+        assert actual == value or (isinstance(actual, float) and abs(actual - float(value)) < 1e-12), \
+            f"README says {key}={value}, presets/demo.yaml gives {actual}: rerun the demo and update the README"
+
+
+def test_readme_names_every_grpo_setting_of_the_demo():
+    """Every GRPO key the preset sets (and Stage 1's length) is on the README's settings line."""
+    preset = yaml.safe_load((ROOT / "presets" / "demo.yaml").read_text())
+    wanted = {f"grpo.{k}" for k in preset["grpo"]} | {"sft.max_steps", "data.sft_samples"}
+    assert wanted <= set(_readme_settings()), sorted(wanted - set(_readme_settings()))
