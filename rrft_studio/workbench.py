@@ -524,6 +524,8 @@ def banner(rows: list[dict], threshold: float = 0.9, steps: int = 10) -> list[tu
         if all(abs(m) <= SPREAD_EPS for m in means):
             out.append(("warning", f"{name} has been 0 for every completion for {steps} steps: it never pays"))
         elif max(means) - min(means) <= SPREAD_EPS:
-            out.append(("info", f"{name} has been {means[-1]:.2f} for every completion for {steps} steps: "
-                        "saturated, the other rewards carry the signal"))
+            rest = ("saturated, the other rewards carry the signal" if len(names) > 1 else
+                    "it is the only reward, so no completion is preferred to another")
+            out.append(("info" if len(names) > 1 else "warning",
+                        f"{name} has been {means[-1]:.2f} for every completion for {steps} steps: {rest}"))
     return out

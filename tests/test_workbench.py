@@ -157,3 +157,6 @@ def test_banner_for_a_constant_reward():
     assert level == "info" and "format_reward has been 1.00" in message and "saturated" in message
     ((level, message),) = workbench.banner(_rows(0.2, fmt_std=0.0, fmt=0.0))
     assert level == "warning" and "format_reward has been 0 for every completion" in message
+    alone = [{k: v for k, v in r.items() if "accuracy" not in k} for r in _rows(0.2, fmt_std=0.0, fmt=0.5)]
+    ((level, message),) = workbench.banner(alone)  # the only reward: nothing else carries a signal
+    assert level == "warning" and "only reward, so no completion is preferred" in message
