@@ -57,6 +57,9 @@ def test_data_root_is_all_it_takes(dataset, task):
         assert data.source(cfg, split)[0] == dataset / "test_jsons" / module.DATASET[split]
         rows = data.records(cfg, split)
         assert len(rows) == 4 and "test_images" in data.images_of(rows[0])[0]
+    from rrft_studio import card
+
+    assert f"records from `{module.DATASET['train']}`" in "\n".join(card._data(cfg))  # the model card names it
 
 
 def test_files_given_one_by_one_with_their_own_image_roots(dataset, tmp_path):
