@@ -74,7 +74,8 @@ def plot(points: list[dict], path: Path) -> Path:
                     label=f"{method}: {key}" if method else key)
     ax.set(xscale="log", xlabel="training samples", ylabel="accuracy (%)", title="data efficiency")
     ticks = sorted({p["samples"] for p in points})
-    ax.set_xticks(ticks, [str(t) for t in ticks])
+    ax.set_xticks(ticks, [f"{t:,}" for t in ticks])
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())  # a narrow range gets labelled minor ticks
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
