@@ -22,11 +22,12 @@ from rrft_studio.tasks import checks, spatial
 
 SETTINGS = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 # Numbers whose valid values do not depend on another field (the others are checked together with theirs:
-# micro_batch divides prompts x G, min <= max, tiny shapes divide, shares sum to at most 1, epochs or steps).
+# micro_batch divides prompts x G, min <= max, max_samples past sft_samples, tiny shapes divide, shares sum to at most 1, epochs or steps).
 DEPENDENT = {"grpo.micro_batch", "grpo.num_generations", "grpo.prompts_per_step", "grpo.epochs", "sft.epochs",
              "grpo.max_steps", "sft.max_steps", "data.counting.subtract_fraction", "data.counting.add_fraction",
              "model.tiny.hidden_size", "model.tiny.num_heads", "model.tiny.num_kv_heads", "model.tiny.vision_embed_dim",
-             "model.tiny.vision_heads", "grpo.reward_weights", "run.processes"}  # processes divide the batches
+             "model.tiny.vision_heads", "grpo.reward_weights", "run.processes",  # processes divide the batches
+             "data.max_samples", "data.sft_samples"}  # rft: max_samples leaves GRPO records past sft_samples
 DEPENDENT |= {f"data.{t}.{m}_{w}" for t in ("counting", "spatial") for m in ("min", "max") for w in ("objects", "steps")}
 
 
