@@ -105,7 +105,6 @@ def load_weights_on_resume(trainer) -> None:
         target = model if model is not None else trainer.model
         saved = type(target).from_pretrained(checkpoint, dtype=target.dtype, device_map="cpu")
         target.load_state_dict(saved.state_dict(), strict=True)
-        del saved
 
     trainer._load_from_checkpoint = load
 

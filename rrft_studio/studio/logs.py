@@ -49,25 +49,13 @@ class Tail:
 
     def changed(self) -> bool:
         """Whether there may be new lines; starts over (generation + 1) when the file shrank or was replaced."""
-        try:
-            stat = os.stat(self.path)
-        except OSError:
-            stat = None
-        identity = (stat.st_dev, stat.st_ino) if stat else None
-        if stat is None or identity != self.identity or stat.st_size < self.offset or not self._same_head():
+        identity, size = _stat(self.path)
+        if identity is None or identity != self.identity or size < self.offset \
+                or not _same_head(self.path, self.head):
             if self.offset or self.identity:
                 self.generation += 1
             self.offset, self.identity, self.head = 0, identity, b""
-        return stat is not None and stat.st_size > self.offset
-
-    def _same_head(self) -> bool:
-        if not self.head:
-            return True
-        try:
-            with open(self.path, "rb") as f:
-                return f.read(len(self.head)) == self.head
-        except OSError:
-            return False
+        return identity is not None and size > self.offset
 
     def chunks(self) -> Iterator[tuple[int, bytes]]:
         """(offset, bytes) of the complete lines after the offset, a few MB at a time; the offset then moves
@@ -242,12 +230,7 @@ class Samples:
 
     def update(self) -> None:
         """Notice a file replaced, cut back or rewritten (its parsed records dropped); appends keep them."""
-        try:
-            stat = os.stat(self.path)
-        except OSError:
-            stat = None
-        identity = (stat.st_dev, stat.st_ino) if stat else None
-        size = stat.st_size if stat else 0
+        identity, size = _stat(self.path)
         if identity != self.identity or size < self.size or not _same_head(self.path, self.head):
             self.identity, self.head, self.parsed = identity, _read_head(self.path), OrderedDict()
             self.version = (self.version[0] + 1, 0)
@@ -330,6 +313,15 @@ class Samples:
     @property
     def nbytes(self) -> int:
         return sum(32 * 1024 for _ in self.parsed)
+
+
+def _stat(path: Path) -> tuple[tuple | None, int]:
+    """((device, inode), size) of a file; (None, 0) when it is missing or unreadable."""
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return None, 0
+    return (stat.st_dev, stat.st_ino), stat.st_size
 
 
 def _read_head(path: Path) -> bytes:
@@ -425,26 +417,12 @@ class Spread:
         self.version = (0, 0)
 
     def update(self) -> None:
-        try:
-            stat = os.stat(self.path)
-        except OSError:
-            stat = None
-        identity = (stat.st_dev, stat.st_ino) if stat else None
-        size = stat.st_size if stat else 0
-        if identity != self.identity or size < self.size or not self._same_head():
+        identity, size = _stat(self.path)
+        if identity != self.identity or size < self.size or not _same_head(self.path, self.head):
             self.identity, self.head, self.rows, self.last = identity, b"", {}, (-1, None)
             self.version = (self.version[0] + 1, 0)
         self.size = size
         self.version = (self.version[0], size)
-
-    def _same_head(self) -> bool:
-        if not self.head:
-            return True
-        try:
-            with open(self.path, "rb") as f:
-                return f.read(len(self.head)) == self.head
-        except OSError:
-            return False
 
     def think_answer(self, stage: str, max_points: int) -> list[dict]:
         if not self.size:
