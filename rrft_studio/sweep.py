@@ -8,7 +8,7 @@ process (backends patch libraries on import), under one sweep directory:
       sweep.png
 
     rrft-studio sweep presets/counting_2b.yaml --samples 3200 6400 12800
-    rrft-studio sweep presets/demo.yaml sft.max_steps=-1 grpo.max_steps=-1 --samples 8400 8800 --methods cot_sft rft
+    rrft-studio sweep presets/demo.yaml data.sft_samples=8000 sft.max_steps=-1 grpo.max_steps=-1 --samples 8400 8800 --methods cot_sft rft
 
 With several methods, each point is `method=M data.max_samples=N`: rft's Stage 1 keeps data.sft_samples and
 Stage 2 gets the rest, cot_sft trains on all N (the paper's data-efficiency comparison).

@@ -113,7 +113,7 @@ def test_every_preset_validates(preset):
 def test_rft_needs_records_left_for_grpo():
     """A sweep point of method rft below data.sft_samples would give GRPO nothing (or Stage 1's own records)."""
     demo = Path(__file__).resolve().parents[1] / "presets" / "demo.yaml"
-    with pytest.raises(ConfigError, match="data.max_samples=4000 leaves GRPO no records.*data.sft_samples=8000"):
+    with pytest.raises(ConfigError, match="data.max_samples=4000 leaves GRPO no records.*data.sft_samples=6400"):
         config.load(demo, ["data.max_samples=4000"])
     config.load(demo, ["data.max_samples=8800"])
     config.load(demo, ["data.max_samples=4000", "method=cot_sft"])  # one stage takes them all
