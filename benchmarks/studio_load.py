@@ -14,7 +14,8 @@ own copies because it plays a live run: during the tick measurements a thread ap
 
 Then it starts `python app.py` on the folder and drives headless Chromium (Playwright, /usr/bin/chromium,
 the browser tests' flags): time from a click on the monitor tab to the runs table, to all plots drawn, the
-server time and payload of a timer tick (idle, then with the live run writing), 4 runs overlaid, the
+server time and payload of a timer tick (idle, then with the live run writing) and the share of that time
+the browser's main thread spent in long tasks (over 50 ms: drawing the plots), 4 runs overlaid, the
 Rollouts tab's first step and the next one; the studio's peak RSS, and its RSS after the browser closed.
 Ticks are read off the page's own event stream (the browser's fetch of Gradio's queue is wrapped to count
 each message's bytes; the server time is the `duration` Gradio reports for each event). Prints a table
@@ -301,7 +302,11 @@ class Studio:
 
 # Counts every message of Gradio's event stream: its bytes, its event, and the server time Gradio reports.
 RECORDER = """(() => {
-  const rec = window.__rrft = {joins: {}, messages: []};
+  const rec = window.__rrft = {joins: {}, messages: [], busy: []};
+  try {  // the main thread's long tasks (over 50 ms): the time the page could not answer a click
+    new PerformanceObserver(list => { for (const e of list.getEntries()) rec.busy.push([e.startTime, e.duration]); })
+      .observe({type: "longtask", buffered: true});
+  } catch (e) {}
   const original = window.fetch.bind(window);
   const note = (block) => {
     const data = block.split("\\n").filter(l => l.startsWith("data:")).map(l => l.slice(5).trim()).join("\\n");
@@ -373,11 +378,15 @@ def _ticks(page, seconds: float) -> dict:
     for start, end in zip(heads, heads[1:]):  # complete ticks only
         group = [e for e in events.values() if start - 50 <= e["t"] < end - 50]
         per_tick.append((sum(e["ms"] for e in group), sum(e["bytes"] for e in group)))
+    window_ms = 1000 * seconds
+    busy = sum(min(start + d, since + window_ms) - max(start, since) for start, d in rec["busy"]
+               if start < since + window_ms and start + d > since) / window_ms
     if not per_tick:
-        return {"ticks": 0, "ms": float("nan"), "ms_max": float("nan"), "kb": float("nan"), "kb_max": float("nan")}
+        return {"ticks": 0, "ms": float("nan"), "ms_max": float("nan"), "kb": float("nan"), "kb_max": float("nan"),
+                "busy": busy}
     return {"ticks": len(per_tick), "ms": sum(t[0] for t in per_tick) / len(per_tick),
             "ms_max": max(t[0] for t in per_tick), "kb": sum(t[1] for t in per_tick) / len(per_tick) / 1000,
-            "kb_max": max(t[1] for t in per_tick) / 1000}
+            "kb_max": max(t[1] for t in per_tick) / 1000, "busy": busy}
 
 
 def _server_s(page, since: float) -> float:
@@ -489,7 +498,8 @@ def table(figures: dict, runs: int, steps: int) -> str:
 
     def tick(key: str) -> tuple[str, str]:
         k = t[key]
-        return (f"{k['ms']:.0f} ms (max {k['ms_max']:.0f}) / {k['kb']:.0f} kB (max {k['kb_max']:.0f})",
+        return (f"{k['ms']:.0f} ms (max {k['ms_max']:.0f}) / {k['kb']:.0f} kB (max {k['kb_max']:.0f}); browser "
+                f"busy {100 * k['busy']:.0f}% of the time",
                 met(k["ms_max"] < GOALS["tick_ms"] and k["kb_max"] < GOALS["tick_kb"]))
 
     rows = [

@@ -159,8 +159,14 @@ def test_a_tick_sends_only_what_changed(live_run):
     idle = monitor.refresh_plots(launcher, name, [name], "auto", first[-1])
     assert idle[:-1] == [SKIP] * (len(idle) - 1)  # nothing changed: nothing sent
     _append(live_run / "metrics.jsonl", _line(3001, reward=9.0, kl=0.5))
-    live = monitor.refresh_plots(launcher, name, [name], "auto", idle[-1])
-    assert live[0] != SKIP and sum(u != SKIP for u in live[3:-2]) >= 2  # the summary, the reward and KL plots
+    soon = monitor.refresh_plots(launcher, name, [name], "auto", idle[-1])
+    assert soon[0] != SKIP and all(u == SKIP for u in soon[3:-2])  # the summary at once, the plots not yet
+    later = {k: (v[0], v[1], v[2] - monitor.LIVE_REDRAW_S) if k.startswith("plot") and v else v
+             for k, v in soon[-1].items()}  # as if the plots were drawn LIVE_REDRAW_S ago
+    live = monitor.refresh_plots(launcher, name, [name], "auto", later)
+    assert sum(u != SKIP for u in live[3:-2]) >= 2  # the reward and KL plots with the new step
+    again = monitor.refresh_plots(launcher, name, [name], "auto", soon[-1], smoothing=0.5)
+    assert sum(u != SKIP for u in again[3:-2]) >= 2  # smoothing moved: redrawn at once, however recent
 
 
 def test_a_plot_carries_at_most_its_budget(live_run):
@@ -181,3 +187,18 @@ def test_rollouts_go_to_the_nearest_logged_step(tmp_path):
     assert rollouts.nearest(tmp_path, 9.0) == 8 and rollouts.nearest(tmp_path, 100) == 12
     assert rollouts.nearest(tmp_path, None) == 12  # the newest first
     assert rollouts.nearest(tmp_path / "none", 3) is None
+
+
+def test_overlaid_runs_eval_bars_stand_side_by_side(tmp_path):
+    """Two runs' accuracies after the same stage are two bars, not one bar of their sum."""
+    dirs = []
+    for name, accuracy in (("a", 0.7), ("b", 0.6)):
+        for label in ("base", "sft"):
+            path = tmp_path / name / "eval" / label / "id.json"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps({"accuracy": accuracy if label == "sft" else 0.0, "n": 10, "predictions": []}))
+        dirs.append(tmp_path / name)
+    frame = monitor.eval_frame(dirs)
+    assert list(frame["evaluated"]) == ["base · id · a", "base · id · b", "sft · id · a", "sft · id · b"]
+    assert list(frame["accuracy"]) == [0.0, 0.0, 0.7, 0.6]
+    assert list(monitor.eval_frame(dirs[:1])["evaluated"]) == ["base · id", "sft · id"]  # one run: no run names

@@ -295,7 +295,8 @@ def chart(title: str, y_title: str, parts: list[tuple], rules: list[dict] = (), 
             "params": [{"name": "zoom", "select": {"type": "interval", "encodings": ["x"]}, "bind": "scales"}],
             "encoding": {
                 "x": _axis_x(x_title),
-                "y": {"field": "value", "type": "quantitative", "title": y_title or None, "scale": {"zero": False}},
+                "y": {"field": "value", "type": "quantitative", "title": y_title or None, "scale": {"zero": False},
+                      "axis": {"format": ",~r"}},  # no trailing zeros (a constant series read 2.000000), no 1e+2
                 "color": {"field": "series", "type": "nominal", "title": None,
                           "legend": {"orient": "bottom", "columns": 3, "labelLimit": 160},
                           "scale": {"domain": names, "range": names}},  # the theme replaces the range by its colours

@@ -8,7 +8,8 @@ A run launched from the Train tab is selected as soon as its directory exists.
 Built for long runs (100,000 logged steps, 50 runs in the folder): the runs table is its own event, read from
 the status files only; the plots come from logs.py, which reads only what a file gained since the last look,
 cut down by charts.py to what a plot about 450 pixels wide can show, and a timer tick sends an output only
-when it changed since this page last got it, so an idle tick sends almost nothing. The plots are Vega-Lite
+when it changed since this page last got it, so an idle tick sends almost nothing; a live run's plots are
+redrawn every LIVE_REDRAW_S seconds, not on every tick. The plots are Vega-Lite
 charts drawn on a canvas (gr.Plot): gr.LinePlot adds an SVG hover point for every data point, which takes
 the browser about half a millisecond each. The export writes every logged step, not the plotted ones. The
 timer only ticks while this tab is open.
@@ -35,6 +36,11 @@ from .launcher import Launcher, tail
 __all__ = ["PLOTS", "downsample", "frame", "plotted", "build"]  # the plots' helpers live in charts.py
 COLUMNS = 3
 BANNER_THRESHOLD, BANNER_STEPS = 0.9, 10  # zero-spread share, for this many logged GRPO steps in a row
+# A live run's new lines redraw its plots at most this often (the summary line follows every tick): redrawing a
+# dozen Vega charts of four overlaid runs kept a 2-core machine's browser busy for most of each 1-second tick,
+# and a click on another tab waited behind it (benchmarks/studio_load.py). A change of run, stage, overlay or
+# smoothing redraws at once.
+LIVE_REDRAW_S = 5.0
 
 
 def think_answer_rows(run_dir: Path, stage: str = "grpo") -> list[dict]:
@@ -48,8 +54,13 @@ def current_stage(run_dir: Path) -> str:
 
 
 def eval_frame(run_dirs: list[Path]) -> pd.DataFrame:
-    rows = [(label.replace("/", " · "), result["accuracy"], run_dir.name) for run_dir in run_dirs
-            for label, result in catalog.eval_results(run_dir).items()]
+    """One bar per evaluation and run: with several runs each bar's label names its run, and the bars of one
+    evaluation stand side by side (one x value shared by several runs would stack their accuracies)."""
+    found = [(label.replace("/", " · "), result["accuracy"], run_dir.name) for run_dir in run_dirs
+             for label, result in catalog.eval_results(run_dir).items()]
+    labels = list(dict.fromkeys(label for label, _, _ in found))  # base, then each stage, as the runs made them
+    found.sort(key=lambda row: labels.index(row[0]))  # stable: the runs in their order within an evaluation
+    rows = [(f"{label} · {run}" if len(run_dirs) > 1 else label, accuracy, run) for label, accuracy, run in found]
     return pd.DataFrame(rows, columns=["evaluated", "accuracy", "run"])
 
 
@@ -257,7 +268,7 @@ def refresh_table(launcher: Launcher, name: str | None, chosen: list[str] | None
 def refresh_plots(launcher: Launcher, name: str | None, chosen: list[str] | None, stage_choice: str,
                   sent: dict | None, smoothing: float = 0.0, follow: int | None = None) -> list:
     """Summary, banner, plot note, one update per plot slot and the eval bars: each only if it changed."""
-    sent = dict(sent or {})
+    sent, now = dict(sent or {}), time.monotonic()
     infos = catalog.list_runs(launcher.runs_dir) if follow else []
     name, moved = _follow(infos, name, follow, sent)
     name = name or newest_run(launcher.runs_dir)  # the table's event, running beside this one, picks the same
@@ -279,12 +290,13 @@ def refresh_plots(launcher: Launcher, name: str | None, chosen: list[str] | None
             updates.append(_changed(sent, f"plot{slot}", None, lambda: gr.update(visible=False)))
             continue
         reads_samples = any(k in ROLLOUT_KEYS or k == BANDS for k in spec[1])
-        version = (spec[0], shown, tuple(d.name for d in dirs), smoothing, repr(resumes),
-                   tuple((r.metrics.version, r.spread.version if reads_samples else None) for r in loaded))
-        if sent.get(f"plot{slot}") == version:
-            updates.append(gr.skip())
+        what = (spec[0], shown, tuple(d.name for d in dirs), smoothing, repr(resumes))
+        data = tuple((r.metrics.version, r.spread.version if reads_samples else None) for r in loaded)
+        last = sent.get(f"plot{slot}")  # (what, data, when) this page was last sent
+        if last and last[0] == what and (last[1] == data or now - last[2] < LIVE_REDRAW_S):
+            updates.append(gr.skip())  # unchanged, or new lines of a live run drawn a moment ago
             continue
-        sent[f"plot{slot}"] = version
+        sent[f"plot{slot}"] = (what, data, now)
         updates.append(_plot(dirs, shown, spec, smoothing, markers(dirs, shown, resumes), len(specs)))
     evals = eval_frame(dirs)
     order = list(dict.fromkeys(evals["evaluated"]))  # base, then each stage, as the run made them
@@ -309,9 +321,9 @@ def _plot(dirs: list[Path], stage: str, spec: tuple, smoothing: float, rules: li
         else gr.update(visible=False)
 
 
-def build(launcher: Launcher, tab: gr.Tab, follow: gr.State | None = None) -> gr.Timer:
-    """Lay out the tab; returns its timer, which the app switches on only while the tab is shown. follow: the
-    Train tab's last launch (its pid), whose run is selected once it exists."""
+def build(launcher: Launcher, tab: gr.Tab, timer: gr.Timer, follow: gr.State | None = None) -> None:
+    """Lay out the tab; its plots and table follow `timer`, which the app switches on only while the tab is
+    shown. follow: the Train tab's last launch (its pid), whose run is selected once it exists."""
     follow = follow if follow is not None else gr.State(0)
     with gr.Row():
         run = gr.Dropdown([], label="Run", scale=4, elem_id="monitor-run",
@@ -354,7 +366,6 @@ def build(launcher: Launcher, tab: gr.Tab, follow: gr.State | None = None) -> gr
                           y_lim=[0, 1], visible=False, elem_id="monitor-eval")
     with gr.Accordion("Log of the run's process", open=False):
         log = gr.Code(language=None, lines=14, max_lines=14, interactive=False, elem_id="monitor-log")
-    timer = gr.Timer(1.0, active=False)
     table_sent, plots_sent = gr.State({}), gr.State({})  # what this page was last sent
     pending = gr.State(None)  # the rename or delete waiting for its confirmation
 
@@ -381,4 +392,3 @@ def build(launcher: Launcher, tab: gr.Tab, follow: gr.State | None = None) -> gr
     yes.click(lambda p: confirmed(launcher, p), pending, [confirm_row, note, run, overlay, table_sent]).then(
         **table_io).then(**plots_io)
     export.click(lambda names: gr.File(value=export_csv(launcher, names), visible=True), overlay, exported)
-    return timer

@@ -278,8 +278,9 @@ def jump(runs_dir: Path, name: str, s: float, *view_args) -> list:
             *view(runs_dir, name, step, *view_args)]
 
 
-def build(runs_dir: Path, tab: gr.Tab) -> dict:
-    """Lay out the tab; returns what a jump to a run's step needs (its inputs and outputs)."""
+def build(runs_dir: Path, tab: gr.Tab, monitor_timer: gr.Timer) -> dict:
+    """Lay out the tab; returns what a jump to a run's step needs (its inputs and outputs). Opening the tab
+    switches the monitor's timer off in the same answer that fills it: one round trip, not two."""
     with gr.Row(equal_height=True):
         run = gr.Dropdown([], label="Run", scale=3, elem_id="rollouts-run")
         step = gr.Slider(0, 1, value=0, step=1, label="Step", scale=2, min_width=200, elem_id="rollouts-step")
@@ -317,7 +318,8 @@ def build(runs_dir: Path, tab: gr.Tab) -> dict:
     view_outputs = [line, group, *group_outputs]
 
     # One event per action, each drawing the whole step: a step is one line of samples.jsonl, read on its own.
-    tab.select(lambda *a: enter(runs_dir, *a), [run, step, *settings], [run, step, *view_outputs])
+    tab.select(lambda *a: [gr.Timer(active=False), *enter(runs_dir, *a)], [run, step, *settings],
+               [monitor_timer, run, step, *view_outputs])
     run.input(lambda *a: open_run(runs_dir, *a), [run, *settings], [step, *view_outputs])
     step.release(lambda *a: go_to(runs_dir, *a), [run, step, *settings], [step, *view_outputs])
     for control in (filters, order):

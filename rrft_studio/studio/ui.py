@@ -81,25 +81,35 @@ def build(runs_dir: Path, presets_dir: Path, device: str = "auto", max_loaded: i
     with gr.Blocks(title="rrft-studio") as demo:
         gr.Markdown(header(runs_dir), elem_id="rrft-header")
         jump_box = gr.Textbox(visible="hidden", elem_id="rrft-jump")
+        # The monitor's timer ticks only while its tab is shown. Each tab's switch is registered before the tab's
+        # own events, so it goes out first: registered after them, it went out once the browser had drawn the
+        # last tick, and a tick or two more reached a page that had already left the monitor.
+        monitor_timer = gr.Timer(1.0, active=False)
+        tabs = {}
+
+        def tab(label: str, key: str, switch: bool = True, **kwargs) -> gr.Tab:
+            tabs[key] = gr.Tab(label, id=key, elem_id=f"tab-{key}", **kwargs)
+            if switch:
+                tabs[key].select(lambda: gr.Timer(active=key == "monitor"), None, monitor_timer)
+            return tabs[key]
+
         with gr.Tabs() as tab_set:
-            tabs = {}
-            with gr.Tab("Train", id="train", elem_id="tab-train") as tabs["train"]:
+            with tab("Train", "train"):
                 launched = train.build(launcher, presets_dir, tabs["train"], demo)
-            with gr.Tab("Runs / monitor", id="monitor", elem_id="tab-monitor") as tabs["monitor"]:
-                monitor_timer = monitor.build(launcher, tabs["monitor"], launched)
-            with gr.Tab("Rollouts", id="rollouts", elem_id="tab-rollouts") as tabs["rollouts"]:
-                at_step = rollouts.build(runs_dir, tabs["rollouts"])
-            with gr.Tab("Compare", id="compare", elem_id="tab-compare") as tabs["compare"]:
+            with tab("Runs / monitor", "monitor"):
+                monitor.build(launcher, tabs["monitor"], monitor_timer, launched)
+            # render_children: laid out (hidden) with the page, so opening the tab only fills it: measured with
+            # benchmarks/studio_load.py, building the tab on its first opening cost the browser about a second
+            with tab("Rollouts", "rollouts", switch=False, render_children=True):  # its opening event switches
+                at_step = rollouts.build(runs_dir, tabs["rollouts"], monitor_timer)
+            with tab("Compare", "compare"):
                 compare.build(runs_dir, pool, tabs["compare"], folders)
-            with gr.Tab("Chat", id="chat", elem_id="tab-chat") as tabs["chat"]:
+            with tab("Chat", "chat"):
                 chat.build(runs_dir, pool, tabs["chat"], folders)
-            with gr.Tab("Rewards", id="rewards", elem_id="tab-rewards") as tabs["rewards"]:
+            with tab("Rewards", "rewards"):
                 rewards_tab.build(launcher, presets_dir)
-            with gr.Tab("Data", id="data", elem_id="tab-data") as tabs["data"]:
+            with tab("Data", "data"):
                 data.build(launcher, presets_dir)
-        # The monitor polls the disk only while it is on screen.
-        for name, tab in tabs.items():
-            tab.select(lambda on=(name == "monitor"): gr.Timer(active=on), None, monitor_timer)
 
         def to_rollouts(text, *settings):
             target = jump_target(text)
