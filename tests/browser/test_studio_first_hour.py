@@ -24,10 +24,18 @@ TOOLTIP = "() => { const t = document.querySelector('#vg-tooltip-element'); retu
 
 
 def editor_text(page, text: str) -> None:
-    page.click("#train-editor .cm-content")
-    page.keyboard.press("Control+A")
-    page.keyboard.press("Delete")
-    page.keyboard.insert_text(text)
+    """Replace the preset editor's text as a user would: a click into it, select all, type. A click that lands
+    while the page is still settling after a tab switch can leave the focus outside the editor (the keys then
+    went nowhere): the text is typed again until the editor holds it."""
+    for _ in range(3):
+        page.click("#train-editor .cm-content")
+        page.keyboard.press("Control+A")
+        page.keyboard.press("Delete")
+        page.keyboard.insert_text(text)
+        if page.inner_text("#train-editor .cm-content").strip() == text.strip():
+            return
+        page.wait_for_timeout(500)
+    raise AssertionError("the preset editor did not take the typed text")
 
 
 def test_train_offers_the_demo_and_says_what_will_go_wrong(page, shot, studio):
@@ -45,6 +53,8 @@ def test_train_offers_the_demo_and_says_what_will_go_wrong(page, shot, studio):
     page.fill("#train-overrides textarea", "sft.logging_steps=5")
     page.wait_for_selector("#train-validation:has-text('sft.logging_steps=5 exceeds sft.max_steps=2')")
     page.fill("#train-overrides textarea", "")
+    # the verdict shrinks back to one line: a click before it does can land where the button was
+    page.wait_for_function("!document.querySelector('#train-validation').innerText.includes('exceeds')")
 
     # "Show command" runs the shipped preset as it is, and adds nothing to the preset list.
     page.click("#train-show")
@@ -65,15 +75,18 @@ def test_train_offers_the_demo_and_says_what_will_go_wrong(page, shot, studio):
     shot("train_first_hour")
 
 
-def _click_a_point(page, slot: int) -> str:
-    """Hover along a plot's line until a point's tooltip shows, click it; returns the tooltip's step."""
+def _click_a_point(page, slot: int, tries: int = 4) -> str:
+    """Hover along a plot's line until a point's tooltip shows, click it; returns the tooltip's step. A live
+    run's plot is redrawn every few seconds, and a pass that met a redraw is made again on the new drawing."""
     page.locator(f"#monitor-plot-{slot}").scroll_into_view_if_needed()
-    for x, y in page.evaluate(LINE_PIXELS, f"#monitor-plot-{slot}"):
-        page.mouse.move(x, y)
-        tip = page.evaluate(TOOLTIP)
-        if "click: its rollouts" in tip:
-            page.mouse.click(x, y)
-            return re.search(r"click: its rollouts\)\s+(\d+)", tip).group(1)
+    for _ in range(tries):
+        for x, y in page.evaluate(LINE_PIXELS, f"#monitor-plot-{slot}"):
+            page.mouse.move(x, y)
+            tip = page.evaluate(TOOLTIP)
+            if "click: its rollouts" in tip:
+                page.mouse.click(x, y)
+                return re.search(r"click: its rollouts\)\s+(\d+)", tip).group(1)
+        page.wait_for_timeout(2500)  # the next redraw (monitor.LIVE_REDRAW_S) may have more points
     raise AssertionError(f"no point of plot {slot} showed its link")
 
 

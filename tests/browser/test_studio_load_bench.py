@@ -20,4 +20,5 @@ def test_the_load_benchmark_runs_end_to_end(tmp_path):
     figures = json.loads(out.read_text())
     assert figures["runs"] == 4 and figures["tick_idle"]["ticks"] >= 1 and figures["tick_live"]["ticks"] >= 1
     assert figures["tick_idle"]["kb"] < figures["tick_live"]["kb"]  # an idle tick sends (almost) nothing
+    assert all(0 <= figures[k]["busy"] <= 1 for k in ("tick_idle", "tick_live", "tick_overlay"))  # long tasks read
     assert all(figures[k] > 0 for k in ("table_s", "plots_s", "overlay_s", "rollouts_s", "rollouts_next_s", "rss_peak_mb"))
