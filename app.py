@@ -23,6 +23,7 @@ import argparse
 import gc
 import ipaddress
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -93,11 +94,16 @@ def main(argv: list[str] | None = None) -> int:
     demo, pool = build(folders.runs, folders.presets, device=args.device, max_loaded=args.max_loaded, folders=folders)
     guard = Middleware(Guard, max_body=int(args.max_upload_mb * 2**20), login=auth is not None)
     gc.freeze()  # the app's objects live as long as it: out of the collector's full scans, which reading logs triggers
+    # A process started in the background of a script inherits SIGINT ignored, and Python then leaves it ignored:
+    # the studio would outlive `kill -INT` (and a test's or a service manager's polite stop) until killed.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         demo.queue(default_concurrency_limit=8).launch(
             server_name=args.host, server_port=args.port, share=args.share, auth=auth,
             allowed_paths=[str(folders.runs)], max_file_size=f"{args.max_upload_mb:g}mb",
             css=CSS, js=JS, footer_links=["gradio", "settings"], ssr_mode=False, app_kwargs={"middleware": [guard]})
+    except KeyboardInterrupt:  # while launch() was still starting (once started, Gradio catches it and closes)
+        print("Keyboard interruption while starting... stopped.", file=sys.stderr)
     finally:
         pool.unload()  # model workers die with the studio; training runs do not
     return 0
