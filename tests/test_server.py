@@ -9,7 +9,6 @@ import io
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -20,7 +19,7 @@ import httpx
 import pytest
 from PIL import Image
 
-from conftest import ROOT
+from conftest import ROOT, free_port
 from rrft_studio import chat_api, server, tiny
 from rrft_studio.chat_api import ApiError, Decoder, Limits
 
@@ -40,12 +39,6 @@ def _data_url(raw: bytes) -> str:
     return "data:image/png;base64," + base64.b64encode(raw).decode()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def live(tmp_path_factory):
     """A real `rrft-studio serve` process on a random micro model, with a key and an allowed image folder."""
@@ -54,7 +47,7 @@ def live(tmp_path_factory):
     allowed = root / "images"
     allowed.mkdir()
     (allowed / "red.png").write_bytes(_png())
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "rrft_studio.cli", "serve", str(checkpoint), "--port", str(port),
                              "--api-key", KEY, "--allow-dir", str(allowed), "--device", "cpu", "--max-queue", "4",

@@ -4,43 +4,20 @@ inherits it: Ctrl+C, `kill -INT` and a service manager's polite stop end it, not
 from __future__ import annotations
 
 import signal
-import socket
 import subprocess
-import sys
-import time
 
-import httpx
-
-from conftest import ROOT
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from test_studio_security import Studio  # a real `python app.py`, started and waited for
 
 
 def test_the_studio_ends_on_sigint_inherited_as_ignored(tmp_path):
-    port = _free_port()
-    log = tmp_path / "app.log"
-    proc = subprocess.Popen([sys.executable, "app.py", "--runs-dir", str(tmp_path / "runs"), "--presets-dir",
-                             str(ROOT / "presets"), "--port", str(port), "--device", "cpu"], cwd=ROOT,
-                            stdout=open(log, "w"), stderr=subprocess.STDOUT,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    studio = Studio(tmp_path, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
     try:
-        for _ in range(400):
-            try:
-                httpx.get(f"http://127.0.0.1:{port}/", timeout=1)
-                break
-            except httpx.HTTPError:
-                assert proc.poll() is None, log.read_text()
-                time.sleep(0.25)
-        proc.send_signal(signal.SIGINT)
+        studio.proc.send_signal(signal.SIGINT)
         try:
-            proc.wait(60)  # a bound for a hang, not a speed goal: it takes about 2 s
+            studio.proc.wait(60)  # a bound for a hang, not a speed goal: it takes about 2 s
         except subprocess.TimeoutExpired:
             raise AssertionError("the studio ignored SIGINT") from None
-        assert "Traceback" not in log.read_text(), log.read_text()  # stopped, not crashed, wherever it was
+        assert "Traceback" not in studio.log(), studio.log()  # stopped, not crashed, wherever it was
     finally:
-        if proc.poll() is None:
-            proc.kill()
+        if studio.proc.poll() is None:
+            studio.proc.kill()

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,17 +15,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, free_port
 
 ZEN = "Beautiful is better than ugly"  # what `import this` prints
 PRESET = "method: cot_sft\nmodel:\n  tiny: {hidden_size: 64, num_layers: 2}\n"
 GRPO = "run: {stages: [grpo]}\nmodel: {tiny: {hidden_size: 64, num_layers: 2}}\n"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _folders(root: Path) -> dict[str, Path]:
@@ -53,15 +46,15 @@ def _folders(root: Path) -> dict[str, Path]:
 
 
 class Studio:
-    def __init__(self, root: Path, *extra: str):
+    def __init__(self, root: Path, *extra: str, **popen):
         self.folders = _folders(root)
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = root / "app.log"
         cmd = [sys.executable, "app.py", "--port", str(self.port), "--device", "cpu", "--max-upload-mb", "1",
                *(x for k in ("runs", "presets", "data", "models", "cache") for x in (f"--{k}-dir", str(self.folders[k]))),
                *extra]
-        self.proc = subprocess.Popen(cmd, cwd=ROOT, stdout=open(self.log_path, "w"), stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(cmd, cwd=ROOT, stdout=open(self.log_path, "w"), stderr=subprocess.STDOUT, **popen)
         for _ in range(400):
             try:
                 httpx.get(self.url + "/", timeout=1)
@@ -117,7 +110,7 @@ def alice(locked_studio):
 
 
 def test_a_public_address_needs_a_password():
-    done = subprocess.run([sys.executable, "app.py", "--host", "0.0.0.0", "--port", str(_free_port())], cwd=ROOT,
+    done = subprocess.run([sys.executable, "app.py", "--host", "0.0.0.0", "--port", str(free_port())], cwd=ROOT,
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and done.stderr.count("\n") == 1 and "--insecure-no-auth" in done.stderr
 

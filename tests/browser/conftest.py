@@ -15,7 +15,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -23,6 +22,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+
+from conftest import free_port  # tests/conftest.py, the suite's own
 
 ROOT = Path(__file__).resolve().parents[2]
 MICRO = ROOT / "tests" / "data" / "micro.yaml"
@@ -64,12 +65,6 @@ def pytest_terminal_summary(terminalreporter):
         terminalreporter.write_line(f"{len(_skipped)} studio browser tests skipped: {_missing()}", red=True)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _presets(folder: Path, cache_dir: Path) -> Path:
     """micro.yaml (the test preset) and micro_long.yaml (SFT only, long enough to stop mid-way)."""
     folder.mkdir()
@@ -93,7 +88,7 @@ def studio(tmp_path_factory, cache_dir):
     done = subprocess.run([sys.executable, "-m", "rrft_studio.cli", "train", str(presets / "micro.yaml"),
                            f"run.runs_dir={runs_dir}"], cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
-    port = _free_port()
+    port = free_port()
     log = open(root / "app.log", "w")
     data_dir = root / "data"
     data_dir.mkdir()
