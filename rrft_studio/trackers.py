@@ -26,8 +26,6 @@ import socket
 from pathlib import Path
 from urllib.parse import urlparse
 
-from transformers import TrainerCallback  # import this module after models.choose_backend, as tracking.py
-
 from .config import Config, ConfigError
 
 NAMES = ("trackio", "tensorboard", "wandb", "mlflow")
@@ -135,11 +133,16 @@ def report_args(cfg: Config, output_dir: Path) -> dict:
 def attach(trainer, cfg: Config, run_dir: Path, stage: str) -> None:
     """Add the Bridge to a trainer built with report_args (nothing when no tracker is configured)."""
     if active(cfg):
-        trainer.add_callback(Bridge(cfg, run_dir, stage, trainer))
+        from transformers import TrainerCallback  # here, not at the top: `check` runs before the training libraries load
+
+        class Callback(Bridge, TrainerCallback):
+            pass
+
+        trainer.add_callback(Callback(cfg, run_dir, stage, trainer))
 
 
-class Bridge(TrainerCallback):
-    """Sends the resolved config when a stage starts and GRPO's rollouts at each logged step. It runs after
+class Bridge:
+    """The callback `attach` adds (with transformers' TrainerCallback as its base). Sends the resolved config when a stage starts and GRPO's rollouts at each logged step. It runs after
     transformers' tracker callbacks (added later), so their runs are open when it writes."""
 
     def __init__(self, cfg: Config, run_dir: Path, stage: str, trainer):

@@ -1,10 +1,12 @@
 """Every user mistake: exit status 2, one line naming the problem and the fix, nothing written."""
 
 import json
+import subprocess
+import sys
 
 import pytest
 
-from conftest import MICRO, cli
+from conftest import MICRO, ROOT, cli
 from rrft_studio.cli import main
 
 
@@ -94,3 +96,15 @@ def test_resume_refuses_a_finished_run(tmp_path, capsys):
     run_dir = runs.create(config.load(MICRO, [f"run.runs_dir={tmp_path}"]))
     runs.write_status(run_dir, state="finished")
     _fails(capsys, ["train", "--resume", str(run_dir)], "already finished")
+
+
+def test_a_mistake_is_answered_before_the_training_libraries_load(tmp_path):
+    """A typo in the data or the trackers is refused before transformers, trl and peft are imported (seconds of a
+    user's time on every mistake), in a fresh process as a user runs it."""
+    script = ("import sys\nfrom rrft_studio.cli import main\n"
+              f"code = main(['train', {str(ROOT / 'presets' / 'custom_example.yaml')!r}, "
+              f"'run.runs_dir={tmp_path / 'runs'}', 'run.report_to=[tensorboard]'])\n"
+              "print(code, sorted(m for m in ('transformers', 'trl', 'peft', 'unsloth') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.stdout.split("\n")[0] == "2 []", done.stdout + done.stderr
+    assert "data.train_file" in done.stderr and not (tmp_path / "runs").exists()
