@@ -21,19 +21,23 @@ from .launcher import Launcher, command_text, tail, with_processes
 
 
 def field_rows(query: str = "") -> list[list[str]]:
-    """key, type, default, doc for every config field whose key or doc contains the query."""
+    """key, default, 'type · doc' for every config field whose key or doc contains the query: three columns, as a
+    fourth (type) column in that narrow table broke words in two."""
     defaults = config.Config()
     rows = []
     for key, (hint, doc) in config.all_keys().items():
-        if typing.get_origin(hint) is typing.Literal:
-            kind = "one of " + ", ".join(map(str, typing.get_args(hint)))
+        if typing.get_origin(hint) is typing.Literal:  # the choices, where the doc does not name them all
+            kind, choices = "choice", list(map(str, typing.get_args(hint)))
+            if not all(choice in doc for choice in choices):
+                doc = f"{doc} (one of: {', '.join(choices)})"
         elif typing.get_origin(hint) is list:
             kind = f"list[{typing.get_args(hint)[0].__name__}]"
         else:
             kind = hint.__name__
         default = yaml.safe_dump(config.get(defaults, key), default_flow_style=True).strip()
-        row = [key, kind, default.removesuffix("...").strip(), doc]
-        if query.lower() in (key + " " + doc).lower():
+        # a long key may break after a dot only (<wbr> is no text: a copied key is still the key)
+        row = [key.replace(".", ".<wbr>"), default.removesuffix("...").strip(), f"{kind} · {doc}"]
+        if query.lower() in (key + " " + row[2]).lower():
             rows.append(row)
     return rows
 
@@ -183,9 +187,10 @@ def build(launcher: Launcher, presets_dir: Path, tab: gr.Tab, page: gr.Blocks | 
             progress = gr.Markdown(elem_id="train-progress")
         with gr.Column(scale=2):
             with gr.Accordion("Field reference: every key, its type, default and meaning", open=True):
-                search = gr.Textbox(placeholder="filter, e.g. lr or reward", show_label=False)
-                fields = gr.Dataframe(field_rows(), headers=["key", "type", "default", "doc"], wrap=True,
-                                      max_height=460, interactive=False, column_widths=["24%", "15%", "27%", "34%"],
+                search = gr.Textbox(placeholder="filter, e.g. lr or reward", show_label=False, elem_id="train-fields-search")
+                fields = gr.Dataframe(field_rows(), headers=["key", "default", "type · meaning"], wrap=True,
+                                      max_height=460, interactive=False, column_widths=["38%", "18%", "44%"],
+                                      datatype=["html", "str", "str"],
                                       elem_id="train-fields")
             with gr.Accordion("Resolved config (defaults + preset + overrides), documented", open=False):
                 resolved = gr.Code(language="yaml", interactive=False, lines=12, max_lines=40)

@@ -26,7 +26,9 @@ CSS = """
 .rrft-mono textarea { font-family: ui-monospace, monospace; font-size: 0.85em; }
 .rrft-banner { background: #fef3c7; border: 1px solid #d97706; border-radius: 6px; padding: 4px 12px; }
 #rrft-header { margin-bottom: 0; }
-#train-fields [role=gridcell][data-col="2"] .cell-wrap, #train-fields [role=gridcell][data-col="2"] span {
+#train-fields [role=gridcell][data-col="0"] span { overflow-wrap: normal !important; word-break: normal !important;
+  font-size: 0.88em; }
+#train-fields [role=gridcell][data-col="1"] .cell-wrap, #train-fields [role=gridcell][data-col="1"] span {
   white-space: nowrap !important; overflow: hidden; text-overflow: ellipsis; font-size: 0.92em; }
 .rrft-cards { display: grid; grid-template-columns: repeat(auto-fill, minmax(230px, 1fr)); gap: 8px; }
 .rrft-card { border: 1px solid var(--border-color-primary); border-left-width: 4px; border-radius: 6px;

@@ -45,9 +45,20 @@ def test_train_offers_the_demo_and_says_what_will_go_wrong(page, shot, studio):
     assert re.search(r"sft: (no GPU: estimate only|fits on|does not fit on)", verdict), verdict
 
     # The field table's default column stays on one line per cell.
-    lines = page.evaluate("""() => Array.from(document.querySelectorAll('#train-fields [role=gridcell][data-col="2"] span'))
+    lines = page.evaluate("""() => Array.from(document.querySelectorAll('#train-fields [role=gridcell][data-col="1"] span'))
         .map(s => [getComputedStyle(s).whiteSpace, s.getClientRects().length])""")
     assert lines and all(space == "nowrap" and rects <= 1 for space, rects in lines), lines
+    # A key breaks after a dot only, and fits its column (the longest segments: the gradient_checkpointing keys).
+    page.fill("#train-fields-search textarea", "gradient")
+    page.wait_for_function("document.querySelectorAll('#train-fields [role=gridcell][data-col=\"0\"]').length == 2")
+    keys = page.evaluate("""() => Array.from(document.querySelectorAll('#train-fields [role=gridcell][data-col="0"] span'))
+        .map(s => { const walk = document.createTreeWalker(s, NodeFilter.SHOW_TEXT), texts = [];
+                    while (walk.nextNode()) if (walk.currentNode.textContent.trim()) texts.push(walk.currentNode);
+                    const last = document.createRange(); last.selectNodeContents(texts[texts.length - 1]);
+                    return [s.innerText.replace(/\\s/g, ''), last.getClientRects().length,
+                            s.scrollWidth <= s.parentElement.clientWidth]; })""")
+    assert keys == [["sft.gradient_checkpointing", 1, True], ["grpo.gradient_checkpointing", 1, True]], keys
+    page.fill("#train-fields-search textarea", "")
 
     # A stage whose logging_steps exceeds its max_steps is said before the launch.
     page.fill("#train-overrides textarea", "sft.logging_steps=5")
