@@ -17,8 +17,10 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/rrft-studio train presets/demo.yaml
 
+# The suite's files are shared out among workers, one per core up to 4 (each trains and starts processes of its
+# own; a file stays on one worker, so its module fixtures run once); `pytest tests/test_x.py` runs in one process.
 test: $(STAMP)
-	$(PY) -m pytest
+	$(PY) -m pytest -n auto --maxprocesses 4 --dist loadfile
 
 clean-venv:
 	rm -rf $(VENV)
