@@ -133,7 +133,7 @@ def report_args(cfg: Config, output_dir: Path) -> dict:
 def attach(trainer, cfg: Config, run_dir: Path, stage: str) -> None:
     """Add the Bridge to a trainer built with report_args (nothing when no tracker is configured)."""
     if active(cfg):
-        from transformers import TrainerCallback  # here, not at the top: `check` runs before the training libraries load
+        from transformers import TrainerCallback  # not at the top: `check` runs before it loads
 
         class Callback(Bridge, TrainerCallback):
             pass
@@ -142,8 +142,9 @@ def attach(trainer, cfg: Config, run_dir: Path, stage: str) -> None:
 
 
 class Bridge:
-    """The callback `attach` adds (with transformers' TrainerCallback as its base). Sends the resolved config when a stage starts and GRPO's rollouts at each logged step. It runs after
-    transformers' tracker callbacks (added later), so their runs are open when it writes."""
+    """The callback `attach` adds (with transformers' TrainerCallback as its base). Sends the resolved config when
+    a stage starts and GRPO's rollouts at each logged step. It runs after transformers' tracker callbacks (added
+    later), so their runs are open when it writes."""
 
     def __init__(self, cfg: Config, run_dir: Path, stage: str, trainer):
         self.cfg, self.run_dir, self.stage, self.trainer = cfg, Path(run_dir), stage, trainer

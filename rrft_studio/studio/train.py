@@ -187,7 +187,8 @@ def build(launcher: Launcher, presets_dir: Path, tab: gr.Tab, page: gr.Blocks | 
             progress = gr.Markdown(elem_id="train-progress")
         with gr.Column(scale=2):
             with gr.Accordion("Field reference: every key, its type, default and meaning", open=True):
-                search = gr.Textbox(placeholder="filter, e.g. lr or reward", show_label=False, elem_id="train-fields-search")
+                search = gr.Textbox(placeholder="filter, e.g. lr or reward", show_label=False,
+                                    elem_id="train-fields-search")
                 fields = gr.Dataframe(field_rows(), headers=["key", "default", "type · meaning"], wrap=True,
                                       max_height=460, interactive=False, column_widths=["38%", "18%", "44%"],
                                       datatype=["html", "str", "str"],
