@@ -1,12 +1,14 @@
-"""The Python half of benchmarks/gpu_once.sh: the environment check, the Unsloth chain on the micro model,
-its GRPO checkpoint reloaded with plain transformers, and the summary of whatever has run so far.
+"""The Python half of benchmarks/gpu_once.sh: the environment check, a full fine-tune's fp32 master weights, the
+Unsloth chain on the micro model, its GRPO checkpoint reloaded with plain transformers, and the summary of
+whatever has run so far.
 
 Each part is its own process (Unsloth patches transformers and TRL when it is imported, and the reload must
 run without it) and writes its result as it goes: a part killed at the budget's end leaves what it finished.
 
-    python benchmarks/gpu_once.py env --json env.json          # imports, versions, CUDA, bf16 matmul, 4-bit layer
-    python benchmarks/gpu_once.py chain --mode lora --json 2-chain.json --work /tmp/w
-    python benchmarks/gpu_once.py reload --mode lora --json 2-chain.json
+    python benchmarks/gpu_once.py env --json env.json          # imports, TRL's trainer classes, CUDA, bf16, 4-bit
+    python benchmarks/gpu_once.py master --json 2-master.json --work /tmp/w   # one full fine-tune step at lr 1e-6
+    python benchmarks/gpu_once.py chain --mode lora --json 4-chain.json --work /tmp/w
+    python benchmarks/gpu_once.py reload --mode lora --json 4-chain.json
     python benchmarks/gpu_once.py summary --out OUT --parts parts.tsv --env env.json --budget 530 --elapsed 100
 """
 
@@ -39,6 +41,16 @@ MODES = {"lora": ["model.finetune=lora"], "full": ["model.finetune=full"],
 # Tensor names that a merged 16-bit checkpoint must not hold: LoRA factors, bitsandbytes' 4-bit state.
 NOT_MERGED = ("lora_", ".absmax", ".quant_map", "quant_state")
 SKIPPED = 5  # exit status of a part that cannot run here; its last line of output says why
+CHECK_FAILED = 4  # exit status of a part that ran but whose finding is wrong; its last line ("failed: ...") says what
+# TRL's trainers as a training process builds them: Unsloth replaces them with its own on import (UnslothSFTTrainer,
+# UnslothGRPOTrainer) and keeps TRL's, with a warning, where its patch fails
+TRAINERS = ("SFTTrainer", "GRPOTrainer")
+# A full fine-tune in bf16 (what model.dtype=auto gives on a GPU), one SFT step at GRPO's learning rate: fp32
+# master weights move by about 1e-6 each, pure bf16 ones (the fault) mostly not at all. The vision tower frozen,
+# so that the frozen weights' dtype is seen too; no weight decay and no warm-up, so the step is the update alone.
+MASTER = ("model.finetune=full", "model.dtype=bfloat16", "sft.lr=1e-6", "sft.max_steps=1", "sft.freeze_vision=true",
+          "sft.weight_decay=0", "sft.warmup_steps=0", "sft.save_steps=100")
+MOVED_AT_LEAST = 0.9  # the share of trainable weight elements the step must change
 
 
 def _version(distribution: str) -> str | None:
@@ -98,6 +110,8 @@ def env(a) -> int:
         where = Path(getattr(module, "__file__", "") or "?").parent.parent
         facts["imports"][name] = version
         print(f"{name} {version} from {where} ({time.perf_counter() - started:.1f} s)", flush=True)
+    if "trl" in facts["imports"]:  # after `import unsloth` above, as in a training process
+        facts["trainers"] = trainer_classes(facts["failed"])
     if "torch" not in facts["imports"]:  # nothing below can run
         _write(Path(a.json), facts)
         print(f"stopping: {'; '.join(facts['failed'])}")
@@ -119,6 +133,26 @@ def env(a) -> int:
         print("stopping: no CUDA GPU is visible, so there is nothing to measure (GPU_DRY_RUN=1 is the CPU check)")
         return 3
     return 0
+
+
+def trainer_classes(failed: list[str]) -> dict:
+    """TRL's trainer classes as this process sees them: Unsloth's where its import patched them, TRL's own where
+    the patch failed (or on a CPU, where Unsloth patches nothing). A class that cannot be imported is a failed
+    import: no stage could train."""
+    import trl
+
+    found = {}
+    for name in TRAINERS:
+        try:
+            cls = getattr(trl, name)  # trl imports its trainers lazily: this is the real import
+        except Exception as e:
+            print(f"FAILED: from trl import {name}", flush=True)
+            traceback.print_exc()
+            failed.append(f"trl.{name}: {_last_line(e)}")
+            continue
+        found[name] = {"class": cls.__name__, "module": cls.__module__}
+        print(f"trl.{name} is {cls.__name__} (from {cls.__module__})", flush=True)
+    return found
 
 
 def unmet_requirements() -> list[str]:
@@ -194,7 +228,144 @@ def device_checks(torch) -> dict:
     return facts
 
 
-# ---------------------------------------------------------------- 2. the chain
+def _recorded(entry: dict, save, work):
+    """work(), stopped by SIGTERM (the part's limit); a failure is recorded before it propagates, the peak GPU
+    memory after it ends."""
+    import torch
+
+    signal.signal(signal.SIGTERM, _stop)
+    try:
+        result = work()
+    except BaseException as e:
+        entry["state"] = f"failed: {_last_line(e)}"
+        save()
+        raise
+    if torch.cuda.is_available():
+        entry["peak_memory_gib"] = torch.cuda.max_memory_allocated() / 2 ** 30
+    return result
+
+
+# ---------------------------------------------------------------- 2. fp32 master weights
+
+def master(a) -> int:
+    """The product's loader and one real SFT step of a full fine-tune on the micro model, through Unsloth on CUDA
+    (transformers on a CPU): trainable weights must be fp32 master weights and the step at lr 1e-6 must change
+    nearly all of them (`models.keeps_master_weights`: pure bf16 weights barely move at that rate). Exit 4, its
+    reason as the last line, when either is not so."""
+    import torch
+
+    path = Path(a.json)
+    record: dict = {}
+
+    def save():
+        _write(path, record)
+
+    cuda = torch.cuda.is_available()
+    if not cuda:
+        record["note"] = "Unsloth skipped: no CUDA; the same checks through transformers, to check this script"
+    problem = _recorded(record, save, lambda: master_steps(a, record, save, cuda))
+    record["state"] = "ok" if problem is None else f"check failed: {problem}"
+    save()
+    print("\n".join(master_lines(record)))
+    if problem:
+        print(f"failed: {problem}")  # the last line: gpu_once.sh's record of the part
+        return CHECK_FAILED
+    return 0
+
+
+def _dtypes(params: list) -> dict:
+    return {"tensors": len(params), "elements": sum(p.numel() for p in params),
+            "dtypes": sorted({str(p.dtype).removeprefix("torch.") for p in params})}
+
+
+def _decoder_layer(model):
+    """(name, the language model's first decoder layer, its MLP's down_proj): the layer's output is the residual
+    stream (fp32 where fp32 embeddings start it, autocast or not); down_proj's output is a matmul's, in the dtype
+    the forward computes in (bf16 under autocast)."""
+    import re
+
+    import torch
+
+    for name, module in model.named_modules():
+        if re.search(r"(^|\.)layers\.0$", name) and "visual" not in name:
+            linears = [(n, m) for n, m in module.named_modules() if isinstance(m, torch.nn.Linear)]
+            return name, module, next((m for n, m in linears if n.endswith("down_proj")), linears[-1][1])
+    raise AssertionError(f"no decoder layer named ...layers.0 in {type(model).__name__}")
+
+
+def _watch(module, seen: set) -> None:
+    """Add the dtype of every output of `module` to `seen` (a decoder layer may return a tuple); never raises, so
+    that an output of another shape (Unsloth's forward, say) costs the finding, not the training step."""
+    def hook(module, args, out):
+        first = out[0] if isinstance(out, (tuple, list)) and out else out
+        seen.add(str(getattr(first, "dtype", type(first).__name__)).removeprefix("torch."))
+
+    module.register_forward_hook(hook)
+
+
+def master_steps(a, record: dict, save, cuda: bool) -> str | None:
+    """The steps, each recorded as it ends; the finding that fails the part, or None."""
+    with step(record, "backend", save) as facts:  # Unsloth's import (and its patches to TRL) before TRL's
+        from rrft_studio import config, data, models, sft
+
+        cfg = config.load(str(MICRO), [f"run.runs_dir={a.work}/runs-master", f"run.cache_dir={a.work}/cache",
+                                       f"model.backend={'unsloth' if cuda else 'transformers'}", *MASTER])
+        facts["backend"], facts["why"] = models.choose_backend(cfg)
+        import trl
+
+        facts["trl_trainers"] = {name: getattr(trl, name).__name__ for name in TRAINERS}
+        facts["keeps_master_weights"] = models.keeps_master_weights(cfg)
+        facts["precision_args"] = models.precision_args(cfg)
+    backend = facts["backend"]
+    with step(record, "load", save) as facts:
+        source = models.source(cfg, data.corpus(cfg))
+        if backend == "unsloth":  # what the loader hands Unsloth for the precision
+            kwargs = models.unsloth_load_kwargs(cfg, cfg.sft, source)
+            facts["unsloth_kwargs"] = {k: str(kwargs.get(k)) for k in ("dtype", "full_finetuning",
+                                                                     "float32_mixed_precision")}
+        model, processor, peft_config = models.load_for_training(cfg, cfg.sft, source, backend)
+        assert peft_config is None, "model.finetune=full gave a LoRA config"
+        params = list(model.named_parameters())
+        trainable = [p for _, p in params if p.requires_grad]
+        facts["trainable"] = _dtypes(trainable)
+        facts["frozen"] = _dtypes([p for _, p in params if not p.requires_grad])
+        facts["class"] = type(model).__name__
+    if not trainable:
+        return "the full fine-tune has no trainable weights"
+    with step(record, "step", save) as facts:
+        from trl import SFTTrainer  # Unsloth's where its import patched TRL
+
+        before = {n: p.detach().clone() for n, p in params if p.requires_grad}
+        layer_name, layer, matmul = _decoder_layer(model)
+        seen: set[str] = set()
+        seen_matmul: set[str] = set()
+        _watch(layer, seen)
+        _watch(matmul, seen_matmul)
+        rows = data.stage_records(cfg, "sft")[:4]
+        train = data.sft_dataset(rows, data.task_of(cfg), "cot", cfg)
+        trainer = SFTTrainer(model=model, args=sft.trainer_args(cfg, Path(a.work) / "master", use_cpu=not cuda),
+                             train_dataset=train, processing_class=processor)
+        record["trainer"] = type(trainer).__name__  # beside the step: kept when the step fails
+        save()
+        result = trainer.train()
+        after = dict(model.named_parameters())
+        moved = sum(int((after[n].detach() != w).sum()) for n, w in before.items())
+        total = sum(w.numel() for w in before.values())
+        facts.update(loss=float(result.training_loss), layer=layer_name, layer_output_dtypes=sorted(seen),
+                     matmul_output_dtypes=sorted(seen_matmul),
+                     moved_fraction=moved / total, moved=moved, of=total,
+                     trainable_after=_dtypes([p for p in after.values() if p.requires_grad])["dtypes"])
+    found = record["step"]
+    if record["load"]["trainable"]["dtypes"] != ["float32"] or found["trainable_after"] != ["float32"]:
+        return (f"trainable weights are {record['load']['trainable']['dtypes']} after loading and "
+                f"{found['trainable_after']} after the step, not float32 master weights")
+    if found["moved_fraction"] < MOVED_AT_LEAST:
+        return (f"one step at lr 1e-6 changed {found['moved_fraction']:.1%} of the trainable weights "
+                f"(under {MOVED_AT_LEAST:.0%}): they do not train like fp32 master weights")
+    return None
+
+
+# ---------------------------------------------------------------- 4. the chain
 
 @contextlib.contextmanager
 def step(entry: dict, name: str, save):
@@ -255,15 +426,7 @@ def chain(a) -> int:
             print(f"skipped: {entry['skipped']}")
             return SKIPPED
         entry["note"] = "Unsloth skipped: no CUDA; the same chain ran through transformers, to check this script"
-    signal.signal(signal.SIGTERM, _stop)
-    try:
-        chain_steps(a, entry, save, cuda)
-    except BaseException as e:
-        entry["state"] = f"failed: {_last_line(e)}"
-        save()
-        raise
-    if cuda:
-        entry["peak_memory_gib"] = torch.cuda.max_memory_allocated() / 2 ** 30
+    _recorded(entry, save, lambda: chain_steps(a, entry, save, cuda))
     entry["state"] = "ok"
     save()
     print(f"{a.mode}: " + ", ".join(f"{k} {entry[k]['state']} {entry[k]['seconds']} s"
@@ -377,9 +540,11 @@ def summary(a) -> int:
     lines += env_lines(facts)
     lines += ["## Parts", "", "| part | result | s | log |", "|---|---|---|---|"]
     lines += [f"| {name} | {state} | {seconds} | {log} |" for name, state, seconds, log in parts]
-    arms = [r for name in ("3-ratio.json", "4-more.json") for r in _read_json(out / name).get("results", [])]
+    arms = _read_json(out / "3-ratio.json").get("results", [])  # parts 3, 5 and 6 append their arms to it
     lines += ["", "## Unsloth / transformers so far", "", *benchmark_tables(arms)]
-    lines += ["", "## The chain on the micro model", "", *chain_table(_read_json(out / "2-chain.json"))]
+    lines += ["", "## fp32 master weights: a full fine-tune of the micro model, one SFT step at lr 1e-6", "",
+              *master_lines(_read_json(out / "2-master.json"))]
+    lines += ["", "## The chain on the micro model", "", *chain_table(_read_json(out / "4-chain.json"))]
     failures = [(name, state, log) for name, state, _, log in parts
                 if state != "ok" and not state.startswith("skipped")]
     failed_arms = [r for r in arms if "failed" in r]
@@ -405,6 +570,10 @@ def env_lines(facts: dict) -> list[str]:
     lines = ["versions: " + ", ".join(f"{k} {v}" for k, v in versions.items())]
     if "bf16_matmul_tflops" in facts:
         lines.append(f"bf16 matmul: {facts['bf16_matmul_tflops']:.1f} TFLOP/s; 4-bit layer: {facts.get('bnb_4bit')}")
+    trainers = facts.get("trainers", {})
+    if trainers:  # Unsloth's names where its import patched TRL, TRL's own where the patch failed
+        lines.append("trainers after `import unsloth`: " + ", ".join(f"trl.{k} is {v['class']} ({v['module']})"
+                                                                    for k, v in trainers.items()))
     lines += [f"requirement not met: {r}" for r in unmet[:12]]
     lines += [f"... {len(unmet) - 12} more in 1-env.log"] if len(unmet) > 12 else []
     return lines + [f"FAILED import {f}" for f in facts.get("failed", [])] + [""]
@@ -417,6 +586,32 @@ def benchmark_tables(arms: list[dict]) -> list[str]:
     import run_all  # noqa: PLC0415  (same folder; light: neither torch nor transformers)
 
     return [run_all.ratio_table(arms), "", run_all.table(arms)]
+
+
+def master_lines(record: dict) -> list[str]:
+    if not record:
+        return ["the master-weights part has not run"]
+    load, found = record.get("load", {}), record.get("step", {})
+    lines = [f"state: {record.get('state', 'cut off before it ended')}"]
+    if "backend" in record.get("backend", {}):
+        lines.append(f"backend {record['backend']['backend']}; TRL's trainers {record['backend'].get('trl_trainers')}"
+                     + (f"; {record['note']}" if "note" in record else ""))
+    if "trainable" in load:
+        lines.append(f"trainable: {load['trainable']['tensors']} tensors, {load['trainable']['elements']} elements, "
+                     f"{load['trainable']['dtypes']}; frozen: {load['frozen']['tensors']} tensors, "
+                     f"{load['frozen']['dtypes']}" + (f"; Unsloth given {load['unsloth_kwargs']}"
+                                                      if "unsloth_kwargs" in load else ""))
+    if "trainer" in record:
+        lines.append(f"trainer: {record['trainer']}")
+    if "moved_fraction" in found:
+        lines.append(f"one step: {found['moved_fraction']:.1%} of the trainable elements changed; the decoder "
+                     f"layer's output (the residual stream) in {found['layer_output_dtypes']}, its down_proj's "
+                     f"(a matmul) in {found['matmul_output_dtypes']}; loss {found['loss']:.4f}")
+    lines += [f"{name} failed: {s['error']}" for name in ("backend", "load", "step")
+              if isinstance(s := record.get(name), dict) and s.get("state") == "failed"]
+    if "peak_memory_gib" in record:
+        lines.append(f"peak {record['peak_memory_gib']:.2f} GiB")
+    return [f"- {line}" for line in lines]
 
 
 def chain_table(record: dict) -> list[str]:
@@ -454,9 +649,12 @@ def _write_text(path: Path, text: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="part", required=True)
-    e = sub.add_parser("env", help="imports, versions, CUDA, a bf16 matmul, a 4-bit layer")
+    e = sub.add_parser("env", help="imports, versions, TRL's trainer classes, CUDA, a bf16 matmul, a 4-bit layer")
     e.add_argument("--json", required=True)
     e.add_argument("--dry-run", action="store_true", help="no CUDA is fine")
+    m = sub.add_parser("master", help="a full fine-tune's fp32 master weights and one SFT step at lr 1e-6")
+    m.add_argument("--json", required=True)
+    m.add_argument("--work", required=True, help="folder for the micro model and the trainer's output")
     c = sub.add_parser("chain", help="SFT, merged save, GRPO, save, evaluation on the micro model")
     c.add_argument("--mode", choices=list(MODES), default="lora")
     c.add_argument("--json", required=True)
@@ -472,7 +670,7 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--elapsed", type=int, default=0)
     s.add_argument("--dry-run", action="store_true")
     a = p.parse_args(argv)
-    return {"env": env, "chain": chain, "reload": reload, "summary": summary}[a.part](a)
+    return {"env": env, "master": master, "chain": chain, "reload": reload, "summary": summary}[a.part](a)
 
 
 if __name__ == "__main__":

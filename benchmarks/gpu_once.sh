@@ -7,21 +7,33 @@
 #   bash benchmarks/gpu_once.sh                              # on the GPU machine, with .gpu-site/ carried along
 #   GPU_DRY_RUN=1 OUT=/tmp/x bash benchmarks/gpu_once.sh     # on a CPU: every part on the tiny model, a few steps
 #
-# What lands in $OUT (8 files, no folders), copied to benchmarks/results/<date>-gpu-once/ as well:
-#   0-summary.md         what ran, what failed with its last lines, the Unsloth / transformers ratios so far;
-#                        rewritten after every part
-#   1-env.log            real imports with versions and where each came from, unmet requirements, the CUDA
-#                        device and its memory, a bf16 matmul, a 4-bit bitsandbytes layer; a failed import stops
-#                        the script here
-#   2-chain.log, .json   the Unsloth chain on the micro model in one process: SFT, merged save, GRPO, save,
-#                        evaluation; then the GRPO checkpoint reloaded with plain transformers. LoRA first; full
-#                        and QLoRA only when that leaves part 3 its share of the time (RATIO_RESERVE)
-#   3-ratio.log, .json   the first ratio: qwen2_vl_2b LoRA, SFT then GRPO, the transformers arm then the Unsloth
-#                        arm, each given the time left; the JSON is rewritten after every arm
-#   4-more.log, .json    whatever else fits: qwen2_5_vl_3b LoRA GRPO, then qwen2_vl_2b full
+# The parts, in this order (what the run must answer first comes first):
+#   1 environment        real imports, then TRL's trainer classes as Unsloth's import left them; a failed import
+#                        stops the script here
+#   2 master weights     a full fine-tune of the micro model through the product's loader and Unsloth, bf16:
+#                        trainable weights fp32, one SFT step at lr 1e-6 changes them (cap 150 s)
+#   3 GRPO ratio         qwen2_vl_2b LoRA GRPO, the transformers arm then the Unsloth arm, given the time left
+#   4 chain              the Unsloth chain on the micro model, LoRA, then full, then QLoRA while another chain
+#                        fits in the time left (each capped at CHAIN_MAX), its checkpoint reloaded after each
+#   5 SFT ratio          qwen2_vl_2b LoRA SFT, both arms
+#   6 more               whatever else fits: qwen2_5_vl_3b LoRA GRPO, then qwen2_vl_2b full SFT and GRPO
 #
-# Settings: BUDGET (530 s), STEPS (6), IMAGE_SIZE (448), GEN_LEN (128), RATIO_RESERVE (330 s), CHAIN_MAX
-# (300 s: one chain's most), PYTHON (python3), CACHE (benchmarks/.cache: the built checkpoints), RESULTS
+# What lands in $OUT (8 files, no folders: the most a GPU command brings back), copied to
+# benchmarks/results/<date>-gpu-once/ as well:
+#   0-summary.md         what ran, what failed with its last lines, the Unsloth / transformers ratios so far, the
+#                        master weights, the chain; rewritten after every part
+#   1-env.log            part 1: imports with versions and where each came from, trl.SFTTrainer and
+#                        trl.GRPOTrainer's classes, unmet requirements, the CUDA device and its memory, a bf16
+#                        matmul, a 4-bit bitsandbytes layer
+#   2-master.log, .json  part 2: trainable and frozen weights' dtypes, the trainer's class, the share of weights
+#                        one step changed, the dtypes the forward ran in; exit 4 when not fp32 or not moved
+#   3-ratio.log, .json   parts 3, 5 and 6: every Unsloth / transformers arm (run_all.py), the JSON rewritten
+#                        after every arm
+#   4-chain.log, .json   part 4: SFT, merged save, GRPO, save, evaluation in one process; then the GRPO
+#                        checkpoint reloaded with plain transformers
+#
+# Settings: BUDGET (530 s), STEPS (6), IMAGE_SIZE (448), GEN_LEN (128), CHAIN_MAX (240 s: one chain's estimate
+# of 100-210 s with margin), PYTHON (python3), CACHE (benchmarks/.cache: the built checkpoints), RESULTS
 # (benchmarks/results; empty: no copy).
 set -uo pipefail  # not -e: a failed part is recorded, and the parts after it still run
 cd "$(dirname "$0")/.."
@@ -34,16 +46,15 @@ if [ -n "$dry" ]; then
   STEPS=${STEPS:-2} IMAGE_SIZE=${IMAGE_SIZE:-56} GEN_LEN=${GEN_LEN:-16}
   # a full chain through transformers is what the CPU test suite already runs: QLoRA checks the skip path
   extras=(qlora)
-  ratio=(tiny lora sft grpo)
+  model=tiny
   more=("tiny full grpo" "tiny full sft")
 else
   extras=(full qlora)
   STEPS=${STEPS:-6} IMAGE_SIZE=${IMAGE_SIZE:-448} GEN_LEN=${GEN_LEN:-128}
-  ratio=(qwen2_vl_2b lora sft grpo)
+  model=qwen2_vl_2b
   more=("qwen2_5_vl_3b lora grpo" "qwen2_vl_2b full sft grpo")
 fi
-RATIO_RESERVE=${RATIO_RESERVE:-330}  # part 3's share: about one qwen2_vl_2b LoRA arm pair (an estimate)
-CHAIN_MAX=${CHAIN_MAX:-300}
+CHAIN_MAX=${CHAIN_MAX:-240}
 CACHE=${CACHE:-benchmarks/.cache}
 source benchmarks/gpu_env.sh
 stamp=$(date +%Y%m%d-%H%M%S)
@@ -57,8 +68,8 @@ if [ -n "${RESULTS-benchmarks/results}" ] && [ "$OUT" != "benchmarks/results/$st
   mkdir -p "$copy"
 fi
 mkdir -p "$OUT"
-# The logs are appended to and run_all appends to 4-more.json: a reused folder must not mix in an old run
-rm -f "$OUT"/{0-summary.md,1-env.log,2-chain.log,2-chain.json,3-ratio.log,3-ratio.json,4-more.log,4-more.json}
+# The logs are appended to and run_all appends to 3-ratio.json: a reused folder must not mix in an old run
+rm -f "$OUT"/{0-summary.md,1-env.log,2-master.log,2-master.json,3-ratio.log,3-ratio.json,4-chain.log,4-chain.json}
 work=$(mktemp -d)  # the chain's runs and the part list: not evidence, so not in $OUT
 trap 'rm -rf "$work"' EXIT
 : >"$work/parts.tsv"
@@ -95,6 +106,7 @@ part() {
   rc=$?
   case $rc in
     0) state=ok ;;
+    4) state=$(tail -n 1 "$OUT/$log") ;;  # gpu_once.py's "a check failed": its last line, "failed: <which>"
     5) state=$(tail -n 1 "$OUT/$log") ;;  # gpu_once.py's "cannot run here": its last line says why
     124|137) state="cut off at its limit ($limit s: the budget's end or its cap)" ;;
     *) state="failed (exit $rc)" ;;
@@ -104,19 +116,21 @@ part() {
 }
 
 # mode: the chain in one process, then its GRPO checkpoint through plain transformers. A chain far over its
-# estimate (100-210 s) is stuck: it is cut at CHAIN_MAX so that the ratio still gets its turn.
+# estimate (100-210 s) is stuck: it is cut at CHAIN_MAX so that the SFT ratio still gets its turn.
 chain() {
-  cap=$CHAIN_MAX part "2 chain $1" 2-chain.log "$PY" benchmarks/gpu_once.py chain --mode "$1" \
-      --json "$OUT/2-chain.json" --work "$work" &&
-    cap=120 part "2 reload $1" 2-chain.log "$PY" benchmarks/gpu_once.py reload --mode "$1" --json "$OUT/2-chain.json"
+  cap=$CHAIN_MAX part "4 chain $1" 4-chain.log "$PY" benchmarks/gpu_once.py chain --mode "$1" \
+      --json "$OUT/4-chain.json" --work "$work" &&
+    cap=120 part "4 reload $1" 4-chain.log "$PY" benchmarks/gpu_once.py reload --mode "$1" --json "$OUT/4-chain.json"
 }
 
-bench() {  # name log model mode stage...: both arms through run_all, its JSON rewritten after each arm
-  local name=$1 log=$2 model=$3 mode=$4
-  shift 4
-  part "$name" "$log" "$PY" benchmarks/run_all.py --models "$model" --modes "$mode" --stages "$@" \
+# name model mode stage...: both arms through run_all, into 3-ratio.log and .json (every bench part appends to
+# the same two files: 8 files at most come back), the JSON rewritten after each arm
+bench() {
+  local name=$1 model=$2 mode=$3
+  shift 3
+  part "$name" 3-ratio.log "$PY" benchmarks/run_all.py --models "$model" --modes "$mode" --stages "$@" \
     --arms transformers unsloth --steps "$STEPS" --image-size "$IMAGE_SIZE" --gen-len "$GEN_LEN" \
-    --cache "$CACHE" --keep-models --stream --deadline "$deadline" --json "$OUT/${log%.log}.json" --append
+    --cache "$CACHE" --keep-models --stream --deadline "$deadline" --json "$OUT/3-ratio.json" --append
 }
 
 echo "gpu_once.sh: ${dry:+dry run, }budget $BUDGET s, results in $OUT"
@@ -129,25 +143,34 @@ then
   exit 1
 fi
 
-# 2. The product's own path through Unsloth, end to end; full and QLoRA only if part 3 keeps its share.
+# 2. Does a full fine-tune keep fp32 master weights that one step at GRPO's learning rate really changes? Its own
+# process (Unsloth first); a failure is recorded and the parts after it still run.
+cap=150 part "2 master weights" 2-master.log "$PY" benchmarks/gpu_once.py master --json "$OUT/2-master.json" \
+  --work "$work"
+
+# 3. The headline figure: GRPO on the same LoRA workload, transformers then Unsloth, each arm given the time left.
+bench "3 GRPO ratio $model lora" "$model" lora grpo
+
+# 4. The product's own path through Unsloth, end to end: LoRA, then full and QLoRA while the time left holds
+# another chain as long as the LoRA one took (a chain cut off half-way tells less than the SFT ratio after it).
 started=$SECONDS
 chain lora
 took=$(( SECONDS - started ))
 for mode in "${extras[@]}"; do
-  if (( BUDGET - SECONDS - took >= RATIO_RESERVE )); then
+  if (( BUDGET - SECONDS - 5 >= took )); then
     chain "$mode"
   else
-    record "2 chain $mode" "skipped: left the time to the ratio (part 3)" 0 2-chain.log
+    record "4 chain $mode" "skipped: $(( BUDGET - SECONDS )) s left, the LoRA chain took $took s" 0 4-chain.log
   fi
 done
 
-# 3. The headline figure: the same LoRA workload, transformers then Unsloth.
-bench "3 ratio ${ratio[*]}" 3-ratio.log "${ratio[@]}"
+# 5. The second figure: SFT on the same LoRA workload, both arms.
+bench "5 SFT ratio $model lora" "$model" lora sft
 
-# 4. As far as the budget goes.
+# 6. As far as the budget goes.
 for spec in "${more[@]}"; do
   # shellcheck disable=SC2086  # spec is "model mode stage...", split on purpose
-  bench "4 more $spec" 4-more.log $spec
+  bench "6 more $spec" $spec
 done
 
 echo

@@ -39,7 +39,7 @@ def _checked_data(cfg: config.Config) -> None:
     """Read the records, and open the images of real files, before a run directory exists: a bad file costs
     nothing (generated data is written by this project and checked as it is read); then call each GRPO reward
     once on a sample, so a broken user reward fails now and not after all of Stage 1 has trained."""
-    from . import data, rewards
+    from . import data, models, rewards
 
     for split in (["train"] if cfg.run.stages else []) + (cfg.eval.splits if cfg.eval.enabled else []):
         rows = data.records(cfg, split)
@@ -48,6 +48,12 @@ def _checked_data(cfg: config.Config) -> None:
             raise ConfigError(f"{data.source_key(cfg, split)}: '{path}' holds no records: give a file with some")
         if path is not None:
             data.check_images(rows, str(path))
+        if split == "train" and models.uses_fast_inference(cfg):
+            most = max(len(data.images_of(row)) for row in rows)
+            if most > 1:
+                raise ConfigError(f"model.fast_inference=true: Unsloth's vLLM engine takes one image per prompt and "
+                                  f"records of '{path}' have {most}: set model.fast_inference=false (rollouts "
+                                  "through generate)")
         if split == "train" and "grpo" in cfg.run.stages:
             row = data.grpo_row(rows[0], data.task_of(cfg), cfg)
             for name in cfg.grpo.rewards:
@@ -89,7 +95,9 @@ def cmd_train(args) -> int:
     if accelerate and args.launcher == "none":
         raise ConfigError(f"run.processes={cfg.run.processes}, run.accelerate_config={cfg.run.accelerate_config or 'none'} "
                           "needs accelerate: drop --launcher none, or run under accelerate launch -m rrft_studio.cli train")
+    models.check_training_device(cfg)
     backend, why = models.choose_backend(cfg)
+    models.check_trainers(cfg, backend, models.trainer_classes(cfg.run.stages) if backend == "unsloth" else {})
     rollout_server.check(cfg, models.cuda_available(cfg))
     from . import launcher, trackers
 
@@ -132,6 +140,7 @@ def _train_rank(args) -> int:
         raise ConfigError(f"this launch uses {distributed.strategy()}, which shards over CUDA GPUs, and the run has none "
                           "(accelerate would quietly run plain DDP): launch with configs/accelerate/ddp.yaml")
     distributed.init(cuda)
+    models.check_training_device(cfg)
     backend, why = models.choose_backend(cfg)
     own = tuple(pid for pid in [distributed.launcher_pid()] if pid)  # our launcher created the run and checked it
 
@@ -217,7 +226,7 @@ def _eval_target(target: Path, overrides: list[str]) -> tuple[config.Config, str
 
 
 def cmd_eval(args) -> int:
-    from . import evaluate, models, report
+    from . import evaluate, models
 
     if args.compare:
         return _compare(args)
@@ -271,7 +280,8 @@ def cmd_sweep(args) -> int:
     for method in args.methods:  # every point's config is checked before the first run starts
         for n in args.samples:
             config.load(args.preset, [*args.overrides, f"method={method}", f"data.max_samples={n}"])
-    models.choose_backend(cfg)
+    models.check_training_device(cfg)
+    models.decide_backend(cfg)  # each run imports its backend in its own process: none here
     root = sweep.run(cfg, args.preset, args.overrides, sorted(set(args.samples)), list(dict.fromkeys(args.methods)))
     print(f"sweep: {root / 'sweep.json'}, {root / 'sweep.png'}")
     return 0

@@ -69,9 +69,10 @@ class Model:
     lora_dropout: float = doc(0.0, "LoRA dropout", ge=0, lt=1)
     lora_layers: list[str] = doc(["language", "attention", "mlp"], "where LoRA goes: any of vision, language (which towers) and attention, mlp (which modules)")
     load_in_4bit: bool = doc(False, "QLoRA: load the base weights in 4 bits (Unsloth backend, CUDA only)")
-    dtype: Literal["auto", "bfloat16", "float16", "float32"] = doc("auto", "weights dtype; auto = bfloat16 on CUDA, float32 on CPU")
+    dtype: Literal["auto", "bfloat16", "float16", "float32"] = doc("auto", "compute dtype (auto = bfloat16 on CUDA, float16 on GPUs without it, float32 on CPU); a full fine-tune keeps fp32 master weights and runs the forward in this dtype's autocast, LoRA loads the frozen weights in it")
     trust_remote_code: bool = doc(False, "run code shipped inside a model repository (off unless you trust it)")
     fast_inference: bool = doc(False, "GRPO rollouts through Unsloth's vLLM engine (CUDA, vllm installed, Qwen2.5-VL, LoRA on the language model, one image per prompt); off = rollouts through generate")
+    allow_stock_trainer: bool = doc(False, "unsloth backend: train with TRL's own trainer when Unsloth could not patch it (slower, more memory) instead of stopping before the run starts")
     gpu_memory_utilization: float = doc(0.5, "with model.fast_inference: share of GPU memory vLLM reserves for the shared weights and its KV cache", gt=0, lt=1)
     tiny: TinyModel = section(TinyModel, "shape of the built-in tiny model (model.name=tiny)")
 

@@ -274,11 +274,12 @@ def save_final(trainer, processor, out: Path, cfg: Config, source: str, backend:
     by the main process; with sharded weights every rank first takes part in gathering them."""
     from . import models
 
+    kept = dict(base=source, dtype=models.dtype_of(cfg) if models.keeps_master_weights(cfg) else None)
     if not active():
-        return models.save_final(trainer.model, processor, out, backend)
+        return models.save_final(trainer.model, processor, out, backend, **kept)
     if not _sharded(trainer):  # DDP, ZeRO-1/2: every rank holds the same whole model
         if is_main():
-            models.save_final(trainer.model, processor, out, backend)
+            models.save_final(trainer.model, processor, out, backend, **kept)
     else:
         gathered = Path(out).with_name(f".{Path(out).name}.gathered")
         trainer.save_model(str(gathered))  # a collective: the shards are gathered, rank 0 writes
@@ -294,12 +295,7 @@ def _assemble(gathered: Path, processor, out: Path, cfg: Config, source: str) ->
     from . import models
 
     if (gathered / "adapter_config.json").is_file():
-        from peft import PeftModel
-        from transformers import AutoModelForImageTextToText
-
-        base = AutoModelForImageTextToText.from_pretrained(source, dtype=models.dtype_of(cfg),
-                                                           trust_remote_code=cfg.model.trust_remote_code)
-        models.save_final(PeftModel.from_pretrained(base, str(gathered)), processor, out, "transformers")
+        models.save_final(models.merged_onto(source, gathered, models.dtype_of(cfg)), processor, out, "transformers")
         shutil.rmtree(gathered)
         return
     processor.save_pretrained(gathered)

@@ -12,6 +12,7 @@ G completions x grpo.prompts_per_step prompts make one optimizer step (the paper
 from __future__ import annotations
 
 import functools
+import logging
 from pathlib import Path
 
 from . import data, distributed, models, preflight, rewards, rollout_server, runs, trackers, tracking
@@ -38,16 +39,36 @@ def trainer_args(cfg: Config, output_dir: Path, use_cpu: bool, suppress_tokens: 
         num_iterations=1, temperature=g.temperature, top_p=g.top_p, top_k=g.top_k,
         max_completion_length=g.max_completion_length, reward_weights=g.reward_weights,
         gradient_checkpointing=g.gradient_checkpointing, logging_steps=g.logging_steps,
-        save_steps=g.save_steps, save_total_limit=2, bf16=models.is_bf16(cfg), use_cpu=use_cpu,
+        save_steps=g.save_steps, save_total_limit=2, **models.precision_args(cfg), use_cpu=use_cpu,
         seed=cfg.run.seed, data_seed=cfg.run.seed, **trackers.report_args(cfg, output_dir), disable_tqdm=True,
         logging_nan_inf_filter=False,  # a diverged loss must reach the callback, not be averaged away
         remove_unused_columns=False, log_completions=False, dataloader_num_workers=0,
-        generation_kwargs=generation_kwargs,
+        generation_kwargs=generation_kwargs, model_init_kwargs=reference_init(cfg),
         shuffle_dataset=not cfg.data.longest_first,  # longest_first: the dataset comes ordered; keep that order
         # model.fast_inference: Unsloth hands its own vLLM engine (model.vllm_engine) to the trainer;
         # grpo.vllm_mode=server: TRL's client of a trl vllm-serve server
         **vllm,
     )
+
+
+def reference_init(cfg: Config) -> dict | None:
+    """How TRL builds the KL reference of a full fine-tune (from the policy's starting checkpoint): in the
+    policy's compute dtype. TRL's default is float32, twice the memory and, where Unsloth switches autocast
+    off, an fp32 forward each step. With LoRA there is no copy: TRL disables the adapters instead."""
+    if cfg.grpo.beta == 0 or cfg.model.finetune != "full":
+        return None
+    return {"dtype": str(models.dtype_of(cfg)).removeprefix("torch.")}
+
+
+class _FalseWarning(logging.Filter):
+    """TRL warns that model_init_kwargs 'will be ignored' when the policy is passed loaded, and then builds the
+    reference model with them: that warning stays off the user's screen."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "model_init_kwargs" not in record.getMessage()
+
+
+_FALSE_WARNING = _FalseWarning()
 
 
 def reward_funcs(cfg: Config) -> list:
@@ -84,6 +105,7 @@ def run(cfg: Config, run_dir: Path, source: str, backend: str) -> Path | None:
     train = preflight.prepare(cfg, "grpo", data.grpo_dataset(rows, data.task_of(cfg), cfg), rows, processor, model, backend)
 
     # rewards, trainer
+    logging.getLogger("trl.trainer.grpo_trainer").addFilter(_FALSE_WARNING)  # once: the same filter
     tracker = tracking.RunTracker(run_dir, "grpo", samples_every=cfg.grpo.samples_every)
     trainer = GRPOTrainer(model=model, reward_funcs=reward_funcs(cfg),
                           args=trainer_args(cfg, ckpt_dir, not models.cuda_available(cfg),
@@ -92,6 +114,8 @@ def run(cfg: Config, run_dir: Path, source: str, backend: str) -> Path | None:
                           callbacks=[tracker])
     trainer.remove_callback(PrinterCallback)
     trackers.attach(trainer, cfg, run_dir, "grpo")
+    runs.record_trainer(run_dir, "grpo", trainer)
+    models.check_trainers(cfg, backend, {"grpo": type(trainer).__name__})
     tracker.trainer = trainer
 
     # train

@@ -14,6 +14,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,8 @@ from .config import Config, ConfigError
 UNSLOTH_ARCHS = ("qwen2_vl", "qwen2_5_vl")
 FAST_INFERENCE_ARCHS = ("qwen2_5_vl",)  # Unsloth's VLLM_SUPPORTED_VLM has qwen2_5_vl, not qwen2_vl
 MIN_PIXELS = 56 * 56
+# vLLM pins torch exactly (0.30: torch 2.13.0, not constraints.txt's 2.14.1): it installs with its own set
+VLLM_INSTALL = 'pip install -c constraints-vllm.txt -e ".[vllm]" (vLLM pins its own torch; that set resolves together)'
 CHOSEN: str | None = None  # the backend choose_backend picked in this process (None: it was not called)
 
 
@@ -57,6 +60,11 @@ def _checkpoint_config(path: Path) -> dict:
 HUB_HOST = ("huggingface.co", 443)
 
 
+def offline() -> bool:
+    """The user said the hub is out of reach (HF_HUB_OFFLINE or TRANSFORMERS_OFFLINE)."""
+    return any(os.environ.get(v, "").lower() in ("1", "true", "yes") for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+
+
 def check_source(cfg: Config) -> None:
     """Before a run directory exists: the model can be loaded from where config names it. A local folder holds a
     Qwen2-VL / Qwen2.5-VL config; a hub id is in the local cache or the hub can be reached (offline, loading
@@ -75,15 +83,14 @@ def check_source(cfg: Config) -> None:
 
     if isinstance(try_to_load_from_cache(name, "config.json"), str):
         return
-    offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
-    if not offline:
+    if not offline():
         import socket
 
         try:
             socket.create_connection(HUB_HOST, timeout=3).close()
             return
         except OSError:
-            offline = True
+            pass
     raise ConfigError(f"model.name: '{name}' is not in the local Hugging Face cache and the hub cannot be reached: "
                       "download it where there is a network (huggingface-cli download "
                       f"{name}) or give a local checkpoint folder")
@@ -95,15 +102,66 @@ def cuda_available(cfg: Config) -> bool:
     return cfg.run.device != "cpu" and torch.cuda.is_available()
 
 
-def choose_backend(cfg: Config) -> tuple[str, str]:
-    """(backend, why). Call before importing transformers/trl; imports Unsloth when it is chosen."""
-    global CHOSEN
+NVIDIA_DRIVER = Path("/proc/driver/nvidia/version")  # the loaded kernel module's version line (Linux)
+MIN_DRIVER = {13: 580, 12: 525, 11: 450}  # the oldest Linux driver each CUDA major version runs on
+CPU_TRAINABLE = 1e9  # parameters: above this, training on a CPU takes days (the demo's model has 4.6 M)
+
+
+def driver_version() -> tuple[int, ...] | None:
+    """The NVIDIA driver's version where one is loaded, else None."""
+    try:
+        text = NVIDIA_DRIVER.read_text(errors="replace")
+    except OSError:
+        return None
+    found = re.search(r"Kernel Module\b.*?\s(\d+(?:\.\d+)+)\s", text)
+    return tuple(int(p) for p in found.group(1).split(".")) if found else None
+
+
+def cuda_problem(cfg: Config) -> str | None:
+    """Why a machine with an NVIDIA driver sees no CUDA GPU through this torch, where the driver's age says it:
+    a torch built for CUDA 13 reads as 'no GPU' on a driver older than 580, and `auto` would train on the CPU."""
+    import torch
+
+    if cfg.run.device == "cpu" or not torch.version.cuda or torch.cuda.is_available():
+        return None
+    driver = driver_version()
+    need = MIN_DRIVER.get(int(torch.version.cuda.split(".")[0]))
+    if driver is None or need is None or driver[0] >= need:
+        return None
+    return (f"torch {torch.__version__} is built for CUDA {torch.version.cuda}, which needs NVIDIA driver {need} or "
+            f"newer, and this machine's driver is {'.'.join(map(str, driver))}, so torch sees no GPU: update the "
+            "driver, or install a torch built for an older CUDA (https://pytorch.org/get-started/locally/), or set "
+            "run.device=cpu to run on the CPU")
+
+
+def check_training_device(cfg: Config) -> None:
+    """Before a run trains: a GPU the driver hides is said, and `auto` does not quietly fall to the CPU for a
+    model far too big to train there (run.device=cpu asks for that explicitly)."""
+    problem = cuda_problem(cfg)
+    if problem:
+        raise ConfigError(problem)
+    if cfg.run.device != "auto" or cfg.model.name == "tiny" or cuda_available(cfg):
+        return
+    from . import preflight
+
+    try:
+        params = sum(preflight.model_shape(cfg).params())
+    except ConfigError:
+        return  # a model whose shape is unknown here: its size cannot be judged
+    if params > CPU_TRAINABLE:
+        raise ConfigError(f"no CUDA GPU is visible, and model.name={cfg.model.name} ({params / 1e9:.1f} B parameters) "
+                          "would take days to train on the CPU: run on a CUDA GPU, or set run.device=cpu to train "
+                          "on the CPU anyway")
+
+
+def decide_backend(cfg: Config) -> tuple[str, str]:
+    """(backend, why), importing nothing: the process that trains imports it (`choose_backend`)."""
     cuda, arch, asked = cuda_available(cfg), arch_of(cfg), cfg.model.backend
     if asked == "unsloth" and not cuda:
-        raise ConfigError("model.backend=unsloth needs a CUDA GPU (Unsloth has no CPU path for vision models): "
-                          "set model.backend=auto or transformers")
+        raise ConfigError(cuda_problem(cfg) or "model.backend=unsloth needs a CUDA GPU (Unsloth has no CPU path for "
+                          "vision models): set model.backend=auto or transformers")
     if cfg.run.device == "cuda" and not cuda:
-        raise ConfigError("run.device=cuda but no CUDA GPU is visible: set run.device=auto or cpu")
+        raise ConfigError(cuda_problem(cfg) or "run.device=cuda but no CUDA GPU is visible: set run.device=auto or cpu")
     if asked == "transformers":
         backend, why = "transformers", "model.backend=transformers"
     elif asked == "unsloth":
@@ -122,13 +180,47 @@ def choose_backend(cfg: Config) -> tuple[str, str]:
             raise ConfigError(f"model.fast_inference=true needs the unsloth backend on a CUDA GPU, and this run gets "
                               f"{backend} ({why}): set model.fast_inference=false (rollouts through generate)")
         if importlib.util.find_spec("vllm") is None:
-            raise ConfigError("model.fast_inference=true needs vllm, which is not installed: pip install vllm, "
+            raise ConfigError(f"model.fast_inference=true needs vllm, which is not installed: {VLLM_INSTALL}, "
                               "or set model.fast_inference=false (rollouts through generate)")
         why += "; GRPO rollouts through Unsloth's vLLM engine (model.fast_inference)"
+    return backend, why
+
+
+def choose_backend(cfg: Config) -> tuple[str, str]:
+    """(backend, why). Call before importing transformers/trl; imports Unsloth when it is chosen. Unsloth's
+    compiled kernels go to run.cache_dir (not the working directory), and offline its usage statistics (a
+    network probe at every model load) are off."""
+    global CHOSEN
+    backend, why = decide_backend(cfg)
     if backend == "unsloth":
+        os.environ.setdefault("UNSLOTH_COMPILE_LOCATION",
+                              str(Path(cfg.run.cache_dir).expanduser().resolve() / "unsloth_compiled_cache"))
+        if offline():
+            os.environ.setdefault("UNSLOTH_DISABLE_STATISTICS", "1")
         import unsloth  # noqa: F401  (patches transformers and trl; must come first)
     CHOSEN = backend
     return backend, why
+
+
+TRAINERS = {"sft": "SFTTrainer", "grpo": "GRPOTrainer"}
+
+
+def trainer_classes(stages: list[str]) -> dict[str, str]:
+    """The class each stage's TRL trainer is built from in this process (Unsloth's where it patched TRL)."""
+    import trl
+
+    return {stage: getattr(trl, TRAINERS[stage]).__name__ for stage in stages}
+
+
+def check_trainers(cfg: Config, backend: str, classes: dict[str, str]) -> None:
+    """On the unsloth backend every stage trains with Unsloth's patched trainer, unless the user allowed TRL's
+    own (Unsloth falls back to it with a warning only when its patch fails)."""
+    stock = [name for name in classes.values() if not name.startswith("Unsloth")]
+    if backend == "unsloth" and stock and not cfg.model.allow_stock_trainer:
+        raise ConfigError(f"Unsloth could not patch TRL's {' and '.join(stock)} (its warning above says why), so "
+                          "this run would train without Unsloth's kernels: install the versions tested together "
+                          "(pip install -c constraints.txt -e .), or set model.allow_stock_trainer=true to train "
+                          "with TRL's own trainer")
 
 
 def uses_fast_inference(cfg: Config) -> bool:
@@ -163,17 +255,43 @@ def check_fast_inference(cfg: Config) -> None:
 
 
 def dtype_of(cfg: Config):
+    """The compute dtype: what the forward runs in (auto: bf16 on a CUDA GPU that has it, else fp16 there; fp32
+    on the CPU). A full fine-tune keeps fp32 master weights whatever this is (`keeps_master_weights`)."""
     import torch
 
     if cfg.model.dtype == "auto":
-        return torch.bfloat16 if cuda_available(cfg) else torch.float32
+        if not cuda_available(cfg):
+            return torch.float32
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     return getattr(torch, cfg.model.dtype)
 
 
-def is_bf16(cfg: Config) -> bool:
+def keeps_master_weights(cfg: Config) -> bool:
+    """A full fine-tune in 16 bits keeps its trainable weights (and so its gradients and AdamW states) in fp32 and
+    runs the forward in 16-bit autocast, as the paper's DeepSpeed runs do: an AdamW update of about the learning
+    rate does not change a bf16 weight above ~256 x lr (at GRPO's 1e-6, most of them), so pure-bf16 weights
+    barely train. LoRA keeps its adapters in fp32 anyway (peft, Unsloth) over 16-bit frozen weights."""
     import torch
 
-    return dtype_of(cfg) == torch.bfloat16
+    return cfg.model.finetune == "full" and dtype_of(cfg) != torch.float32
+
+
+def precision_args(cfg: Config) -> dict[str, bool]:
+    """The trainers' mixed-precision switches: autocast in the compute dtype over the loaded weights."""
+    import torch
+
+    dtype = dtype_of(cfg)
+    return dict(bf16=dtype == torch.bfloat16, fp16=dtype == torch.float16)
+
+
+def _keep_master_weights(model) -> None:
+    """Trainable parameters to fp32 (the frozen ones stay in the compute dtype); the trainer's autocast runs the
+    forward in 16 bits."""
+    import torch
+
+    for param in model.parameters():
+        if param.requires_grad and param.dtype != torch.float32:
+            param.data = param.data.float()
 
 
 # ---------------------------------------------------------------- sources
@@ -237,6 +355,8 @@ def load_for_training(cfg: Config, stage: Any, path: str, backend: str):
     if cfg.model.finetune == "full":
         if stage.freeze_vision:
             _freeze_vision(model)
+        if keeps_master_weights(cfg):
+            _keep_master_weights(model)
         return model, processor, None
     return model, processor, lora_config(cfg, model, stage)
 
@@ -289,57 +409,94 @@ def lora_config(cfg: Config, model, stage: Any):
                       target_modules=lora_targets(model, parts), task_type="CAUSAL_LM")
 
 
+def unsloth_name(path: str) -> str:
+    """What Unsloth is given: a local folder as an absolute path (a relative 'a/b' reads to Unsloth as a hub id,
+    which it looks up online), a hub id as the user wrote it."""
+    local = Path(path).expanduser()
+    return str(local.resolve()) if local.exists() else path
+
+
+def unsloth_load_kwargs(cfg: Config, stage: Any, path: str) -> dict[str, Any]:
+    """FastVisionModel.from_pretrained's keywords for a training stage. use_exact_model_name: without it Unsloth
+    swaps a hub id for its own 'unsloth/...' copy (another download, a crash offline). float32_mixed_precision:
+    without it a bf16 full fine-tune keeps bf16 weights (`keeps_master_weights`)."""
+    m = cfg.model
+    kwargs = dict(model_name=unsloth_name(path), max_seq_length=max_seq_length(cfg, stage), dtype=dtype_of(cfg),
+                  load_in_4bit=m.load_in_4bit, full_finetuning=m.finetune == "full", use_exact_model_name=True,
+                  use_gradient_checkpointing="unsloth" if stage.gradient_checkpointing else False,
+                  random_state=cfg.run.seed, trust_remote_code=m.trust_remote_code)
+    if keeps_master_weights(cfg):
+        kwargs["float32_mixed_precision"] = True
+    if uses_fast_inference(cfg) and stage is cfg.grpo:  # Stage 1 does not generate: no engine to reserve memory
+        kwargs.update(fast_inference=True, gpu_memory_utilization=m.gpu_memory_utilization,
+                      max_lora_rank=max(8, 1 << (m.lora_r - 1).bit_length()))  # vLLM takes power-of-two bounds
+    return kwargs
+
+
+def unsloth_peft_kwargs(cfg: Config, stage: Any) -> dict[str, Any]:
+    """FastVisionModel.get_peft_model's keywords (its max_seq_length defaults to 2048 and overwrites the model's)."""
+    m = cfg.model
+    parts = lora_parts(m.lora_layers, stage.freeze_vision)
+    return dict(r=m.lora_r, lora_alpha=m.lora_alpha, lora_dropout=m.lora_dropout,
+                finetune_vision_layers=parts["vision"], finetune_language_layers=parts["language"],
+                finetune_attention_modules=parts["attention"], finetune_mlp_modules=parts["mlp"],
+                use_gradient_checkpointing="unsloth" if stage.gradient_checkpointing else False,
+                random_state=cfg.run.seed, max_seq_length=max_seq_length(cfg, stage))
+
+
 def _load_unsloth(cfg: Config, stage: Any, path: str):
-    """FastVisionModel in 16 or 4 bits, LoRA through get_peft_model (or a full fine-tune), Unsloth's offloaded
-    gradient checkpointing, and for GRPO with model.fast_inference a vLLM engine sharing the weights."""
+    """FastVisionModel in 16 or 4 bits, LoRA through get_peft_model (or a full fine-tune with fp32 master
+    weights), Unsloth's offloaded gradient checkpointing, and for GRPO with model.fast_inference a vLLM engine
+    sharing the weights."""
     from unsloth import FastVisionModel
 
-    m = cfg.model
-    checkpointing = "unsloth" if stage.gradient_checkpointing else False
-    vllm = {}
-    if uses_fast_inference(cfg) and stage is cfg.grpo:  # Stage 1 does not generate: no engine to reserve memory
-        vllm = dict(fast_inference=True, gpu_memory_utilization=m.gpu_memory_utilization,
-                    max_lora_rank=max(8, 1 << (m.lora_r - 1).bit_length()))  # vLLM takes power-of-two bounds
-    model, processor = FastVisionModel.from_pretrained(
-        path, max_seq_length=max_seq_length(cfg, stage), dtype=None if m.dtype == "auto" else dtype_of(cfg),
-        load_in_4bit=m.load_in_4bit, full_finetuning=m.finetune == "full",
-        use_gradient_checkpointing=checkpointing, random_state=cfg.run.seed,
-        trust_remote_code=m.trust_remote_code, **vllm)
-    if m.finetune == "lora":
-        parts = lora_parts(m.lora_layers, stage.freeze_vision)
-        model = FastVisionModel.get_peft_model(
-            model, r=m.lora_r, lora_alpha=m.lora_alpha, lora_dropout=m.lora_dropout,
-            finetune_vision_layers=parts["vision"], finetune_language_layers=parts["language"],
-            finetune_attention_modules=parts["attention"], finetune_mlp_modules=parts["mlp"],
-            use_gradient_checkpointing=checkpointing, random_state=cfg.run.seed)
+    model, processor = FastVisionModel.from_pretrained(**unsloth_load_kwargs(cfg, stage, path))
+    if cfg.model.finetune == "lora":
+        model = FastVisionModel.get_peft_model(model, **unsloth_peft_kwargs(cfg, stage))
     elif stage.freeze_vision:
         _freeze_vision(model)
-    FastVisionModel.for_training(model, use_gradient_checkpointing=checkpointing)
+    FastVisionModel.for_training(model, use_gradient_checkpointing="unsloth" if stage.gradient_checkpointing else False)
     _apply_pixels(processor, stage.max_pixels)
     return model, processor, None
 
 
 # ---------------------------------------------------------------- saving and inference
 
-def save_final(model, processor, out_dir: Path, backend: str) -> Path:
+def save_final(model, processor, out_dir: Path, backend: str, base: str | None = None, dtype=None) -> Path:
     """Save a plain 16-bit checkpoint (LoRA merged) atomically: a half-written final/ never exists. With LoRA,
-    the adapters alone go to final/<stage>/lora/ as well (peft's format), for whoever wants them unmerged."""
+    the adapters alone go to final/<stage>/lora/ as well (peft's format), for whoever wants them unmerged.
+    A full fine-tune's fp32 master weights are saved in `dtype`, the compute dtype. On the unsloth backend the
+    adapters are merged into `base` (the stage's starting weights, as the user named them) reloaded in 16 bits:
+    4-bit weights cannot take a merge, and Unsloth's own merged save fetches its 'unsloth/...' copy of a hub
+    model instead of the one named."""
     out_dir = Path(out_dir)
     tmp = out_dir.with_name(f".{out_dir.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     lora = hasattr(model, "merge_and_unload")  # a PeftModel
-    if backend == "unsloth" and lora:
-        model.save_pretrained_merged(str(tmp), processor, save_method="merged_16bit")
+    if lora:
         model.save_pretrained(tmp / "lora")  # adapter_config.json + adapter_model.safetensors
-    else:
-        if lora:
-            model.save_pretrained(tmp / "lora")
+        if backend == "unsloth":
+            if base is None:
+                raise ValueError("save_final: the unsloth backend merges into the stage's base weights: give base=")
+            model = merged_onto(base, tmp / "lora", dtype)
+        else:
             model = model.merge_and_unload()
-        model.save_pretrained(tmp)
+    elif dtype is not None:
+        model = model.to(dtype)  # fp32 master weights -> the 16-bit checkpoint the next stage loads
+    model.save_pretrained(tmp)
     processor.save_pretrained(tmp)
     shutil.rmtree(out_dir, ignore_errors=True)
     os.replace(tmp, out_dir)
     return out_dir
+
+
+def merged_onto(base: str, adapter: Path, dtype=None):
+    """A LoRA adapter merged into the named base weights, loaded on the CPU with plain transformers."""
+    from peft import PeftModel
+    from transformers import AutoModelForImageTextToText
+
+    model = AutoModelForImageTextToText.from_pretrained(base, dtype=dtype or "auto")
+    return PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
 
 
 def load_for_inference(path: str, cfg: Config, max_pixels: int):
@@ -348,10 +505,7 @@ def load_for_inference(path: str, cfg: Config, max_pixels: int):
     if CHOSEN == "unsloth":
         from unsloth import FastVisionModel
 
-        model, processor = FastVisionModel.from_pretrained(
-            path, load_in_4bit=False, dtype=None if cfg.model.dtype == "auto" else dtype_of(cfg),
-            max_seq_length=cfg.sft.max_length + cfg.eval.max_new_tokens,
-            trust_remote_code=cfg.model.trust_remote_code)
+        model, processor = FastVisionModel.from_pretrained(**unsloth_inference_kwargs(path, cfg))
         FastVisionModel.for_inference(model)
         _apply_pixels(processor, max_pixels)
         processor.tokenizer.padding_side = "left"
@@ -362,3 +516,10 @@ def load_for_inference(path: str, cfg: Config, max_pixels: int):
     model = AutoModelForImageTextToText.from_pretrained(
         path, dtype=dtype_of(cfg), trust_remote_code=cfg.model.trust_remote_code).to(device).eval()
     return model, load_processor(path, max_pixels, cfg.model.trust_remote_code)
+
+
+def unsloth_inference_kwargs(path: str, cfg: Config) -> dict[str, Any]:
+    """FastVisionModel.from_pretrained's keywords for evaluation: the named weights, 16-bit, no 4-bit copy."""
+    return dict(model_name=unsloth_name(path), load_in_4bit=False, dtype=dtype_of(cfg), use_exact_model_name=True,
+                max_seq_length=cfg.sft.max_length + cfg.eval.max_new_tokens,
+                trust_remote_code=cfg.model.trust_remote_code)

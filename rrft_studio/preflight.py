@@ -1,10 +1,11 @@
 """Memory preflight: an analytic estimate of a stage's peak GPU memory, said before anything is loaded, and
 the ordering that puts the longest sample in the first batch so an out-of-memory shows at step 1.
 
-The estimate counts, in bytes: the weights (16-bit, or 4-bit NF4 linear layers for QLoRA); the trainable
-parameters' gradients and AdamW states (full fine-tune: bf16 weights, grads and two bf16 states, 8 bytes a
-parameter; LoRA: fp32 adapters, 16 bytes an adapter parameter); a frozen reference copy for GRPO with beta > 0
-(full fine-tune only: with LoRA, TRL disables the adapters instead); the activations of one micro batch of the
+The estimate counts, in bytes: the weights (16-bit, or 4-bit NF4 linear layers for QLoRA; a 16-bit full
+fine-tune keeps its trainable weights in fp32, the master weights, plus the 16-bit copy autocast makes of each);
+the trainable parameters' fp32 gradients and two fp32 AdamW moments (so 16 bytes a trainable parameter in all,
+full fine-tune or LoRA adapter); a frozen reference copy for GRPO with beta > 0 in the compute dtype (full
+fine-tune only: with LoRA, TRL disables the adapters instead); the activations of one micro batch of the
 longest sample (image tokens = pixels / (14*14*4) + prompt + completion), with or without gradient
 checkpointing; the logits and their loss; and for GRPO's `generate` rollouts the KV cache of every completion
 of an optimizer step (TRL generates the whole step at once) plus the prefill; with model.fast_inference, vLLM's
@@ -208,15 +209,36 @@ def _trainable(cfg: Config, st: Any, shape: Shape) -> tuple[int, str, bool]:
     return n, f"LoRA r{r} on {'+'.join(k for k, v in parts.items() if v)}", parts["vision"]
 
 
-def _weights(cfg: Config, stage: str, shape: Shape, gpu_total: float | None) -> list[tuple[str, float, str]]:
-    """Weights (or the vLLM engine that holds them) and GRPO's reference copy."""
+def compute_bytes(cfg: Config) -> int:
+    """Bytes of a value in the compute dtype (auto is bf16 on a GPU)."""
+    return 4 if cfg.model.dtype == "float32" else 2
+
+
+def keeps_master_weights(cfg: Config, strategy: str = "ddp") -> bool:
+    """A 16-bit full fine-tune holds its trainable weights in fp32 in the model (models.keeps_master_weights);
+    under DeepSpeed the model holds 16-bit weights and the optimizer the fp32 master copy."""
+    return cfg.model.finetune == "full" and compute_bytes(cfg) == 2 and not strategy.startswith("zero")
+
+
+def _weights(cfg: Config, stage: str, shape: Shape, gpu_total: float | None,
+             strategy: str = "ddp") -> list[tuple[str, float, str]]:
+    """Weights (or the vLLM engine that holds them), the autocast copies of fp32 master weights, and GRPO's
+    reference copy."""
     m = cfg.model
-    total, wbytes = sum(shape.params()), 4 if m.dtype == "float32" else 2
+    total, wbytes = sum(shape.params()), compute_bytes(cfg)
+    n_train, what, _ = _trainable(cfg, getattr(cfg, stage), shape)
     if m.load_in_4bit:
         linear = shape.linear_params()
         parts = [("weights", linear * 0.53 + (total - linear) * wbytes,
                   f"{total / 1e9:.2f} B: {linear / 1e9:.2f} B in linear layers at 4 bits (NF4 + scales), "
                   f"the rest at {wbytes} bytes")]
+    elif keeps_master_weights(cfg, strategy):
+        frozen = total - n_train
+        parts = [("weights", n_train * 4 + frozen * wbytes,
+                  f"{n_train / 1e9:.2f} B trainable ({what}) x 4 bytes (fp32 master weights)"
+                  + (f" + {frozen / 1e9:.2f} B frozen x {wbytes} bytes" if frozen else "")),
+                 ("autocast copies", n_train * wbytes, f"{n_train / 1e9:.2f} B trainable x {wbytes} bytes: the 16-bit "
+                  "copy autocast makes of each master weight, held through a forward and its backward")]
     else:
         parts = [("weights", total * wbytes, f"{total / 1e9:.2f} B parameters x {wbytes} bytes")]
     if stage == "grpo" and m.fast_inference:
@@ -225,7 +247,8 @@ def _weights(cfg: Config, stage: str, shape: Shape, gpu_total: float | None) -> 
                   f"model.gpu_memory_utilization {m.gpu_memory_utilization} x {gpu / GiB:.0f} GiB: "
                   "the shared weights + vLLM's KV cache")]
     if stage == "grpo" and cfg.grpo.beta > 0 and m.finetune == "full":
-        parts.append(("reference model", total * wbytes, f"beta {cfg.grpo.beta} > 0: a frozen copy for the KL term"))
+        parts.append(("reference model", total * wbytes, f"beta {cfg.grpo.beta} > 0: a frozen copy for the KL term, "
+                      f"{total / 1e9:.2f} B x {wbytes} bytes (the compute dtype)"))
     return parts
 
 
@@ -235,9 +258,9 @@ def _training(cfg: Config, stage: str, backend: str, shape: Shape, img: int, tex
     completion = cfg.grpo.max_completion_length if grpo else 0
     micro, seq = distributed.split(cfg, stage).per_device, img + text + completion
     n_train, what, vision_grad = _trainable(cfg, st, shape)
-    state = 2 if cfg.model.finetune == "full" and cfg.model.dtype != "float32" else 4  # peft: fp32 adapters
-    optimizer = ("AdamW states", 2 * n_train * state, f"2 x {n_train / 1e6:,.1f} M trainable ({what}) x {state} bytes")
-    grads = ("gradients", n_train * state, f"{n_train / 1e6:,.1f} M x {state} bytes")
+    # fp32 gradients and moments: fp32 master weights (full), peft's fp32 adapters (LoRA), an fp32 model
+    optimizer = ("AdamW states", 2 * n_train * 4, f"2 fp32 moments x {n_train / 1e6:,.1f} M trainable ({what}) x 4 bytes")
+    grads = ("gradients", n_train * 4, f"{n_train / 1e6:,.1f} M x 4 bytes (fp32)")
     h, i, d, vi = shape.hidden, shape.intermediate, shape.v_dim, shape.v_intermediate
     per_layer = 2 * (8 * h + 4 * i)  # bytes a decoder layer keeps per token (norms, q/k/v, attention, SwiGLU)
     if not st.gradient_checkpointing:
@@ -264,7 +287,7 @@ def _training(cfg: Config, stage: str, backend: str, shape: Shape, img: int, tex
 
 def _rollouts(cfg: Config, shape: Shape, img: int, text: int) -> list[tuple[str, float, str]]:
     """TRL generates a whole optimizer step's completions in one `generate`: their KV cache and the prefill."""
-    g, wbytes = cfg.grpo, 4 if cfg.model.dtype == "float32" else 2
+    g, wbytes = cfg.grpo, compute_bytes(cfg)
     n, seq = g.prompts_per_step * g.num_generations // cfg.run.processes, img + text + g.max_completion_length
     kv = n * seq * shape.layers * shape.kv_heads * shape.head_dim * 2 * wbytes
     v_block = 2 * (8 * shape.v_dim + 4 * shape.v_intermediate)
@@ -280,8 +303,7 @@ def _sharded(cfg: Config, stage: str, parts: list, strategy: str) -> list[tuple[
     n, shards, out = cfg.run.processes, distributed.SHARDED.get(strategy, set()), []
     for name, size, how in parts:
         if name == "AdamW states" and strategy.startswith("zero"):
-            per = 2 if cfg.model.finetune == "full" and cfg.model.dtype != "float32" else 4
-            trainable = size / (2 * per)
+            trainable = size / 8  # two fp32 moments a trainable parameter
             size, how = trainable * 12, f"{trainable / 1e6:,.1f} M trainable x 12 bytes (DeepSpeed: fp32 master " \
                                         "weights + 2 fp32 moments)"
         if name in shards and n > 1:
@@ -302,7 +324,7 @@ def estimate(cfg: Config, stage: str, backend: str = "unsloth", shape: Shape | N
     img, text = tokens or default_tokens(cfg, stage)
     strategy = (launcher.strategy_of(cfg.run.accelerate_config) if cfg.run.accelerate_config else "ddp")
     optimizer, training = _training(cfg, stage, backend, shape, img, text)
-    fixed = _sharded(cfg, stage, [*_weights(cfg, stage, shape, gpu_total), optimizer], strategy)
+    fixed = _sharded(cfg, stage, [*_weights(cfg, stage, shape, gpu_total, strategy), optimizer], strategy)
     training = _sharded(cfg, stage, training, strategy)
     rollouts = _rollouts(cfg, shape, img, text) if stage == "grpo" and not cfg.model.fast_inference \
         and cfg.grpo.vllm_mode != "server" else []  # a vLLM server holds its KV cache on its own GPUs

@@ -24,6 +24,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from . import models
 from .config import Config, ConfigError
 
 SERVED_ARCHS = ("qwen2_vl", "qwen2_5_vl")  # vLLM's Qwen2VLForConditionalGeneration and Qwen2_5_VL...
@@ -115,7 +116,7 @@ def check(cfg: Config, cuda: bool) -> None:
                           f"{cfg.model.name}: start it with {serve_command(cfg)}")
     if importlib.util.find_spec("vllm") is None:
         raise ConfigError("grpo.vllm_mode=server needs vllm installed here too (TRL's client sends the weights to the "
-                          "server with it): pip install vllm, or drop grpo.vllm_mode=server (rollouts through generate)")
+                          f"server with it): {models.VLLM_INSTALL}, or drop grpo.vllm_mode=server (rollouts through generate)")
     if not cuda:
         raise ConfigError("grpo.vllm_mode=server needs a CUDA GPU for training (the weights go to the server over "
                           "NCCL): train on a GPU machine, or drop grpo.vllm_mode=server")

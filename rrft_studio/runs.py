@@ -159,6 +159,12 @@ def write_status(run_dir: Path, *, drop: tuple[str, ...] = (), **fields: Any) ->
     return status
 
 
+def record_trainer(run_dir: Path, stage: str, trainer: Any) -> None:
+    """status.json's `trainers`: the class that trains each stage (UnslothGRPOTrainer or TRL's GRPOTrainer, ...)."""
+    if distributed.is_main():
+        write_status(run_dir, trainers={**read_status(run_dir).get("trainers", {}), stage: type(trainer).__name__})
+
+
 class Heartbeat:
     """Rewrites status.json every HEARTBEAT_S while a run lives (long steps and evaluations included), so a
     studio on another machine sharing the runs folder can tell a live run from a dead one."""

@@ -27,7 +27,7 @@ def trainer_args(cfg: Config, output_dir: Path, use_cpu: bool):
         weight_decay=s.weight_decay, per_device_train_batch_size=split.per_device,
         gradient_accumulation_steps=split.accumulation, gradient_checkpointing=s.gradient_checkpointing,
         max_length=s.max_length, logging_steps=s.logging_steps, save_steps=s.save_steps,
-        save_total_limit=2, bf16=models.is_bf16(cfg),
+        save_total_limit=2, **models.precision_args(cfg),
         use_cpu=use_cpu, seed=cfg.run.seed, data_seed=cfg.run.seed, **trackers.report_args(cfg, output_dir), disable_tqdm=True,
         logging_nan_inf_filter=False,  # a diverged loss must reach the callback, not be averaged away
         dataloader_num_workers=0, remove_unused_columns=False,
@@ -61,6 +61,8 @@ def run(cfg: Config, run_dir: Path, source: str, backend: str) -> Path | None:
                          callbacks=[tracker])
     trainer.remove_callback(PrinterCallback)
     trackers.attach(trainer, cfg, run_dir, "sft")
+    runs.record_trainer(run_dir, "sft", trainer)
+    models.check_trainers(cfg, backend, {"sft": type(trainer).__name__})
 
     # train
     if tracking.fit(trainer, tracker, resume, cfg.sft.max_steps):

@@ -113,10 +113,10 @@ def inject(fault: str) -> None:
 
         original = models.save_final
 
-        def save_final(model, processor, out_dir, backend):
+        def save_final(model, processor, out_dir, backend, **kwargs):
             if Path(out_dir).name == where:
                 die()
-            return original(model, processor, out_dir, backend)
+            return original(model, processor, out_dir, backend, **kwargs)
 
         models.save_final = save_final
     elif kind == "kill-eval":

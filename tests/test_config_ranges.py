@@ -45,6 +45,7 @@ INVALID: dict[str, tuple[list[str], list[str]]] = {
     "model.dtype": (["int8"], []),
     "model.trust_remote_code": (BOOL, []),
     "model.fast_inference": (["true", *BOOL], []),  # true needs CUDA and vLLM
+    "model.allow_stock_trainer": (BOOL, []),
     "model.gpu_memory_utilization": (["0", "1", "1.5", ".nan"], []),
     "model.tiny.arch": (["llama"], []),
     "model.tiny.hidden_size": (["0", "-256", "250"], []),  # 250: not a multiple of 2 x num_heads

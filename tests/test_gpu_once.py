@@ -1,6 +1,7 @@
 """benchmarks/gpu_once.sh, the one command for a GPU session, dry-run on the CPU so that it cannot rot before a
-GPU comes: every part on the tiny model, the files that come back, the summary, the transformers figures;
-a failed import stopping it early; run_all's deadline and its record of an arm cut off; gpu.sh's test parts."""
+GPU comes: every part on the tiny model in the order of what the run must answer, the files that come back, the
+summary, TRL's trainer classes, the fp32 master weights, the transformers figures; a failed import stopping it
+early; run_all's deadline and its record of an arm cut off; gpu.sh's test parts."""
 
 import json
 import os
@@ -15,8 +16,11 @@ import pytest
 from conftest import ROOT
 
 BENCH = ROOT / "benchmarks"
-FILES = {"0-summary.md", "1-env.log", "2-chain.log", "2-chain.json", "3-ratio.log", "3-ratio.json", "4-more.log",
-         "4-more.json"}
+FILES = {"0-summary.md", "1-env.log", "2-master.log", "2-master.json", "3-ratio.log", "3-ratio.json", "4-chain.log",
+         "4-chain.json"}
+# The parts of a dry run, in order: the GRPO ratio before the chain, the SFT ratio after it
+PARTS = ["1 environment", "2 master weights", "3 GRPO ratio tiny lora", "4 chain lora", "4 reload lora",
+         "4 chain qlora", "5 SFT ratio tiny lora", "6 more tiny full grpo", "6 more tiny full sft"]
 
 
 def gpu_once(tmp_path, **env) -> tuple[subprocess.CompletedProcess, float]:
@@ -43,7 +47,7 @@ def test_writes_the_eight_files_that_come_back(dry_run):
     tmp, _, seconds = dry_run
     out = tmp / "out"
     found = [p.relative_to(out) for p in out.rglob("*") if p.is_file()]
-    assert {str(p) for p in found} == FILES  # at most 8, no folders, no half-written temp files
+    assert {str(p) for p in found} == FILES  # at most 8 come back from a GPU command; no folders, no temp files
     assert all(re.fullmatch(r"[A-Za-z0-9._-]+", p.name) for p in found)
     (copy,) = (tmp / "results").iterdir()  # the same files in the tree's results folder
     assert copy.name.endswith("-gpu-once-dry") and {p.name for p in copy.iterdir()} == FILES
@@ -56,12 +60,18 @@ def test_summary_says_what_ran(dry_run):
     assert summary in stdout  # the command's own output ends with it: the reply's tail shows it
     assert "dry run on a CPU" in summary
     assert "## Failures" not in summary, summary[summary.find("## Failures"):]
-    for part in ("1 environment", "2 chain lora", "2 reload lora", "3 ratio tiny lora sft grpo",
-                 "4 more tiny full grpo", "4 more tiny full sft"):
-        assert f"| {part} | ok |" in summary
-    assert "| 2 chain qlora | skipped: no CUDA" in summary
+    parts = re.findall(r"^\| (\d [^|]+?) \| ([^|]+?) \|", summary, re.M)
+    assert [name for name, _ in parts] == PARTS  # what the GPU run must answer first, first
+    assert all(state == "ok" for name, state in parts if name != "4 chain qlora"), parts
+    assert "| 4 chain qlora | skipped: no CUDA" in summary
     assert "## Unsloth / transformers so far" in summary and "| tiny | lora | transformers |" in summary
     assert "| tiny | lora | unsloth | skipped: no CUDA GPU" in summary
+    # part 1's trainer classes (from its JSON) and part 2's findings
+    assert "trainers after `import unsloth`: trl.SFTTrainer is SFTTrainer (trl.trainer.sft_trainer), " \
+           "trl.GRPOTrainer is GRPOTrainer (trl.trainer.grpo_trainer)" in summary
+    assert "## fp32 master weights" in summary and "- trainer: SFTTrainer" in summary
+    moved = re.search(r"^- one step: ([\d.]+)% of the trainable elements changed", summary, re.M)
+    assert moved and float(moved.group(1)) > 90
 
 
 def test_environment_is_imported_really(dry_run):
@@ -75,11 +85,31 @@ def test_environment_is_imported_really(dry_run):
                     "TOKENIZERS_PARALLELISM=false"):
         assert setting in log
     assert "bf16 matmul 256x256" in log and "4-bit bitsandbytes layer: skipped: no CUDA" in log
+    # after `import unsloth`: on a CPU it patches nothing, so TRL's own (on a GPU: UnslothSFTTrainer, ...)
+    assert "trl.SFTTrainer is SFTTrainer (from trl.trainer.sft_trainer)" in log
+    assert "trl.GRPOTrainer is GRPOTrainer (from trl.trainer.grpo_trainer)" in log
+
+
+def test_a_full_fine_tune_keeps_fp32_master_weights_that_one_step_moves(dry_run):
+    """Part 2 on the CPU: transformers instead of Unsloth, the same checks. bf16 compute, fp32 trainable weights
+    (bf16 frozen ones: the vision tower), nearly every weight changed by one step at lr 1e-6."""
+    tmp, _, _ = dry_run
+    master = json.loads((tmp / "out" / "2-master.json").read_text())
+    assert master["state"] == "ok" and master["backend"]["backend"] == "transformers"
+    assert master["backend"]["keeps_master_weights"] and master["backend"]["precision_args"]["bf16"]
+    assert master["load"]["trainable"]["dtypes"] == ["float32"] and master["load"]["frozen"]["dtypes"] == ["bfloat16"]
+    step = master["step"]
+    assert step["state"] == "ok" and step["trainable_after"] == ["float32"] and step["moved_fraction"] > 0.9
+    assert step["matmul_output_dtypes"] == ["bfloat16"]  # the forward ran in bf16 autocast
+    assert step["layer_output_dtypes"]  # the hook saw the decoder layer run
+    assert master["trainer"] == "SFTTrainer" and master["backend"]["trl_trainers"]["GRPOTrainer"] == "GRPOTrainer"
+    log = (tmp / "out" / "2-master.log").read_text()
+    assert "== 2 master weights" in log and "- state: ok" in log
 
 
 def test_chain_saves_merges_evaluates_and_reloads(dry_run):
     tmp, _, _ = dry_run
-    chain = json.loads((tmp / "out" / "2-chain.json").read_text())
+    chain = json.loads((tmp / "out" / "4-chain.json").read_text())
     lora = chain["lora"]
     assert lora["unsloth"] == "skipped: no CUDA" and lora["backend"]["backend"] == "transformers"
     assert all(lora[step]["state"] == "ok" for step in ("backend", "sft", "grpo", "eval", "reload"))
@@ -90,16 +120,18 @@ def test_chain_saves_merges_evaluates_and_reloads(dry_run):
 
 def test_transformers_figures_are_there(dry_run):
     tmp, _, _ = dry_run
-    ratio = json.loads((tmp / "out" / "3-ratio.json").read_text())["results"]
+    results = json.loads((tmp / "out" / "3-ratio.json").read_text())["results"]  # four run_all calls, one file
+    assert [(r["mode"], r["stage"], r["arm"]) for r in results] == [
+        ("lora", "grpo", "transformers"), ("lora", "grpo", "unsloth"),  # part 3: GRPO first
+        ("lora", "sft", "transformers"), ("lora", "sft", "unsloth"),  # part 5
+        ("full", "grpo", "transformers"), ("full", "grpo", "unsloth"),  # part 6
+        ("full", "sft", "transformers"), ("full", "sft", "unsloth")]
     for stage in ("sft", "grpo"):
-        (arm,) = [r for r in ratio if r["stage"] == stage and r["arm"] == "transformers"]
+        (arm,) = [r for r in results if r["stage"] == stage and r["arm"] == "transformers" and r["mode"] == "lora"]
         assert "step_time_s" in arm, f"{arm.get('failed')}: " + "\n".join(arm.get("last_lines", []))
         assert arm["step_time_s"]["median"] > 0 and arm["peak_memory_gib"] > 0
-        (unsloth,) = [r for r in ratio if r["stage"] == stage and r["arm"] == "unsloth"]
+        (unsloth,) = [r for r in results if r["stage"] == stage and r["arm"] == "unsloth" and r["mode"] == "lora"]
         assert "no CUDA" in unsloth["skipped"]
-    more = json.loads((tmp / "out" / "4-more.json").read_text())["results"]  # two run_all calls, one file
-    assert [(r["stage"], r["arm"]) for r in more] == [("grpo", "transformers"), ("grpo", "unsloth"),
-                                                      ("sft", "transformers"), ("sft", "unsloth")]
 
 
 def test_a_failed_import_stops_early_with_its_traceback(tmp_path):

@@ -40,6 +40,7 @@ def test_run_directory(micro_run):
         assert (run_dir / name).exists(), name
     status = runs.read_status(run_dir)
     assert status["state"] == "finished" and status["backend"] == "transformers" and status["backend_why"]
+    assert status["trainers"] == {"sft": "SFTTrainer", "grpo": "GRPOTrainer"}  # the classes that trained
     report = json.loads((run_dir / "report.json").read_text())
     for key in ("chance", "accuracy_base", "accuracy_sft", "accuracy_grpo", "format_reward_grpo", "seconds"):
         assert report[key] is not None, key
