@@ -7,7 +7,7 @@
     rrft-studio preflight presets/counting_2b.yaml [k=v]    estimated peak GPU memory per stage, and whether it fits
     rrft-studio eval runs/<run> | <checkpoint> [key=value]  accuracy on the eval split
     rrft-studio eval --compare RUN_A RUN_B ...              several runs in one table, the paper's layout
-    rrft-studio sweep presets/demo.yaml --samples 8400 8800   data efficiency: accuracy against samples
+    rrft-studio sweep presets/demo.yaml --seeds 0 1 2       one run per seed (--threads, --samples, --methods too)
     rrft-studio data generate counting --n 100 --out DIR    write a synthetic dataset (Reason-RFT schema)
     rrft-studio data check DATASET_DIR_OR_FILE [--task T]   records, images, answers, token lengths, problems
     rrft-studio rewards check PRESET [k=v] [--checkpoint RUN]  GRPO's rewards on the model's own samples, and a verdict
@@ -41,6 +41,10 @@ def _checked_data(cfg: config.Config) -> None:
     once on a sample, so a broken user reward fails now and not after all of Stage 1 has trained."""
     from . import data, models, rewards
 
+    reference = Path(cfg.run.compare_to).expanduser()
+    if cfg.run.compare_to and not (reference.is_file() or (reference / "sweep.json").is_file()):
+        raise ConfigError(f"run.compare_to: '{reference}' is not a sweep (no sweep.json there): give a sweep's "
+                          "folder or its sweep.json, or leave run.compare_to empty")
     for split in (["train"] if cfg.run.stages else []) + (cfg.eval.splits if cfg.eval.enabled else []):
         rows = data.records(cfg, split)
         path, _ = data.source(cfg, split)
@@ -251,12 +255,14 @@ def cmd_eval(args) -> int:
 
 def _compare(args) -> int:
     """Evaluate each run's finished stages on its splits (what is missing), then one table for all."""
-    from . import evaluate, models, pipeline, report
+    from . import models, pipeline, report, sweep
 
-    run_dirs = [Path(t) for t in args.targets]
-    for run_dir in run_dirs:
-        if not runs.is_run(run_dir):
-            raise ConfigError(f"--compare takes run directories: '{run_dir}' has no config.yaml")
+    targets = [Path(t) for t in args.targets]
+    for target in targets:
+        if not (runs.is_run(target) or sweep.is_sweep(target)):
+            raise ConfigError(f"--compare takes run directories and sweep folders: '{target}' has neither a "
+                              "config.yaml nor a sweep.json")
+    run_dirs = [t for t in targets if runs.is_run(t)]  # a sweep's runs evaluated what they evaluate
     for run_dir in run_dirs:
         cfg = runs.load_config(run_dir)
         for override in args.overrides:
@@ -267,7 +273,7 @@ def _compare(args) -> int:
         for stage in cfg.run.stages:
             if runs.is_done(run_dir, stage):
                 pipeline.evaluate_splits(cfg, run_dir, str(runs.stage_dir(run_dir, "final", stage)), stage)
-    print(report.results_table(runs.load_config(run_dirs[0]), run_dirs))
+    print(report.results_table(targets))
     return 0
 
 
@@ -275,15 +281,21 @@ def cmd_sweep(args) -> int:
     from . import models, sweep
 
     cfg = config.load(args.preset, args.overrides)
-    if any(n < 1 for n in args.samples):
-        raise ConfigError("--samples must be positive counts, e.g. --samples 1600 3200 6400")
-    for method in args.methods:  # every point's config is checked before the first run starts
-        for n in args.samples:
-            config.load(args.preset, [*args.overrides, f"method={method}", f"data.max_samples={n}"])
+    if not (args.samples or args.seeds or args.threads or args.methods):
+        raise ConfigError("a sweep needs an axis: --seeds 0 1 2 (the spread over seeds), --threads 1 2, "
+                          "--samples 1600 3200 (data efficiency) or --methods cot_sft rft")
+    for flag, values, least in (("--samples", args.samples, 1), ("--seeds", args.seeds, 0), ("--threads", args.threads, 1)):
+        if any(v < least for v in values):
+            raise ConfigError(f"{flag} takes whole numbers of at least {least}, e.g. {flag} {least} {least + 1}")
+    points = sweep.plan(list(dict.fromkeys(args.methods)), sorted(set(args.samples)), list(dict.fromkeys(args.seeds)),
+                        list(dict.fromkeys(args.threads)))
+    for point in points:  # every point's config is checked before the first run starts
+        config.load(args.preset, [*args.overrides, *sweep.overrides_of(point)])
     models.check_training_device(cfg)
     models.decide_backend(cfg)  # each run imports its backend in its own process: none here
-    root = sweep.run(cfg, args.preset, args.overrides, sorted(set(args.samples)), list(dict.fromkeys(args.methods)))
-    print(f"sweep: {root / 'sweep.json'}, {root / 'sweep.png'}")
+    root = sweep.run(cfg, args.preset, args.overrides, points)
+    print(sweep.table(sweep.load(root)))
+    print(f"sweep: {root / 'sweep.json'}, {root / 'sweep.md'}, {root / 'sweep.png'}")
     return 0
 
 
@@ -414,10 +426,15 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--out", help="also write the result (with every prediction) as JSON here")
     e.set_defaults(func=cmd_eval)
 
-    w = sub.add_parser("sweep", help="data efficiency: one run per training-set size, accuracy against samples")
+    w = sub.add_parser("sweep", help="one run per seed, thread count, training-set size or method, and the spread "
+                       "of their results")
     w.add_argument("preset")
     w.add_argument("overrides", nargs="*")
-    w.add_argument("--samples", type=int, nargs="+", required=True, help="training-set sizes, e.g. 1600 3200 6400")
+    w.add_argument("--seeds", type=int, nargs="+", default=[], help="training seeds (run.seed), e.g. 0 1 2")
+    w.add_argument("--threads", type=int, nargs="+", default=[], help="CPU threads per run (OMP_NUM_THREADS), e.g. "
+                   "1 2: on a CPU where a run lands moves with them")
+    w.add_argument("--samples", type=int, nargs="+", default=[], help="training-set sizes (data.max_samples), e.g. "
+                   "1600 3200 6400: accuracy against samples")
     w.add_argument("--methods", nargs="+", default=[], choices=[m for m in config.METHODS if m != "zero_shot"],
                    help="one line per method, e.g. --methods cot_sft rft (default: the preset's method)")
     w.set_defaults(func=cmd_sweep)

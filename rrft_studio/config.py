@@ -186,6 +186,7 @@ class Run:
     project: str = doc("rrft-studio", "tracker project (trackio project, wandb project, MLflow experiment); tracker runs are <run>-sft, <run>-grpo, <run>-eval")
     processes: int = doc(1, "training processes, one per GPU, over all machines (--processes N; accelerate launch sets it): each stage keeps its global batch, split as per-device batch x processes x accumulation (status.json records the split); a count that does not divide it is refused", ge=1)
     accelerate_config: str = doc("", "how the processes share the model: ddp, fsdp2, zero2, zero3 (configs/accelerate/) or an accelerate config file; empty = ddp (with run.processes > 1)")
+    compare_to: str = doc("", "a sweep (its folder or sweep.json) whose spread over seeds and thread counts the report places this run's GRPO - SFT against (the demo: README's sweep, docs/demo/seeds.json)")
 
 
 @dataclass

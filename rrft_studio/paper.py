@@ -6,6 +6,8 @@ Where a run's model and method match a row of the paper, that row is printed bes
 
 from __future__ import annotations
 
+import statistics
+
 COLUMNS = ("CLEVR-Math", "Super-CLEVR", "GeoMath", "Geometry3K", "TRANCE", "TRANCE-L", "TRANCE-R")
 
 RESULTS = {
@@ -31,13 +33,25 @@ def paper_model(name: str) -> str | None:
     return None
 
 
-def table(rows: list[tuple[str, dict[str, float]]], matches: list[tuple[str, str]] = ()) -> str:
-    """Markdown in the paper's layout. rows: (label, {benchmark: accuracy in [0, 1]}); matches: the
-    (model, method) pairs whose paper rows go beside ours."""
+class Spread(list):
+    """Accuracies of several runs (a sweep's), shown as mean ± standard deviation."""
+
+    def __format__(self, spec: str) -> str:
+        sd = statistics.stdev(self) if len(self) > 1 else 0.0
+        return f"{100 * statistics.fmean(self):.2f} ± {100 * sd:.2f}"
+
+
+def _cell(value) -> str:
+    return format(value) if isinstance(value, Spread) else f"{100 * value:.2f}"
+
+
+def table(rows: list[tuple[str, dict]], matches: list[tuple[str, str]] = ()) -> str:
+    """Markdown in the paper's layout. rows: (label, {benchmark: accuracy in [0, 1], or a Spread of them});
+    matches: the (model, method) pairs whose paper rows go beside ours."""
     used = [c for c in COLUMNS if any(c in values for _, values in rows)] or list(COLUMNS)
     lines = ["| model / method | " + " | ".join(used) + " |", "|---" * (len(used) + 1) + "|"]
     for label, values in rows:
-        cells = [f"{100 * values[c]:.2f}" if c in values else "" for c in used]
+        cells = [_cell(values[c]) if c in values else "" for c in used]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     for model, method in dict.fromkeys(matches):
         if (model, method) in RESULTS:

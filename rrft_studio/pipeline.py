@@ -65,8 +65,10 @@ def train(cfg: Config, run_dir: Path, backend: str, why: str) -> dict | None:
     started, before = time.time(), runs.read_status(run_dir).get("seconds", 0.0)
     if main:
         runs.keep_reserve(run_dir)
+        import torch
+
         runs.write_status(run_dir, state="running", backend=backend, backend_why=why, drop=("error", "failure"),
-                          **launch_status(cfg))
+                          threads=torch.get_num_threads(), **launch_status(cfg))
         print(f"run directory: {run_dir}\nbackend: {backend} ({why})", flush=True)
         for stage in cfg.run.stages if cfg.run.processes > 1 else []:
             b = distributed.split(cfg, stage)

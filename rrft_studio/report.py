@@ -33,12 +33,30 @@ def build(run_dir: Path, seconds: float) -> dict:
     tail = [r[key] for r in grpo_rows if key in r][-5:]  # the last logging steps: where the policy ended up
     report["format_reward_grpo"] = round(sum(tail) / len(tail), 4) if tail else None
     report.setdefault("chance", None)
-    report["table"] = results_table(runs.load_config(run_dir), [run_dir])
+    report["reference"] = reference(runs.load_config(run_dir), report["grpo_minus_sft"])
+    report["table"] = results_table([run_dir])
     (Path(run_dir) / "eval").mkdir(exist_ok=True)
     runs.write_atomic(Path(run_dir) / "eval" / "table.md", report["table"] + "\n")
     report["plots"] = [str(p) for p in plot(run_dir)]
     runs.write_atomic(Path(run_dir) / "report.json", json.dumps(report, indent=1))
     return report
+
+
+def reference(cfg: Config, delta: dict | None) -> dict | None:
+    """Where this run's GRPO - SFT falls in the spread of the sweep named by run.compare_to (its first group)."""
+    from . import sweep
+
+    if not cfg.run.compare_to or delta is None:
+        return None
+    try:
+        spread = sweep.load(Path(cfg.run.compare_to).expanduser())["spread"]
+    except (OSError, ValueError, KeyError):
+        return None  # checked when the run started: gone since, the report goes without it
+    group = next((g["grpo_minus_sft"] for g in spread if "grpo_minus_sft" in g), None)
+    if group is None:
+        return None
+    place = "below" if delta["diff"] < group["min"] else "above" if delta["diff"] > group["max"] else "within"
+    return {"sweep": cfg.run.compare_to, **{k: group[k] for k in ("runs", "mean", "sd", "min", "max")}, "place": place}
 
 
 def standard_error(scores: list[float]) -> float:
@@ -72,21 +90,40 @@ def method_of(cfg: Config) -> str:
         stages, "cot_sft" if cfg.sft.style == "cot" else "ans_sft")
 
 
-def results_table(cfg: Config, run_dirs: list[Path]) -> str:
-    """Every evaluated checkpoint of the given runs as a row of the paper's table, the paper's rows beside."""
-    rows, matches, scorers = [], [], set()
-    for run_dir in run_dirs:
-        run_cfg = runs.load_config(run_dir)
+def results_table(run_dirs: list[Path]) -> str:
+    """Every evaluated checkpoint of the given runs as a row of the paper's table, the paper's rows beside. A sweep
+    folder (sweep.json) is one entry: each stage's mean ± standard deviation over its runs."""
+    from . import sweep
+
+    rows, matches, scorers, gains = [], [], set(), []
+    for target in run_dirs:
+        members = [Path(p["run_dir"]) for p in sweep.load(target)["points"]] if sweep.is_sweep(target) else [target]
+        members = [m for m in members if runs.is_run(m)]
+        if not members:
+            continue
+        run_cfg = runs.load_config(members[0])
         model = paper.paper_model(run_cfg.model.name)
-        name = Path(run_dir).name if len(run_dirs) > 1 else run_cfg.model.name
+        name = Path(target).name if len(run_dirs) > 1 else run_cfg.model.name
+        spread = f" (mean ± sd over {len(members)} runs)" if sweep.is_sweep(target) else ""
+        if spread:
+            gains += [f"{Path(target).name}: GRPO - SFT {100 * d['mean']:+.1f} ± {100 * d['sd']:.1f} points over "
+                      f"{d['runs']} runs (from {100 * d['min']:+.1f} to {100 * d['max']:+.1f})"
+                      for g in sweep.load(target)["spread"] if (d := g.get("grpo_minus_sft"))]
         for label in ("base", "sft", "grpo"):
-            results = [r for split in run_cfg.eval.splits if (r := evaluate.load(run_dir, label, split)) is not None]
+            results = [r for m in members for split in run_cfg.eval.splits
+                       if (r := evaluate.load(m, label, split)) is not None]
             if results:
-                rows.append((f"ours: {name} {label}", {r["benchmark"]: r["accuracy"] for r in results}))
+                by_benchmark: dict[str, list[float]] = {}
+                for r in results:
+                    by_benchmark.setdefault(r["benchmark"], []).append(r["accuracy"])
+                rows.append((f"ours: {name} {label}{spread}", {b: paper.Spread(v) if spread else v[0]
+                                                                for b, v in by_benchmark.items()}))
                 scorers |= {r.get("scorer", "strict") for r in results}
         if model:
             matches += [(model, "zero_shot"), (model, method_of(run_cfg))]
     table = paper.table(rows, matches)
+    if gains:
+        table += "\n\n" + "\n".join(gains)
     if scorers:
         table += "\n\nOur rows scored by: " + ", ".join(f"{s} ({SCORER_NOTES[s]})" for s in sorted(scorers))
     return table
@@ -179,11 +216,6 @@ def text(report: dict) -> str:
     ]
     if any(report.get(f"se_{label}") is not None for label in LABELS):
         lines.append("                     (± one standard error over the evaluated items)")
-    delta = report.get("grpo_minus_sft")
-    if delta:
-        ratio = f", {delta['diff'] / delta['se']:.1f} SE" if delta["se"] else ""
-        lines.append(f"GRPO - SFT           {100 * delta['diff']:+.1f} points, paired SE {100 * delta['se']:.1f}{ratio} "
-                     f"(same {delta['n']} items: {delta['gained']} gained, {delta['lost']} lost)")
     if report.get("format_reward_grpo") is not None:
         lines.append(f"format reward, GRPO  {report['format_reward_grpo']:.2f}  (mean of the last logged steps)")
     minutes, seconds = divmod(int(report["seconds"]), 60)
@@ -192,4 +224,20 @@ def text(report: dict) -> str:
         lines.append("plots                " + ", ".join(Path(p).name for p in report["plots"]))
     if report.get("table"):
         lines += ["", report["table"]]
-    return "\n".join(lines)
+    return "\n".join(lines + verdict(report))
+
+
+def verdict(report: dict) -> list[str]:
+    """The last lines: GRPO's gain over SFT with its paired standard error, and where it falls in the spread of
+    the sweep the run is compared to."""
+    delta, ref = report.get("grpo_minus_sft"), report.get("reference")
+    if not delta:
+        return []
+    ratio = f", {delta['diff'] / delta['se']:.1f} SE" if delta["se"] else ""
+    lines = ["", f"GRPO - SFT           {100 * delta['diff']:+.1f} points, paired SE {100 * delta['se']:.1f}{ratio} "
+                 f"(same {delta['n']} items: {delta['gained']} gained, {delta['lost']} lost)"]
+    if ref:
+        lines.append(f"spread over seeds    {100 * ref['mean']:+.1f} ± {100 * ref['sd']:.1f} points over {ref['runs']} "
+                     f"runs (from {100 * ref['min']:+.1f} to {100 * ref['max']:+.1f}; {ref['sweep']}): this run's "
+                     f"{100 * delta['diff']:+.1f} is {ref['place']} that range")
+    return lines

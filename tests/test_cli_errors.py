@@ -25,6 +25,7 @@ def _fails(capsys, argv, *words):
     ("grpo.micro_batch=3", ["must divide"]),
     ("data.train_file=missing.json", ["data.train_file", "not found"]),
     ("run.name=../../escaped", ["run.name='../../escaped'", "plain folder name"]),  # the run would land outside
+    ("run.compare_to=no/such/sweep", ["run.compare_to", "no sweep.json there", "leave run.compare_to empty"]),
 ])
 def test_bad_overrides_write_nothing(tmp_path, capsys, override, words):
     runs_dir = tmp_path / "runs"

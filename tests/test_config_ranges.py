@@ -34,6 +34,7 @@ INVALID: dict[str, tuple[list[str], list[str]]] = {
     "run.project": (["''", "[a,b]"], []),
     "run.processes": (["0", "-1", "3"], []),  # 3 does not divide SFT's global batch of 16
     "run.accelerate_config": (["zero9", "/nonexistent/accelerate.yaml"], []),
+    "run.compare_to": (["[a,b]"], []),  # a missing sweep is refused when a run starts (test_cli_errors)
     "model.name": (["./no_such_checkpoint", "/nonexistent/model"], []),
     "model.backend": (["vllm"], []),
     "model.finetune": (["qlora"], []),

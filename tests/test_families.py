@@ -73,11 +73,43 @@ def test_data_efficiency_sweep(tmp_path, cache_dir):
                "run.stages=[grpo]", "--samples", "8", "16")
     assert done.returncode == 0, done.stderr[-3000:]
     (root,) = tmp_path.iterdir()
-    points = json.loads((root / "sweep.json").read_text())
+    points = json.loads((root / "sweep.json").read_text())["points"]
     assert [p["samples"] for p in points] == [8, 16]
     assert all("grpo/id" in p["accuracy"] for p in points)
     assert (root / "sweep.png").is_file()
     assert len([p for p in root.iterdir() if p.is_dir()]) == 2
+
+
+def test_a_seed_sweep_gives_each_run_and_the_spread(tmp_path, cache_dir):
+    """--seeds and --threads: one run per seed and thread count (the count reaches the run), each run's paired
+    GRPO - SFT, the mean ± sd over them; `eval --compare` reads the sweep as one entry with its spread."""
+    from conftest import MICRO
+
+    done = cli("sweep", str(MICRO), f"run.runs_dir={tmp_path}", f"run.cache_dir={cache_dir}", "eval.max_samples=4",
+               "--seeds", "0", "1", "--threads", "1")
+    assert done.returncode == 0, done.stderr[-3000:]
+    (root,) = [p for p in tmp_path.iterdir() if p.is_dir()]
+    record = json.loads((root / "sweep.json").read_text())
+    points = record["points"]
+    assert [(p["seed"], p["threads"]) for p in points] == [(0, 1), (1, 1)]
+    for p in points:
+        assert runs.read_status(Path(p["run_dir"]))["threads"] == 1
+        assert set(p["grpo_minus_sft"]) >= {"diff", "se", "gained", "lost"}
+        assert runs.load_config(Path(p["run_dir"])).run.seed == p["seed"]
+    (group,) = record["spread"]
+    grpo = [p["accuracy"]["grpo/id"] for p in points]
+    assert group["runs"] == 2 and group["accuracy"]["grpo/id"]["mean"] == pytest.approx(sum(grpo) / 2)
+    assert group["accuracy"]["grpo/id"]["sd"] == pytest.approx(abs(grpo[0] - grpo[1]) / 2 ** 0.5)
+    assert group["grpo_minus_sft"]["runs"] == 2
+    assert "mean ± sd over 2 runs" in done.stdout and (root / "sweep.md").is_file() and (root / "sweep.png").is_file()
+    done = cli("eval", "--compare", str(root), points[0]["run_dir"])
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert f"| ours: {root.name} grpo (mean ± sd over 2 runs) |" in done.stdout and " ± " in done.stdout
+    assert f"| ours: {Path(points[0]['run_dir']).name} grpo |" in done.stdout
+    done = cli("sweep", str(MICRO), f"run.runs_dir={tmp_path}", "--seeds", "-1")
+    assert done.returncode == 2 and "--seeds takes whole numbers of at least 0" in done.stderr
+    done = cli("sweep", str(MICRO), f"run.runs_dir={tmp_path}")
+    assert done.returncode == 2 and "a sweep needs an axis" in done.stderr
 
 
 def test_sweep_of_two_methods(tmp_path, cache_dir):
@@ -91,7 +123,7 @@ def test_sweep_of_two_methods(tmp_path, cache_dir):
                "--samples", "32", "--methods", "cot_sft", "rft")
     assert done.returncode == 0, done.stderr[-3000:]
     (root,) = tmp_path.iterdir()
-    points = json.loads((root / "sweep.json").read_text())
+    points = json.loads((root / "sweep.json").read_text())["points"]
     assert [(p["method"], p["samples"]) for p in points] == [("cot_sft", 32), ("rft", 32)]
     assert "sft/id" in points[0]["accuracy"] and "grpo/id" not in points[0]["accuracy"]
     assert "grpo/id" in points[1]["accuracy"]

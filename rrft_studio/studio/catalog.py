@@ -183,6 +183,18 @@ def checkpoints(run_dir: Path) -> list[tuple[str, str]]:
     return out
 
 
+def results(runs_dir: Path) -> list[tuple[str, str]]:
+    """(label, path) of what has evaluation results: each sweep (one entry for its runs: `rrft-studio sweep`)
+    and each run that evaluated something, newest first."""
+    from .. import sweep
+
+    root = Path(runs_dir)
+    sweeps = sorted((d for d in root.iterdir() if d.is_dir() and sweep.is_sweep(d)),
+                    key=lambda d: (d / "sweep.json").stat().st_mtime, reverse=True) if root.is_dir() else []
+    out = [(f"sweep · {d.name} ({len(sweep.load(d)['points'])} runs)", str(d)) for d in sweeps]
+    return out + [(info.name, str(info.path)) for info in list_runs(root) if eval_results(info.path)]
+
+
 def all_checkpoints(runs_dir: Path) -> list[tuple[str, str]]:
     return [c for info in list_runs(runs_dir) for c in checkpoints(info.path)]
 

@@ -1,7 +1,8 @@
 """The Compare tab: two to four checkpoints (a run's base model, after SFT, after GRPO, any saved step)
 answer the same image and question side by side: reasoning and answer apart, each scored by the task's
 rewards, with lengths. Batch mode runs N samples of a run's eval split through each and reports accuracy,
-a progress bar following the samples answered.
+a progress bar following the samples answered. The results table puts runs and sweeps (a sweep as one entry:
+mean ± standard deviation over its seeds) in the paper's layout, as `rrft-studio eval --compare` does.
 
 Each checkpoint answers in its own worker process (inference.Pool), all at once.
 """
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import gradio as gr
 
-from .. import data, inference, rewards, tasks
+from .. import data, inference, report, rewards, tasks
 from ..answers import answer_text as answers_text
 from ..config import ConfigError
 from ..inference import Pool, Settings, Turn, WorkerError
@@ -218,6 +219,10 @@ def build(runs_dir: Path, pool: Pool, tab: gr.Tab, folders: Folders | None = Non
             batch = gr.Button("Run batch", variant="primary", scale=0, min_width=140)
         summary = gr.Dataframe(headers=["checkpoint", "accuracy", "format", "mean tokens"], interactive=False)
         per_sample = gr.Dataframe(interactive=False, max_height=360, label="Answers per sample")
+    with gr.Tab("Results: runs and sweeps"):
+        targets = gr.Dropdown([], multiselect=True, label="Runs and sweeps (a sweep is one entry: mean ± sd over "
+                              "its runs)", elem_id="compare-results-targets")
+        results = gr.Markdown(elem_id="compare-results-table")
     loaded = gr.Markdown(loaded_markdown(pool))
 
     def confined(values):
@@ -231,8 +236,22 @@ def build(runs_dir: Path, pool: Pool, tab: gr.Tab, folders: Folders | None = Non
         values = confined(values)
         yield from run_side_by_side(pool, values, img, prompt_text(q, add, values or []), t, settings, trusted)
 
+    def results_table(values):
+        try:
+            chosen = [folders.confine(v, "results", ("runs",)) for v in values or []]
+        except ConfigError as e:
+            raise gr.Error(str(e)) from None
+        return report.results_table(chosen) if chosen else "*choose runs or sweeps*"
+
+    def refresh_results(current):
+        choices = catalog.results(runs_dir)
+        kept = [c for c in current or [] if c in {v for _, v in choices}] or [v for _, v in choices[:2]]
+        return gr.Dropdown(choices=choices, value=kept), results_table(kept)
+
     tab.select(lambda c: refresh(runs_dir, pool, c), checkpoints, [checkpoints, loaded]).then(
         placeholders, checkpoints, slots)
+    tab.select(refresh_results, targets, [targets, results])
+    targets.input(results_table, targets, results)
     checkpoints.input(placeholders, checkpoints, slots)
     load.click(eval_sample, [checkpoints, index], [image, question, truth])
     # Each column says itself that it is loading or generating: Gradio's own progress borders are left out, so

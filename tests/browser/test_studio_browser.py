@@ -98,6 +98,28 @@ def test_compare_two_answers_side_by_side(page, shot):
     shot("compare")
 
 
+def test_compare_results_read_a_sweep_as_one_entry(page, shot, studio):
+    """A sweep folder (sweep.json over two finished runs, as `rrft-studio sweep --seeds` writes it) is one entry of
+    the results table, its stages' accuracies as mean ± sd over its runs; a run beside it is a row of its own."""
+    import json
+
+    from rrft_studio import sweep
+
+    run = next(p for p in studio["runs_dir"].iterdir() if (p / "report.json").is_file())
+    folder = studio["runs_dir"] / "micro-sweep-seeds"
+    folder.mkdir(exist_ok=True)
+    points = [sweep.result({"seed": seed}, run) for seed in (0, 1)]
+    (folder / "sweep.json").write_text(json.dumps({"points": points, "spread": sweep.spread(points)}))
+    open_tab(page, "Compare")
+    page.get_by_role("tab", name="Results: runs and sweeps").click()
+    table = "#compare-results-table"
+    page.wait_for_selector(f"{table}:has-text('micro-sweep-seeds grpo (mean ± sd over 2 runs)')", timeout=60_000)
+    page.wait_for_selector(f"{table}:has-text('{run.name} grpo')")
+    assert " ± 0.00" in page.inner_text(table)  # the same run twice: no spread
+    page.wait_for_selector(f"{table}:has-text('micro-sweep-seeds: GRPO - SFT')")
+    shot("compare-results")
+
+
 STREAM_PROBE = """() => {
   window.__lengths = [];
   new MutationObserver(() => {
