@@ -146,8 +146,8 @@ def check_training_device(cfg: Config) -> None:
 
     try:
         params = sum(preflight.model_shape(cfg).params())
-    except ConfigError:
-        return  # a model whose shape is unknown here: its size cannot be judged
+    except (ConfigError, ValueError, KeyError):
+        return  # a model whose shape cannot be read here (check_source names a damaged one): its size is unknown
     if params > CPU_TRAINABLE:
         raise ConfigError(f"no CUDA GPU is visible, and model.name={cfg.model.name} ({params / 1e9:.1f} B parameters) "
                           "would take days to train on the CPU: run on a CUDA GPU, or set run.device=cpu to train "
@@ -200,6 +200,42 @@ def choose_backend(cfg: Config) -> tuple[str, str]:
         import unsloth  # noqa: F401  (patches transformers and trl; must come first)
     CHOSEN = backend
     return backend, why
+
+
+class TorchLogProbs:
+    """TRL's fused LM head (TRL 1.15: per-token log-probabilities straight from the hidden states, the logits never
+    held whole) computed with plain torch where there is no GPU: TRL runs it as a Triton kernel, which needs a GPU
+    driver ("0 active drivers" on a CPU). The arguments and outputs of trl.kernels.ChunkedLogProbFunction.apply;
+    the logits of the given tokens are held whole, which a CPU run's small model affords."""
+
+    @staticmethod
+    def apply(hidden, weight, bias, targets, temperature, chunk_size, softcap=None, logit_scale=1.0,
+              outputs=("log_probs",)):
+        import torch.nn.functional as F
+
+        z = F.linear(hidden, weight.to(hidden.dtype), None if bias is None else bias.to(hidden.dtype)).float()  # (N, V)
+        z = z * logit_scale
+        if softcap is not None:
+            z = softcap * (z / softcap).tanh()
+        z = z / temperature
+        logp = z.log_softmax(-1)  # (N, V)
+        log_probs = logp.gather(-1, targets[:, None]).squeeze(-1)  # (N,)
+        entropy = -(logp.exp() * logp).sum(-1) if "entropy" in outputs else None
+        log_sum_sq = (2 * logp).logsumexp(-1).detach() if "log_sum_sq_probs" in outputs else None
+        mean_logits = z.mean(-1).detach() if "mean_logits" in outputs else None
+        is_top1 = (z.argmax(-1) == targets) if "is_top1" in outputs else None
+        return log_probs, entropy, log_sum_sq, mean_logits, is_top1
+
+
+def fit_trl_to_device(cuda: bool) -> None:
+    """Where there is no CUDA GPU, TRL's Triton log-probability kernel (TRL 1.15's fused LM head, always on, no
+    setting turns it off) is replaced by TorchLogProbs; on a GPU the kernel stays. Earlier TRLs have no such
+    kernel (their own torch implementation carries the same name) and are left as they are."""
+    import trl.trainer.utils as trl_utils
+
+    current = getattr(trl_utils, "_ChunkedLogProbFunction", None)
+    if not cuda and current is not None and current.__module__.startswith("trl.kernels"):
+        trl_utils._ChunkedLogProbFunction = TorchLogProbs
 
 
 TRAINERS = {"sft": "SFTTrainer", "grpo": "GRPOTrainer"}

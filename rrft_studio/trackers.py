@@ -26,6 +26,7 @@ import socket
 from pathlib import Path
 from urllib.parse import urlparse
 
+from .answers import completion_text
 from .config import Config, ConfigError
 
 NAMES = ("trackio", "tensorboard", "wandb", "mlflow")
@@ -188,8 +189,8 @@ def rollout_rows(logs: dict) -> list[dict]:
     images = list(logs.get("images") or [])
     rewards = {k: list(v) for k, v in logs["rewards"].items()}
     rows = []
-    for i, text in enumerate(completions):
-        row = {"prompt": _prompt_text(logs["prompt"][i]), "completion": text}
+    for i, completion in enumerate(completions):
+        row = {"prompt": _prompt_text(logs["prompt"][i]), "completion": completion_text(completion)}
         row.update({k: float(v[i]) for k, v in rewards.items() if i < len(v)})
         row["advantage"] = float(logs["advantages"][i])
         row["images"] = list(images[i]) if i < len(images) and images[i] else []

@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 from transformers import TrainerCallback
 
 from . import distributed, runs
+from .answers import completion_text
 
 
 class Stopped(Exception):
@@ -223,11 +224,14 @@ class RunTracker(TrainerCallback):
             return
         extra = {k: list(v) for k, v in logs["extra"].items()}
         rewards = {k: list(v) for k, v in logs["rewards"].items()}
-        tokenizer = getattr(self.trainer.processing_class, "tokenizer", self.trainer.processing_class)
+        processor = self.trainer.processing_class
+        tokenizer = getattr(processor, "tokenizer", processor)
+        prompts = [prompt_text(p, processor) for p in logs["prompt"]]
         rows = []
-        for i, text in enumerate(completions):
+        for i, completion in enumerate(completions):
+            text = completion_text(completion)
             rows.append({
-                "prompt": logs["prompt"][i], "completion": text,
+                "prompt": prompts[i], "completion": text,
                 "rewards": {k: v[i] for k, v in rewards.items()},
                 "advantage": logs["advantages"][i],
                 "length": len(tokenizer(text, add_special_tokens=False)["input_ids"]),
@@ -235,6 +239,16 @@ class RunTracker(TrainerCallback):
             })
         runs.append_jsonl(self.run_dir / "samples.jsonl", {"stage": self.stage, "step": step, "time": time.time(),
                                                            "completions": rows})
+
+
+def prompt_text(prompt, processor) -> str:
+    """A rollout's prompt as text: the chat template applied, special tokens (the image's among them) dropped.
+    TRL 1.14 logs it so; TRL 1.15 logs the messages themselves."""
+    if isinstance(prompt, str):
+        return prompt
+    tokenizer = getattr(processor, "tokenizer", processor)
+    templated = processor.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
+    return tokenizer.decode(tokenizer(templated, add_special_tokens=False)["input_ids"], skip_special_tokens=True)
 
 
 def _gpu_memory() -> dict:

@@ -430,3 +430,33 @@ def test_cli_preflight_shows_master_weights_and_the_bf16_reference():
     assert done.returncode == 0, done.stderr[-2000:]
     assert "x 4 bytes (fp32 master weights)" in done.stdout
     assert "| reference model | 4.11 |" in done.stdout and "(the compute dtype)" in done.stdout
+
+
+# ---------------------------------------------------------------- TRL's fused LM head: the kernel on a GPU, torch elsewhere
+
+def test_trls_log_probability_kernel_stays_on_a_gpu_and_is_plain_torch_without_one(monkeypatch):
+    """TRL 1.15 computes every log-probability through a Triton kernel (no setting turns it off) that needs a GPU
+    driver. Both sides of the switch: on CUDA TRL's own stays; without it TorchLogProbs takes its place, and gives
+    the log-probabilities, entropies and top-1 flags of the full logits."""
+    import torch
+    import trl.trainer.utils as trl_utils
+
+    installed = trl_utils._ChunkedLogProbFunction
+    kernel = installed.__module__.startswith("trl.kernels")  # TRL 1.15's Triton kernel (earlier: torch already)
+    monkeypatch.setattr(trl_utils, "_ChunkedLogProbFunction", installed)
+    models.fit_trl_to_device(cuda=True)
+    assert trl_utils._ChunkedLogProbFunction is installed
+    models.fit_trl_to_device(cuda=False)
+    assert trl_utils._ChunkedLogProbFunction is (models.TorchLogProbs if kernel else installed)
+
+    torch.manual_seed(0)
+    hidden, weight = torch.randn(6, 8, requires_grad=True), torch.randn(11, 8)  # (N, H), (V, H)
+    targets = torch.randint(0, 11, (6,))
+    log_probs, entropy, _, _, top1 = models.TorchLogProbs.apply(
+        hidden, weight, None, targets, 0.7, 4096, None, 1.0, ("log_probs", "entropy", "is_top1"))
+    full = (hidden @ weight.T / 0.7).log_softmax(-1)  # (N, V)
+    assert torch.allclose(log_probs, full.gather(-1, targets[:, None]).squeeze(-1), atol=1e-6)
+    assert torch.allclose(entropy, -(full.exp() * full).sum(-1), atol=1e-6)
+    assert torch.equal(top1, full.argmax(-1) == targets)
+    log_probs.sum().backward()
+    assert hidden.grad is not None and torch.isfinite(hidden.grad).all()
