@@ -32,7 +32,8 @@ def build_checkpoint(model: str, out: Path) -> None:
     factory's byte-level BPE tokenizer and a real Qwen2-VL / Qwen2.5-VL processor."""
     import torch
 
-    from rrft_studio import preflight, tiny
+    from rrft_studio import tiny
+    from rrft_studio.train import preflight
 
     corpus = [PROMPT, (WORD * 64).strip(), "<think>\n</think>\n<answer>\n3\n</answer>"]
     if MODELS[model] is None:

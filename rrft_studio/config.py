@@ -3,6 +3,8 @@
 Every field is documented once, where it is declared (`doc(default, "...")`); `rrft-studio config show`
 and the studio read those docs. Defaults are the paper's settings (see method.md); presets hold only what
 differs. A user mistake raises `ConfigError`, one line naming the key and the fix, before anything is written.
+The checks here need the tree alone; those that need another module (data files, processes, rewards) are
+settings.py's, which the CLI and the studio load configs through.
 """
 
 from __future__ import annotations
@@ -339,8 +341,8 @@ def read_preset(path: str | Path) -> dict:
     return tree
 
 
-def load(preset: str | Path | None = None, overrides: list[str] = (), import_rewards: bool = True) -> Config:
-    """Defaults < preset < overrides, then validate. Raises ConfigError."""
+def load(preset: str | Path | None = None, overrides: list[str] = ()) -> Config:
+    """Defaults < preset < overrides, then validate the tree (settings.load adds the other checks). Raises ConfigError."""
     cfg = Config()
     if preset is not None:
         _apply(cfg, read_preset(preset))
@@ -349,15 +351,15 @@ def load(preset: str | Path | None = None, overrides: list[str] = (), import_rew
     for text in overrides:
         _apply(cfg, parse_override(text))
     apply_method(cfg)
-    validate(cfg, import_rewards)
+    validate(cfg)
     return cfg
 
 
-def from_dict(tree: dict, import_rewards: bool = True) -> Config:
+def from_dict(tree: dict) -> Config:
     cfg = Config()
     _apply(cfg, tree)
     apply_method(cfg)
-    validate(cfg, import_rewards)
+    validate(cfg)
     return cfg
 
 
@@ -432,9 +434,9 @@ def check_tiny(t: TinyModel) -> None:
            f"e.g. model.tiny.vision_embed_dim={_multiple(t.vision_embed_dim, 4 * t.vision_heads)}")
 
 
-def validate(cfg: Config, import_rewards: bool = True) -> None:
-    """Impossible values and combinations, each with its fix. Files are checked here too. import_rewards=False
-    leaves `module:function` rewards unimported (the studio checks them its own way, in its own process)."""
+def validate(cfg: Config) -> None:
+    """Impossible values and combinations the tree alone can tell, each with its fix (settings.py adds the checks
+    that need other modules)."""
     r, m, d, s, g, e = cfg.run, cfg.model, cfg.data, cfg.sft, cfg.grpo, cfg.eval
     check_ranges(cfg)
     check_tiny(m.tiny)
@@ -454,16 +456,6 @@ def validate(cfg: Config, import_rewards: bool = True) -> None:
         _check(part in ("vision", "language", "attention", "mlp"),
                f"model.lora_layers: unknown part '{part}': use vision, language, attention, mlp")
     _check(m.finetune == "lora" or not m.load_in_4bit, "model.load_in_4bit needs model.finetune=lora (QLoRA)")
-    if m.finetune == "lora":  # every stage must have something to adapt
-        from . import models
-
-        for name in r.stages:
-            try:
-                models.lora_parts(m.lora_layers, getattr(cfg, name).freeze_vision)
-            except ConfigError:
-                raise ConfigError(f"model.lora_layers={m.lora_layers} adapts only the vision tower, which {name} freezes "
-                                  f"({name}.freeze_vision=true): add language to model.lora_layers or set "
-                                  f"{name}.freeze_vision=false") from None
     _check(not m.load_in_4bit or m.backend != "transformers", "model.load_in_4bit needs the unsloth backend: set model.backend=auto or unsloth")
     if m.name != "tiny" and (m.name.startswith((".", "/", "~")) or Path(m.name).expanduser().exists()):
         _check((Path(m.name).expanduser() / "config.json").is_file(),
@@ -480,15 +472,6 @@ def validate(cfg: Config, import_rewards: bool = True) -> None:
     for split in e.splits:
         _check(split in splits, f"eval.splits: '{split}' is not a split of {d.task}: use {', '.join(splits)}")
     _check(len(d.eval_files) <= len(splits), f"data.eval_files: {d.task} has {len(splits)} evaluation splits ({', '.join(splits)})")
-    from . import data
-
-    for split in ["train", *(e.splits if e.enabled else [])]:
-        if split == "train" and not r.stages:
-            continue
-        path, _ = data.source(cfg, split)
-        _check(path is None or path.exists(), f"{data.source_key(cfg, split)}: '{path}' not found: "
-               + ("the dataset's files belong in train_jsons/ and test_jsons/ under data.root"
-                  if d.root and not (d.train_file if split == "train" else d.eval_files) else "give an existing data file"))
     for name, stage in (("sft", s), ("grpo", g)):
         _check(stage.epochs > 0 or stage.max_steps > 0,
                f"{name}.epochs={stage.epochs} with {name}.max_steps={stage.max_steps} trains nothing: set epochs > 0 or max_steps > 0")
@@ -501,19 +484,6 @@ def validate(cfg: Config, import_rewards: bool = True) -> None:
            f"grpo.micro_batch={g.micro_batch} must divide prompts_per_step x num_generations = {total}")
     _check(len(g.reward_weights) == len(g.rewards),
            f"grpo.reward_weights has {len(g.reward_weights)} values for {len(g.rewards)} rewards: give one weight per reward")
-    from . import distributed, rollout_server
-
-    distributed.check(cfg)
-    rollout_server.check_config(cfg)
-    if "grpo" in r.stages:
-        from . import models, rewards
-
-        models.check_fast_inference(cfg)
-        for name in g.rewards if import_rewards else [n for n in g.rewards if ":" not in n]:
-            try:
-                rewards.resolve(name)
-            except ValueError as err:
-                raise ConfigError(f"grpo.rewards: {err}") from None
 
 
 def describe(cfg: Config) -> str:

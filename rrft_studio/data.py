@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import random
 import shutil
 import socket
 import sys
@@ -179,6 +180,51 @@ def corpus(cfg: Config, limit: int = 2000) -> list[str]:
              for r in rows]
     texts += [prompt_of(task, r, s, cfg) for r in rows[:50] for s in ("bare", "ans")]
     return texts
+
+
+# ---------------------------------------------------------------- tokens of a sample, and the order of a stage's
+
+TEMPLATE_TOKENS = 20  # the chat template's tokens around a sample's text
+
+
+def image_tokens(height: int, width: int, max_pixels: int) -> int:
+    """Merged visual tokens of one image after Qwen's resize (multiples of 28, at most max_pixels)."""
+    from transformers.models.qwen2_vl.image_processing_qwen2_vl import smart_resize
+
+    h, w = smart_resize(height, width, factor=28, min_pixels=min(56 * 56, max_pixels), max_pixels=max_pixels)
+    return h * w // (14 * 14 * 4)
+
+
+def sample_tokens(dataset, rows: list[dict], tokenizer, max_pixels: int) -> list[tuple[int, int]]:
+    """(image tokens, text tokens) of each sample: image sizes from the files' headers, text through the
+    tokenizer over the dataset's prompt (and completion) messages."""
+    from PIL import Image
+
+    columns = [c for c in ("prompt", "completion") if c in dataset.column_names]
+    texts = ["".join(part["text"] for column in columns for message in row[column]
+                     for part in message["content"] if part.get("type") == "text")
+             for row in dataset.select_columns(columns)]
+    tokenizer = getattr(tokenizer, "tokenizer", tokenizer)
+    lengths = [len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]
+    out = []
+    for record, n_text in zip(rows, lengths):
+        n_image = 0
+        for path in images_of(record):
+            with Image.open(path) as image:
+                width, height = image.size
+            n_image += image_tokens(height, width, max_pixels)
+        out.append((n_image, n_text + TEMPLATE_TOKENS))
+    return out
+
+
+def longest_first(tokens: list[tuple[int, int]], first: int, seed: int) -> list[int]:
+    """Indices: the `first` longest samples (longest first), then the rest in a seeded shuffle."""
+    total = [a + b for a, b in tokens]
+    top = sorted(range(len(total)), key=lambda i: -total[i])[:first]
+    chosen = set(top)
+    rest = [i for i in range(len(total)) if i not in chosen]
+    random.Random(seed).shuffle(rest)
+    return top + rest
 
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff")

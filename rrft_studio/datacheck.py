@@ -95,12 +95,11 @@ def _tokenizer(cfg: Config, corpus: list[str]):
 
 def count_tokens(report: Report, tokenizer, cfg: Config) -> None:
     """Prompt, CoT target and whole-sample token lengths, and the limits they are held against."""
-    from .preflight import TEMPLATE_TOKENS
 
     def count(batch: list[str]) -> list[int]:
         return [len(ids) for ids in tokenizer(batch, add_special_tokens=False)["input_ids"]]
 
-    prompt = [n + TEMPLATE_TOKENS for n in count(report.texts)]
+    prompt = [n + data.TEMPLATE_TOKENS for n in count(report.texts)]
     report.tokens["prompt"] = prompt
     if any(report.targets):
         target = count(report.targets)
@@ -118,8 +117,6 @@ def count_tokens(report: Report, tokenizer, cfg: Config) -> None:
 def check_file(path: Path, task: str, split: str, cfg: Config, needs_cot: bool = False) -> Report:
     """Read one file as training would, open every image, classify the answers; token counts come after."""
     from PIL import Image
-
-    from .preflight import image_tokens
 
     report = Report(path, task, split)
     if not path.exists():
@@ -156,7 +153,7 @@ def check_file(path: Path, task: str, split: str, cfg: Config, needs_cot: bool =
                 report.problem("unreadable image", f"{r['id']}: {p} ({type(e).__name__})")
                 continue
             report.sizes.append((w, h))
-            n_image += image_tokens(h, w, cfg.sft.max_pixels)
+            n_image += data.image_tokens(h, w, cfg.sft.max_pixels)
         image_counts.append(n_image)
         kind = answer_kind(r["answer"])
         report.answers[kind] = report.answers.get(kind, 0) + 1

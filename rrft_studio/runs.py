@@ -15,7 +15,7 @@ is the only code that knows the layout and the life cycle: where a stage's check
 the step of a checkpoint, which stage finished last, whether a run is alive, was killed or may be resumed, and
 how a stage's rows are rewound to the checkpoint it resumes from.
 
-Several processes (ranks) may train one run (distributed.py): only the main one writes here, and the writers
+Several processes (ranks) may train one run (ranks.py): only the main one writes here, and the writers
 refuse to run on another rank. A run may be written by another machine on shared storage: status.json names
 the host, and a run of another host is judged alive by its heartbeat (status rewritten every HEARTBEAT_S),
 never by a pid that means nothing here.
@@ -37,7 +37,7 @@ from typing import Any
 import yaml
 
 from . import config as config_mod
-from . import distributed
+from . import ranks
 
 STATES = ("created", "running", "stopping", "stopped", "failed", "finished")
 
@@ -50,8 +50,8 @@ _STATUS_LOCK = threading.Lock()  # the heartbeat thread and the training thread 
 
 def _main_only(what: str) -> None:
     """The run directory is written by the main process alone: a write from another rank is a bug."""
-    if not distributed.is_main():
-        raise RuntimeError(f"rank {distributed.rank()} tried to write {what}: only the main process writes the run")
+    if not ranks.is_main():
+        raise RuntimeError(f"rank {ranks.rank()} tried to write {what}: only the main process writes the run")
 
 
 RESERVE = ".reserve"  # a few kilobytes kept in each run directory, given back when the disk is full
@@ -161,7 +161,7 @@ def write_status(run_dir: Path, *, drop: tuple[str, ...] = (), **fields: Any) ->
 
 def record_trainer(run_dir: Path, stage: str, trainer: Any) -> None:
     """status.json's `trainers`: the class that trains each stage (UnslothGRPOTrainer or TRL's GRPOTrainer, ...)."""
-    if distributed.is_main():
+    if ranks.is_main():
         write_status(run_dir, trainers={**read_status(run_dir).get("trainers", {}), stage: type(trainer).__name__})
 
 

@@ -43,7 +43,9 @@ import sys
 from rrft_studio import config, models
 cfg = config.load("tests/data/micro.yaml", ["model.backend=transformers"])
 assert models.choose_backend(cfg)[0] == "transformers"
-from rrft_studio import sft, grpo, evaluate, export, server, inference, trackers  # noqa: F401
+from rrft_studio.eval import evaluate  # noqa: F401
+from rrft_studio.serve import export, server, inference  # noqa: F401
+from rrft_studio.train import sft, grpo, trackers  # noqa: F401
 from trl import GRPOTrainer, SFTTrainer  # noqa: F401
 print(sorted(m for m in sys.modules if m.split(".")[0] in ("unsloth", "unsloth_zoo")))
 """

@@ -12,7 +12,7 @@ import socket
 import pytest
 
 from conftest import ROOT
-from rrft_studio.inference import Turn
+from rrft_studio.serve.inference import Turn
 from rrft_studio.studio import catalog, chat, compare, monitor, rollouts
 
 

@@ -67,7 +67,7 @@ def run_config(run_dir: Path) -> config.Config | None:
         if path not in _configs or _configs[path][0] != key:
             if len(_configs) > 4096:
                 _configs.clear()
-            _configs[path] = (key, config.from_dict(yaml.safe_load(path.read_text()), import_rewards=False))
+            _configs[path] = (key, config.from_dict(yaml.safe_load(path.read_text())))
         return _configs[path][1]
     except (config.ConfigError, OSError, ValueError, TypeError, yaml.YAMLError):
         return None
@@ -186,7 +186,7 @@ def checkpoints(run_dir: Path) -> list[tuple[str, str]]:
 def results(runs_dir: Path) -> list[tuple[str, str]]:
     """(label, path) of what has evaluation results: each sweep (one entry for its runs: `rrft-studio sweep`)
     and each run that evaluated something, newest first."""
-    from .. import sweep
+    from ..eval import sweep
 
     root = Path(runs_dir)
     sweeps = sorted((d for d in root.iterdir() if d.is_dir() and sweep.is_sweep(d)),

@@ -11,9 +11,10 @@ from pathlib import Path
 
 import gradio as gr
 
-from .. import inference, server
+from ..answers import split_think
 from ..config import ConfigError
-from ..inference import Pool, Settings, Turn, WorkerError
+from ..serve import server
+from ..serve.inference import Pool, Settings, Turn, WorkerError
 from . import catalog
 from .folders import Folders
 
@@ -52,7 +53,7 @@ def render(turns: list[Turn], streaming: str | None = None) -> list[dict]:
 
 
 def _assistant(text: str, done: bool) -> list[dict]:
-    parsed = inference.split_think(text)
+    parsed = split_think(text)
     out = []
     if parsed.think is not None:
         status = "done" if parsed.thinking_done or done else "pending"

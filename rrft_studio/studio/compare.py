@@ -15,10 +15,12 @@ from pathlib import Path
 
 import gradio as gr
 
-from .. import data, inference, report, rewards, tasks
+from .. import data, rewards, tasks
 from ..answers import answer_text as answers_text
+from ..answers import split_think
 from ..config import ConfigError
-from ..inference import Pool, Settings, Turn, WorkerError
+from ..eval import report
+from ..serve.inference import Pool, Settings, Turn, WorkerError
 from . import catalog
 from .chat import loaded_markdown, short_name
 from .folders import Folders
@@ -47,7 +49,7 @@ def reward_label(name: str) -> str:
 
 def lengths(text: str, tokens: int) -> str:
     """Token count, split into thinking and answer by their share of the characters."""
-    parsed = inference.split_think(text)
+    parsed = split_think(text)
     if parsed.think is None or not text:
         return f"{tokens} tokens"
     think = round(tokens * len(parsed.think) / len(text))
@@ -89,7 +91,7 @@ def _slot(value: str | None, state: dict | None, truth: str) -> list:
     if value is None:
         return [gr.Column(visible=False), "", "", "", ""]
     text = state["text"]
-    parsed = inference.split_think(text)
+    parsed = split_think(text)
     head = f"#### {short_name(value)}"
     if state["error"]:
         return [gr.Column(visible=True), head, "", "", f"✗ {state['error']}"]

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import gradio as gr
 
-from .. import config, data, tasks
+from .. import data, settings, tasks
 from ..config import ConfigError
 from . import catalog
 from .launcher import Launcher
@@ -25,7 +25,7 @@ def splits(preset: str | None) -> list[str]:
     """train plus the preset task's evaluation splits that have data: all of a synthetic task's, those a file
     is given for otherwise."""
     try:
-        cfg = config.load(preset, import_rewards=False) if preset else None
+        cfg = settings.load(preset, import_rewards=False) if preset else None
     except ConfigError:
         cfg = None
     if cfg is None:
@@ -36,10 +36,10 @@ def splits(preset: str | None) -> list[str]:
 
 def preview_records(preset: str, split: str, n: int) -> tuple[list[dict], str]:
     """(first n records of the preset's split, a line saying where they come from)."""
-    cfg = config.load(preset, import_rewards=False)  # user code never runs in the studio's process
+    cfg = settings.load(preset, import_rewards=False)  # user code never runs in the studio's process
     path = data.source(cfg, split)[0] or ""
     if not path:  # synthetic: generate only the first n
-        cfg = config.load(preset, [f"data.n_train={n}", f"data.n_eval={n}"], import_rewards=False)
+        cfg = settings.load(preset, [f"data.n_train={n}", f"data.n_eval={n}"], import_rewards=False)
     rows = data.records(cfg, split)
     where = f"`{path}`" if path else f"the synthetic {cfg.data.task} generator (seed {cfg.data.seed})"
     return rows[:n], f"**{split}**: the first {min(n, len(rows))} records from {where}, as the preset reads them."

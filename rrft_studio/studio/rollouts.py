@@ -18,7 +18,7 @@ from pathlib import Path
 
 import gradio as gr
 
-from .. import inference
+from ..answers import split_think
 from . import catalog, logs, rl_series
 
 FILTERS = ["format failures", "zero-spread groups", "truncated"]
@@ -174,7 +174,7 @@ def cards(group: Group, search: str = "", order: str | None = None) -> str:
     ones holding the searched text outlined."""
     out = []
     for c in ordered(group.completions, order):
-        parsed = inference.split_think(c["completion"])
+        parsed = split_think(c["completion"])
         scores = " · ".join(f"{k.removesuffix('_reward')} {v:.2f}" for k, v in c["rewards"].items() if v is not None)
         sign = "pos" if c["advantage"] > 1e-9 else "neg" if c["advantage"] < -1e-9 else "zero"
         flags = "".join(f" · <span class='rrft-bad'>{f}</span>" for f, on in
@@ -189,7 +189,7 @@ def cards(group: Group, search: str = "", order: str | None = None) -> str:
 
 
 def detail(c: dict) -> str:
-    parsed = inference.split_think(c["completion"])
+    parsed = split_think(c["completion"])
     scores = " · ".join(f"{k.removesuffix('_reward')} {v:.2f}" for k, v in c["rewards"].items() if v is not None)
     think = f"**Thinking**\n```\n{parsed.think}\n```\n" if parsed.think is not None else "*(no `<think>` block)*\n"
     return (f"#{c['n']} · {scores} · total **{c['total']:.2f}** · advantage {c['advantage']:+.2f} · "

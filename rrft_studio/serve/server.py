@@ -28,7 +28,7 @@ from pathlib import Path
 from fastapi import Request  # module level: FastAPI reads the handlers' annotations from these globals
 
 from .chat_api import ApiError, ChatRequest, Decoder, Limits, joined, parse
-from .config import ConfigError
+from ..config import ConfigError
 
 
 def check_bind(host: str, api_key: str | None) -> None:
@@ -330,8 +330,9 @@ def serve(target: str, host: str, port: int, api_key: str | None, allow_dirs: li
     limits.allowed_dirs = [Path(f).expanduser().resolve() for f in allow_dirs]
     import uvicorn
 
-    from . import inference, models
-    from .studio.terminal import checkpoint_of
+    from .. import models
+    from . import inference
+    from .terminal import checkpoint_of
 
     checkpoint = target if target.startswith(inference.BASE_PREFIX) else checkpoint_of(target)
     path, run_pixels = inference.resolve(checkpoint)

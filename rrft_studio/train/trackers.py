@@ -26,7 +26,8 @@ import socket
 from pathlib import Path
 from urllib.parse import urlparse
 
-from .config import Config, ConfigError
+from .. import config as config_mod
+from ..config import Config, ConfigError
 
 NAMES = ("trackio", "tensorboard", "wandb", "mlflow")
 # What `import` proves a tracker is usable: transformers' TensorBoard callback writes through torch's writer.
@@ -154,8 +155,6 @@ class Bridge:
     def on_train_begin(self, args, state, control, **kwargs):
         if not state.is_world_process_zero:
             return
-        from . import config as config_mod
-
         tree = {"rrft_studio": config_mod.to_dict(self.cfg)}
         for name in self.names:
             _log_config(name, tree, self._tb_writer(), self.cfg)
@@ -208,8 +207,6 @@ def _prompt_text(prompt) -> str:
 
 
 def _log_config(name: str, tree: dict, tb_writer, cfg: Config) -> None:
-    from . import config as config_mod
-
     if name == "trackio":
         import trackio
 
@@ -293,8 +290,6 @@ def log_report(cfg: Config, run_dir: Path, report: dict) -> None:
     names = active(cfg)
     if not names or not report.get("table"):
         return
-    from . import config as config_mod
-
     columns, rows = parse_markdown_table(report["table"])
     scalars = {f"eval/{k}": float(report[k]) for k in ("chance", "accuracy_base", "accuracy_sft", "accuracy_grpo",
                                                         "format_reward_grpo") if report.get(k) is not None}

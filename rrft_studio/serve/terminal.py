@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from ..config import ConfigError
-from ..inference import BASE_PREFIX, Settings, Turn, Worker, WorkerError
+from .inference import BASE_PREFIX, Settings, Turn, Worker, WorkerError
 
 def checkpoint_of(target: str) -> str:
     """A checkpoint to load from what the user typed: a run directory (its last finished stage, else its

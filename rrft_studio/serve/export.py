@@ -25,8 +25,9 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import card, runs
-from .config import Config, ConfigError
+from .. import runs
+from ..config import Config, ConfigError
+from . import card
 
 FORMATS = ("merged", "lora", "gguf")
 DTYPES = {"bf16": "bfloat16", "fp16": "float16"}

@@ -30,8 +30,8 @@ import sys
 import time
 from pathlib import Path
 
-from . import runs
-from .config import Config
+from .. import runs
+from ..config import Config
 
 AXES = ("method", "samples", "seed", "threads")
 

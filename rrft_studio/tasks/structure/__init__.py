@@ -9,7 +9,7 @@ project's machines, so this module offers two things:
   Reason-RFT JSON schema (``id``, ``image``, ``problem``, ``answer``, ``cot``) plus PNG diagrams. The
   figures come from ``geometry`` (thirteen kinds, ``KINDS``, each built from coordinates that realise
   the given measures exactly, the answer computed from the construction) and are drawn by
-  ``geometry_draw``. ``make_question`` turns a figure into the record's problem, answer and chain of
+  ``draw``. ``make_question`` turns a figure into the record's problem, answer and chain of
   thought: a share ``choice_fraction`` are multiple choice (answer: the letter, the wrong choices drawn
   from the kind's plausible mistakes); the rest are numeric (an integer, or a decimal rounded as the
   question says).
@@ -35,9 +35,9 @@ import pathlib
 import random
 import re
 
-from . import schema
+from .. import schema
+from .draw import render
 from .geometry import Figure, SceneSpec, check_spec, fmt, is_exact, sample_figure
-from .geometry_draw import render
 
 
 NAME = "structure"

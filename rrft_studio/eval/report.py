@@ -9,8 +9,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from . import evaluate, paper, runs
-from .config import Config
+from .. import runs
+from ..config import Config
+from . import evaluate, paper, sweep
 
 LABELS = {"base": "accuracy_base", "sft": "accuracy_sft", "grpo": "accuracy_grpo"}
 
@@ -44,8 +45,6 @@ def build(run_dir: Path, seconds: float) -> dict:
 
 def reference(cfg: Config, delta: dict | None) -> dict | None:
     """Where this run's GRPO - SFT falls in the spread of the sweep named by run.compare_to (its first group)."""
-    from . import sweep
-
     if not cfg.run.compare_to or delta is None:
         return None
     try:
@@ -93,8 +92,6 @@ def method_of(cfg: Config) -> str:
 def results_table(run_dirs: list[Path]) -> str:
     """Every evaluated checkpoint of the given runs as a row of the paper's table, the paper's rows beside. A sweep
     folder (sweep.json) is one entry: each stage's mean ± standard deviation over its runs."""
-    from . import sweep
-
     rows, matches, scorers, gains = [], [], set(), []
     for target in run_dirs:
         members = [Path(p["run_dir"]) for p in sweep.load(target)["points"]] if sweep.is_sweep(target) else [target]

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from . import paper, report, runs
+from .. import data, runs
+from ..eval import evaluate, paper, report
 
 TASKS = {
     "counting": "visual counting (CLEVR-Math-like scenes: how many, subtract, add)",
@@ -102,8 +103,6 @@ def _training(cfg, run_dir: Path) -> list[str]:
 
 
 def _data(cfg) -> list[str]:
-    from . import data
-
     d = cfg.data
     given, _ = data.source(cfg, "train")  # data.train_file, else data.root's file, else None (synthetic)
     source = f"records from `{given.name}`" if given else \
@@ -127,8 +126,6 @@ def _evaluation(cfg, run_dir: Path) -> list[str]:
 
 
 def _rows(cfg, run_dir: Path) -> list[tuple[str, dict]]:
-    from . import evaluate
-
     rows = []
     for label in ("base", "sft", "grpo"):
         values = {r["benchmark"]: r["accuracy"] for split in cfg.eval.splits
