@@ -311,10 +311,61 @@ def roofline(shape, n: int, prompt: int, gen_len: int, bandwidth: float | None) 
     return n * bandwidth / (weights + kv)
 
 
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values)
+
+
+def mean_of(values: list) -> float | None:
+    """The mean of the known values (None: not measured), or None."""
+    known = [v for v in values if v is not None]
+    return _mean(known) if known else None
+
+
+def cell(value, spec: str = ".3g") -> str:
+    """A table cell: the value formatted, n/a where it was not measured."""
+    return "n/a" if value is None else format(value, spec)
+
+
+def table(results: list[dict]) -> str:
+    """Markdown: one table per stage; skipped and failed arms are rows that say why."""
+    blocks = []
+    for stage in ("sft", "grpo"):
+        rows = [r for r in results if r["stage"] == stage]
+        if not rows:
+            continue
+        if stage == "sft":
+            head = ["model", "mode", "arm", "step s (median / p90)", "tokens/s", "peak GiB (preflight)", "MFU",
+                    "loss (first, last)"]
+        else:
+            head = ["model", "mode", "arm", "step s (median / p90)", "generation / reward / logprobs / backward / "
+                    "other s", "rollout tok/s (roofline)", "peak GiB (preflight)", "reward", "KL"]
+        lines = [f"**{stage.upper()}**", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        for r in rows:
+            cells = [r["model"], r["mode"], r["arm"]]
+            if "skipped" in r or "failed" in r:
+                what = f"skipped: {r['skipped']}" if "skipped" in r else f"failed: {r['failed']}"
+                cells += [what] + [""] * (len(head) - 4)
+            else:
+                t = r["step_time_s"]
+                cells += [f"{cell(t['median'])} / {cell(t['p90'])}"]
+                memory = f"{cell(r['peak_memory_gib'], '.2f')} ({cell(r['preflight_gib'], '.1f')})"
+                if stage == "sft":
+                    losses = r["losses"]
+                    cells += [cell(r["tokens_per_s"], ".1f"), memory, cell(r["mfu"], ".1%"),
+                              f"{cell(losses[0] if losses else None, '.4f')}, {cell(losses[-1] if losses else None, '.4f')}"]
+                else:
+                    s = r["split_s"]
+                    cells += [" / ".join(cell(s[k], ".2f") for k in ("generation", "reward", "logprobs", "backward",
+                                                                    "other")),
+                              f"{cell(r['rollout_tokens_per_s'], '.1f')} ({cell(r['roofline_tokens_per_s'], '.0f')})",
+                              memory, cell(mean_of(r["rewards"]), ".3f"), cell(mean_of(r["kl"]), ".2g")]
+            lines.append("| " + " | ".join(str(c) for c in cells) + " |")
+        blocks.append("\n".join(lines))
+    return "\n\n".join(blocks)
+
+
 def row(result: dict) -> str:
     """One markdown row (the same columns as run_all's tables)."""
-    from run_all import table  # noqa: PLC0415  (same folder)
-
     return table([result])
 
 

@@ -585,9 +585,10 @@ def benchmark_tables(arms: list[dict]) -> list[str]:
     if not arms:
         return ["no benchmark arm has run yet"]
     sys.path.insert(0, str(HERE))
-    import run_all  # noqa: PLC0415  (same folder; light: neither torch nor transformers)
+    import bench  # noqa: PLC0415  (same folder; light: neither torch nor transformers)
+    import run_all  # noqa: PLC0415
 
-    return [run_all.ratio_table(arms), "", run_all.table(arms)]
+    return [run_all.ratio_table(arms), "", bench.table(arms)]
 
 
 def master_lines(record: dict) -> list[str]:

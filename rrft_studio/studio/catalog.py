@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
-from .. import config, runs
+from .. import config, data, runs
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif")
 STAGE_ORDER = ("base", "sft", "grpo")  # evaluations are shown in the order a run makes them
@@ -142,31 +141,6 @@ def fmt_seconds(seconds: float | None) -> str:
     return f"{hours}h{rest // 60:02d}m" if hours else f"{rest // 60}m{rest % 60:02d}s"
 
 
-def run_row(info: RunInfo) -> list:
-    """One row of the runs table: run, state, stage, step, ETA, accuracy per evaluation, backend, updated."""
-    s = info.status
-    step = f"{s.get('step', 0)}/{s['max_steps']}" if s.get("max_steps") else str(s.get("step", ""))
-    evals = eval_results(info.path)
-    first_split = next((k.split("/")[1] for k in evals), None)  # one split keeps the row short
-    accuracy = " → ".join(f"{k.split('/')[0]} {100 * v['accuracy']:.0f}%" for k, v in evals.items()
-                          if k.split("/")[1] == first_split)
-    updated = time.strftime("%m-%d %H:%M:%S", time.localtime(s["updated"])) if s.get("updated") else ""
-    return [info.name, info.state, s.get("stage") or "", step, eta_text(info), accuracy, s.get("backend", ""), updated]
-
-
-def eta_text(info: RunInfo) -> str:
-    """The whole run's time left, for a live run (eta.py); empty otherwise."""
-    if info.state not in ("running", "stopping"):
-        return ""
-    from . import eta
-
-    estimate = eta.estimate(info.path, info.status)
-    return estimate.text() if estimate else ""
-
-
-RUN_HEADERS = ["run", "state", "stage", "step", "ETA", "accuracy", "backend", "updated"]
-
-
 # ---------------------------------------------------------------- checkpoints
 
 def checkpoints(run_dir: Path) -> list[tuple[str, str]]:
@@ -219,12 +193,24 @@ def run_of(checkpoint: str) -> Path | None:
     return runs.run_of(Path(checkpoint))
 
 
+def first_config(checkpoints: list[str]) -> config.Config | None:
+    """The config of the run the first chosen checkpoint (of a run) belongs to."""
+    run_dir = next((run_of(c) for c in checkpoints or [] if run_of(c)), None)
+    return run_config(run_dir) if run_dir else None
+
+
+def prompt_text(question: str, instruction: bool, checkpoints: list[str]) -> str:
+    """The question with the task's instruction appended, in the run's evaluation style, when asked."""
+    cfg = first_config(checkpoints) if instruction else None
+    if cfg is None:
+        return question
+    return data.prompt_of(data.task_of(cfg), {"problem": question}, cfg.eval.style, cfg, (cfg.eval.splits or ["id"])[0])
+
+
 # ---------------------------------------------------------------- presets and images
 
 def eval_records(cfg: config.Config) -> list[dict]:
     """The records of the run's first evaluation split (the in-distribution one unless configured otherwise)."""
-    from .. import data
-
     return data.records(cfg, cfg.eval.splits[0] if cfg.eval.splits else "id")
 
 

@@ -63,27 +63,14 @@ def run_settings(checkpoint: str) -> tuple[list[str], str | None]:
     return (list(cfg.grpo.rewards), cfg.data.task) if cfg else (["format", "accuracy"], None)
 
 
-def _first_config(checkpoints: list[str]):
-    run_dir = next((catalog.run_of(c) for c in checkpoints or [] if catalog.run_of(c)), None)
-    return catalog.run_config(run_dir) if run_dir else None
-
-
 def eval_sample(checkpoints: list[str], index: int):
     """(image, problem, truth) of eval record `index` of the first chosen checkpoint's run."""
-    cfg = _first_config(checkpoints)
+    cfg = catalog.first_config(checkpoints)
     if cfg is None:
         raise gr.Error("Pick a checkpoint of a run first: its eval split is used.")
     rows = catalog.eval_records(cfg)
     record = rows[int(index) % len(rows)]
     return catalog.open_image(data.images_of(record)[0]), record["problem"], record["answer"]
-
-
-def prompt_text(question: str, instruction: bool, checkpoints: list[str]) -> str:
-    """The question with the task's instruction appended, in the run's evaluation style, when asked."""
-    cfg = _first_config(checkpoints) if instruction else None
-    if cfg is None:
-        return question
-    return data.prompt_of(data.task_of(cfg), {"problem": question}, cfg.eval.style, cfg, (cfg.eval.splits or ["id"])[0])
 
 
 def _slot(value: str | None, state: dict | None, truth: str) -> list:
@@ -143,7 +130,7 @@ BATCH = 8  # prompts per request to a worker, as it batches them: the progress b
 def run_batch(pool: Pool, checkpoints: list[str], n: int, settings: Settings, trust: bool, progress=None):
     """Accuracy, format and mean length per checkpoint on the first n eval records of the first run; progress
     (a gr.Progress) follows the samples answered."""
-    cfg = _first_config(checkpoints)
+    cfg = catalog.first_config(checkpoints)
     if cfg is None:
         raise gr.Error("Pick at least one checkpoint of a run: its eval split is used.")
     task, rows, split = data.task_of(cfg), catalog.eval_records(cfg)[: int(n)], (cfg.eval.splits or ["id"])[0]
@@ -236,7 +223,7 @@ def build(runs_dir: Path, pool: Pool, tab: gr.Tab, folders: Folders | None = Non
     def side_by_side(values, img, q, t, add, tokens, temp, trusted):
         settings = Settings(int(tokens), float(temp))
         values = confined(values)
-        yield from run_side_by_side(pool, values, img, prompt_text(q, add, values or []), t, settings, trusted)
+        yield from run_side_by_side(pool, values, img, catalog.prompt_text(q, add, values or []), t, settings, trusted)
 
     def results_table(values):
         try:
