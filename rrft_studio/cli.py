@@ -95,7 +95,7 @@ def _eval_target(target: Path, overrides: list[str]) -> tuple[config.Config, str
         stage = runs.last_finished_stage(target, cfg.run.stages)
         if stage is None:
             raise ConfigError(f"run '{target}' has no finished stage to evaluate: wait for it or resume it")
-        return cfg, str(runs.stage_dir(target, "final", stage)), target
+        return cfg, str(runs.final_dir(target, stage)), target
     if (target / "config.json").is_file():
         return settings.load(None, overrides), str(target), None
     raise ConfigError(f"'{target}' is neither a run directory nor a checkpoint (no config.yaml or config.json)")
@@ -146,7 +146,7 @@ def _compare(args) -> int:
         pipeline.quiet()
         for stage in cfg.run.stages:
             if runs.is_done(run_dir, stage):
-                evaluate.evaluate_splits(cfg, run_dir, str(runs.stage_dir(run_dir, "final", stage)), stage)
+                evaluate.evaluate_splits(cfg, run_dir, str(runs.final_dir(run_dir, stage)), stage)
     print(report.results_table(targets))
     return 0
 

@@ -334,9 +334,9 @@ def starting_model(cfg: Config, checkpoint: str | None) -> tuple[str, str]:
 
     if checkpoint:
         path = Path(checkpoint).expanduser()
-        if (path / "config.yaml").is_file():
+        if runs.is_run(path):
             if runs.is_done(path, "sft"):
-                return str(runs.stage_dir(path, "final", "sft")), f"{path}'s Stage-1 checkpoint (final/sft)"
+                return str(runs.final_dir(path, "sft")), f"{path}'s Stage-1 checkpoint (final/sft)"
             base = runs.read_status(path).get("base_model")
             if "sft" not in runs.load_config(path).run.stages and base:
                 return base, f"{path}'s base model (the run has no Stage 1)"

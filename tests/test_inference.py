@@ -72,7 +72,7 @@ def test_checkpoint_of_reads_runs_checkpoints_and_hub_ids(tmp_path, checkpoint):
     (run_dir / "config.yaml").write_text("run: {stages: [sft, grpo]}\n")
     assert terminal.checkpoint_of(str(run_dir)) == f"base:{run_dir}"  # nothing finished yet
     (run_dir / "final" / "sft" / "config.json").write_text("{}")
-    assert terminal.checkpoint_of(str(run_dir)) == str(runs.stage_dir(run_dir, "final", "sft"))
+    assert terminal.checkpoint_of(str(run_dir)) == str(runs.final_dir(run_dir, "sft"))
     assert terminal.checkpoint_of(str(checkpoint)) == str(checkpoint)
     assert terminal.checkpoint_of("Qwen/Qwen2-VL-2B-Instruct") == "Qwen/Qwen2-VL-2B-Instruct"
     with pytest.raises(ConfigError, match="neither a run directory nor a checkpoint"):

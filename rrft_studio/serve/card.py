@@ -87,7 +87,7 @@ def _about(src, fmt: str, dtype: str | None, base: str) -> list[str]:
 
 
 def _training(cfg, run_dir: Path) -> list[str]:
-    rows = runs.read_jsonl(run_dir / "metrics.jsonl")
+    rows = runs.read_jsonl(runs.metrics_path(run_dir))
     steps = {s: max((r["step"] for r in rows if r.get("stage") == s), default=0) for s in cfg.run.stages}
     s, g = cfg.sft, cfg.grpo
     lines = ["## Training", "", "| stage | steps | learning rate | batch | details |", "|---|---|---|---|---|"]
@@ -136,8 +136,9 @@ def _rows(cfg, run_dir: Path) -> list[tuple[str, dict]]:
 
 
 def _curves(run_dir: Path) -> list[str]:
-    titles = {"rewards.png": "GRPO rewards", "length.png": "GRPO completion length", "sft_loss.png": "SFT loss"}
-    shown = [f"![{t}]({name})" for name, t in titles.items() if (run_dir / name).is_file()]
+    titles = {"rewards": "GRPO rewards", "length": "GRPO completion length", "sft_loss": "SFT loss"}
+    plots = {runs.plot_path(run_dir, name): title for name, title in titles.items()}
+    shown = [f"![{title}]({path.name})" for path, title in plots.items() if path.is_file()]
     return (["## Training curves", "", *shown, ""]) if shown else []
 
 

@@ -82,8 +82,8 @@ def resolve(checkpoint: str) -> tuple[str, int | None]:
     run_dir = Path(checkpoint[len(BASE_PREFIX):]) if checkpoint.startswith(BASE_PREFIX) else None
     if run_dir is None:
         # A checkpoint inside a run directory shows images at that run's GRPO pixel budget.
-        parents = [p for p in Path(checkpoint).parents if (p / "config.yaml").is_file()]
-        pixels = runs.load_config(parents[0]).grpo.max_pixels if parents else None
+        owner = runs.run_of(Path(checkpoint))
+        pixels = runs.load_config(owner).grpo.max_pixels if owner else None
         return checkpoint, pixels
     cfg = runs.load_config(run_dir)
     path = runs.read_status(run_dir).get("base_model")  # where the run itself started from

@@ -27,8 +27,9 @@ from pathlib import Path
 
 from fastapi import Request  # module level: FastAPI reads the handlers' annotations from these globals
 
-from .chat_api import ApiError, ChatRequest, Decoder, Limits, joined, parse
+from .. import runs
 from ..config import ConfigError
+from .chat_api import ApiError, ChatRequest, Decoder, Limits, joined, parse
 
 
 def check_bind(host: str, api_key: str | None) -> None:
@@ -288,7 +289,7 @@ def model_id(checkpoint: str) -> str:
     if checkpoint.startswith(BASE_PREFIX):
         return f"{Path(checkpoint[len(BASE_PREFIX):]).name}/base"
     path = Path(checkpoint)
-    if path.parent.name == "final" and (path.parent.parent / "config.yaml").is_file():
+    if runs.final_stage(path):
         return f"{path.parent.parent.name}/{path.name}"
     return path.name if path.exists() else checkpoint
 

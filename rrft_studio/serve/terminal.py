@@ -23,7 +23,7 @@ def checkpoint_of(target: str) -> str:
     path = Path(target).expanduser()
     if runs.is_run(path):
         stage = runs.last_finished_stage(path)
-        return str(runs.stage_dir(path, "final", stage)) if stage else f"{BASE_PREFIX}{path}"
+        return str(runs.final_dir(path, stage)) if stage else f"{BASE_PREFIX}{path}"
     if (path / "config.json").is_file():
         return str(path)
     if path.exists() or target.startswith((".", "/", "~")):

@@ -12,8 +12,6 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
 from .. import config, data, runs
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif")
@@ -45,7 +43,7 @@ _statuses: dict[Path, tuple[tuple, dict]] = {}  # the monitor lists every run ea
 
 def _status(run_dir: Path) -> dict:
     try:
-        stat = (run_dir / "status.json").stat()
+        stat = runs.status_path(run_dir).stat()
     except OSError:
         return {}
     key = (stat.st_mtime_ns, stat.st_size)
@@ -56,25 +54,6 @@ def _status(run_dir: Path) -> dict:
     return _statuses[run_dir][1]
 
 
-def run_config(run_dir: Path) -> config.Config | None:
-    """The run's resolved config, read without importing its `module:function` rewards (no user code runs in
-    the studio's process); parsed again only when the file changed (the ETA of live runs reads it each second)."""
-    path = Path(run_dir) / "config.yaml"
-    try:
-        stat = path.stat()
-        key = (stat.st_mtime_ns, stat.st_size)
-        if path not in _configs or _configs[path][0] != key:
-            if len(_configs) > 4096:
-                _configs.clear()
-            _configs[path] = (key, config.from_dict(yaml.safe_load(path.read_text())))
-        return _configs[path][1]
-    except (config.ConfigError, OSError, ValueError, TypeError, yaml.YAMLError):
-        return None
-
-
-_configs: dict[Path, tuple[tuple, config.Config]] = {}
-
-
 def _eval_order(label: str) -> tuple:
     prefix = label.split("/")[0]
     return (STAGE_ORDER.index(prefix) if prefix in STAGE_ORDER else len(STAGE_ORDER), label)
@@ -83,12 +62,10 @@ def _eval_order(label: str) -> tuple:
 def eval_results(run_dir: Path) -> dict[str, dict]:
     """'label/split' -> summary of eval/<label>/<split>.json (predictions dropped), base first, then each
     stage; older runs' eval/<label>.json count as split 'id'."""
-    folder = Path(run_dir) / "eval"
-    signature = _listing(folder)
+    signature = _listing(runs.eval_dir(run_dir))
     if run_dir in _evals and _evals[run_dir][0] == signature:
         return _evals[run_dir][1]
-    found = {f"{p.parent.name}/{p.stem}": p for p in folder.glob("*/*.json")}
-    found.update({f"{p.stem}/id": p for p in folder.glob("*.json") if f"{p.stem}/id" not in found})
+    found = runs.evaluations(run_dir)
     out = {}
     for key in sorted(found, key=_eval_order):
         summary = _eval_summary(found[key])
@@ -146,12 +123,12 @@ def fmt_seconds(seconds: float | None) -> str:
 def checkpoints(run_dir: Path) -> list[tuple[str, str]]:
     """(label, value) of what a run can answer with: its starting model, each stage's output, each step."""
     run_dir = Path(run_dir)
-    cfg = run_config(run_dir)
+    cfg = runs.read_config(run_dir)
     out = [(f"{run_dir.name} · base model", f"base:{run_dir}")]
     stages = cfg.run.stages if cfg else ("sft", "grpo")
     for stage in stages:
         if runs.is_done(run_dir, stage):
-            out.append((f"{run_dir.name} · after {stage}", str(runs.stage_dir(run_dir, "final", stage))))
+            out.append((f"{run_dir.name} · after {stage}", str(runs.final_dir(run_dir, stage))))
     for stage in stages:
         out += [(f"{run_dir.name} · {stage} step {runs.checkpoint_step(p)}", str(p)) for p in runs.checkpoints(run_dir, stage)]
     return out
@@ -179,10 +156,10 @@ def default_checkpoints(runs_dir: Path, n: int = 2) -> list[str]:
     Stage 1 is not preferred over one that went through."""
     infos = list_runs(runs_dir)
     for info in sorted(infos, key=lambda i: i.state != "finished"):  # stable: newest first within each
-        cfg = run_config(info.path)
+        cfg = runs.read_config(info.path)
         stage = runs.last_finished_stage(info.path, list(cfg.run.stages) if cfg else ["sft", "grpo"])
         if stage is not None:
-            return [f"base:{info.path}", str(runs.stage_dir(info.path, "final", stage))][:n]
+            return [f"base:{info.path}", str(runs.final_dir(info.path, stage))][:n]
     return []
 
 
@@ -196,7 +173,7 @@ def run_of(checkpoint: str) -> Path | None:
 def first_config(checkpoints: list[str]) -> config.Config | None:
     """The config of the run the first chosen checkpoint (of a run) belongs to."""
     run_dir = next((run_of(c) for c in checkpoints or [] if run_of(c)), None)
-    return run_config(run_dir) if run_dir else None
+    return runs.read_config(run_dir) if run_dir else None
 
 
 def prompt_text(question: str, instruction: bool, checkpoints: list[str]) -> str:

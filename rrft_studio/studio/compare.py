@@ -15,7 +15,7 @@ from pathlib import Path
 
 import gradio as gr
 
-from .. import data, rewards, tasks
+from .. import data, rewards, runs, tasks
 from ..answers import answer_text as answers_text
 from ..answers import split_think
 from ..config import ConfigError
@@ -59,7 +59,7 @@ def lengths(text: str, tokens: int) -> str:
 def run_settings(checkpoint: str) -> tuple[list[str], str | None]:
     """(reward names, task) of the run a checkpoint belongs to; the paper's two rewards otherwise."""
     run_dir = catalog.run_of(checkpoint)
-    cfg = catalog.run_config(run_dir) if run_dir else None
+    cfg = runs.read_config(run_dir) if run_dir else None
     return (list(cfg.grpo.rewards), cfg.data.task) if cfg else (["format", "accuracy"], None)
 
 

@@ -186,7 +186,7 @@ class Launcher:
     def unclaimed(self, max_age_s: float = 3600) -> list[dict]:
         """Recent new-run launches no run directory claims yet: still starting, or failed before creating one."""
         self.reap()
-        statuses = [runs.read_status(d) for d in self.runs_dir.iterdir() if (d / "status.json").is_file()] \
+        statuses = [runs.read_status(d) for d in self.runs_dir.iterdir() if runs.status_path(d).is_file()] \
             if self.runs_dir.is_dir() else []
         claimed = {s.get(key) for s in statuses for key in ("pid", "launcher_pid")}
         now = time.time()

@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import orjson
 
+from .. import runs
 from ..answers import split_think
 from . import rl_series
 
@@ -495,9 +496,9 @@ def _split(record: dict) -> tuple[float, float]:
 
 class RunLogs:
     def __init__(self, run_dir: Path):
-        self.metrics = Metrics(Path(run_dir) / "metrics.jsonl")
-        self.samples = Samples(Path(run_dir) / "samples.jsonl")  # looked up when the Rollouts tab asks
-        self.spread = Spread(Path(run_dir) / "samples.jsonl")
+        self.metrics = Metrics(runs.metrics_path(run_dir))
+        self.samples = Samples(runs.samples_path(run_dir))  # looked up when the Rollouts tab asks
+        self.spread = Spread(runs.samples_path(run_dir))
         self.lock = threading.Lock()
         self.used = time.monotonic()
         self.memo: dict = {}  # what the monitor computed from these logs, keyed by what it depends on

@@ -88,7 +88,7 @@ RUN_HEADERS = ["run", "state", "stage", "step", "ETA", "accuracy", "backend", "u
 
 
 def summary(run_dir: Path | None) -> str:
-    if run_dir is None or not (run_dir / "config.yaml").is_file():
+    if run_dir is None or not runs.is_run(run_dir):
         return "No run selected. Launch one from the **Train** tab, or pick one above."
     status = runs.read_status(run_dir)
     info = catalog.RunInfo(run_dir, status, runs.effective_state(status))
@@ -138,7 +138,7 @@ def _metric_lines(path: Path):
 def export_csv(launcher: Launcher, names: list[str]) -> str | None:
     """All metrics of the chosen runs, every logged step, in one CSV (a column per metric), written under
     RUNS/.studio/exports. Streams: a first pass finds the columns, a second writes the rows."""
-    paths = [(n, launcher.runs_dir / n / "metrics.jsonl") for n in names or [] if (launcher.runs_dir / n).is_dir()]
+    paths = [(n, runs.metrics_path(launcher.runs_dir / n)) for n in names or [] if (launcher.runs_dir / n).is_dir()]
     keys = {"run": None}
     for _, path in paths:
         for row in _metric_lines(path):

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import gradio as gr
 
+from .. import runs
 from ..answers import split_think
 from . import catalog, logs, rl_series
 
@@ -117,7 +118,7 @@ def user_text(prompt: str) -> str:
 
 
 def _settings(run_dir: Path) -> tuple[list[float], int]:
-    cfg = catalog.run_config(run_dir)
+    cfg = runs.read_config(run_dir)
     return (cfg.grpo.reward_weights, cfg.grpo.max_completion_length) if cfg else ([], 10**9)
 
 
@@ -198,7 +199,7 @@ def detail(c: dict) -> str:
 
 
 def runs_with_rollouts(runs_dir: Path) -> list[str]:
-    return [i.name for i in catalog.list_runs(runs_dir) if (i.path / "samples.jsonl").is_file()]
+    return [i.name for i in catalog.list_runs(runs_dir) if runs.samples_path(i.path).is_file()]
 
 
 def enter(runs_dir: Path, name: str | None, s: float | None, *view_args) -> list:

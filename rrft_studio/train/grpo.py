@@ -94,8 +94,8 @@ def run(cfg: Config, run_dir: Path, source: str, backend: str) -> Path | None:
     from trl import GRPOTrainer
 
     # run dir
-    out = runs.stage_dir(run_dir, "final", "grpo")
-    ckpt_dir = runs.stage_dir(run_dir, "checkpoints", "grpo")
+    out = runs.final_dir(run_dir, "grpo")
+    ckpt_dir = runs.checkpoints_dir(run_dir, "grpo")
     resume = ranks.share(lambda: runs.resume_point(run_dir, "grpo"))  # the main process rewinds the run
 
     # model

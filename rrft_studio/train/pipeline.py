@@ -67,7 +67,7 @@ def command(preset: str | None, overrides: list[str], resume: Path | None, proce
     backend, why = _backend(cfg)
     run_dir = prepare_run(cfg, resume, overrides, accelerate=accelerate)
     if resume and overrides:  # resumed with a changed setting (a lower learning rate after a divergence, say)
-        print(f"resuming with {' '.join(overrides)} (written to {run_dir / 'config.yaml'})")
+        print(f"resuming with {' '.join(overrides)} (written to {runs.config_path(run_dir)})")
     if accelerate:
         return launch.run(cfg, run_dir, rewards_dir)
     return _here(cfg, run_dir, backend, why)
@@ -255,7 +255,7 @@ def _stages(cfg: Config, run_dir: Path, backend: str, started: float, before: fl
         evaluate.evaluate_splits(cfg, run_dir, current, "base", stop)
         for stage in cfg.run.stages:
             if runs.is_done(run_dir, stage):
-                current = str(runs.stage_dir(run_dir, "final", stage))
+                current = str(runs.final_dir(run_dir, stage))
             else:
                 stop()
                 out = (sft if stage == "sft" else grpo).run(cfg, run_dir, current, backend)

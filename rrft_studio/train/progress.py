@@ -187,7 +187,7 @@ class RunTracker(TrainerCallback):
         row.update(_gpu_memory())
         row.setdefault("step_time", now - self.last)
         self.last = now
-        runs.append_jsonl(self.run_dir / "metrics.jsonl", row)
+        runs.append_jsonl(runs.metrics_path(self.run_dir), row)
         runs.write_status(self.run_dir, state="running", stage=self.stage, step=state.global_step,
                           max_steps=state.max_steps, eta_s=self._eta(state), step_s=self._step_seconds())
         self.bar.set_postfix(_postfix(row), refresh=False)
@@ -233,7 +233,7 @@ class RunTracker(TrainerCallback):
                 "length": len(tokenizer(text, add_special_tokens=False)["input_ids"]),
                 **{k: v[i] for k, v in extra.items() if i < len(v)},
             })
-        runs.append_jsonl(self.run_dir / "samples.jsonl", {"stage": self.stage, "step": step, "time": time.time(),
+        runs.append_jsonl(runs.samples_path(self.run_dir), {"stage": self.stage, "step": step, "time": time.time(),
                                                            "completions": rows})
 
 

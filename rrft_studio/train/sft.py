@@ -43,8 +43,8 @@ def run(cfg: Config, run_dir: Path, source: str, backend: str) -> Path | None:
     from trl import SFTTrainer
 
     # run dir
-    out = runs.stage_dir(run_dir, "final", "sft")
-    ckpt_dir = runs.stage_dir(run_dir, "checkpoints", "sft")
+    out = runs.final_dir(run_dir, "sft")
+    ckpt_dir = runs.checkpoints_dir(run_dir, "sft")
     resume = ranks.share(lambda: runs.resume_point(run_dir, "sft"))  # the main process rewinds the run
 
     # model

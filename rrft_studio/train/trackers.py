@@ -27,6 +27,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from .. import config as config_mod
+from .. import runs
 from ..config import Config, ConfigError
 
 NAMES = ("trackio", "tensorboard", "wandb", "mlflow")
@@ -116,10 +117,9 @@ def report_args(cfg: Config, output_dir: Path) -> dict:
     """The tracker part of a stage's TRL args. output_dir is <run>/checkpoints/<stage>. The environment is set here,
     before the trainer exists, because transformers' tracker callbacks read it when they are built."""
     names = active(cfg)
-    output_dir = Path(output_dir)
-    run_dir, stage = output_dir.parent.parent, output_dir.name
+    run_dir, stage = runs.stage_of(output_dir)
     if "tensorboard" in names:
-        _setdefault_env("TENSORBOARD_LOGGING_DIR", str(run_dir / "tensorboard" / stage))
+        _setdefault_env("TENSORBOARD_LOGGING_DIR", str(runs.tracker_dir(run_dir, "tensorboard", stage)))
     if "wandb" in names:
         _setdefault_env("WANDB_MODE", "offline")
         _setdefault_env("WANDB_DIR", str(run_dir))
@@ -305,7 +305,7 @@ def log_report(cfg: Config, run_dir: Path, report: dict) -> None:
             from torch.utils.tensorboard import SummaryWriter
 
             folder = os.environ.get("TENSORBOARD_LOGGING_DIR") if "TENSORBOARD_LOGGING_DIR" not in _SET_BY_US else None
-            writer = SummaryWriter(log_dir=folder or str(Path(run_dir) / "tensorboard" / "eval"))
+            writer = SummaryWriter(log_dir=folder or str(runs.tracker_dir(run_dir, "tensorboard", "eval")))
             writer.add_text("eval/table", report["table"])
             for key, value in scalars.items():
                 writer.add_scalar(key, value, 0)
