@@ -179,13 +179,13 @@ def cmd_data_generate(args) -> int:
     task = tasks.get(args.task)
     if args.n < 1:
         raise ConfigError("--n must be at least 1")
-    splits = ["train", *task.BENCHMARKS]
+    splits = ["train", *task.benchmarks]
     if args.split not in splits:
-        raise ConfigError(f"--split {args.split}: {task.NAME} has the splits {', '.join(splits)}")
+        raise ConfigError(f"--split {args.split}: {task.name} has the splits {', '.join(splits)}")
     out = Path(args.out)
     if (out / f"{args.split}.json").exists():
         raise ConfigError(f"'{out / (args.split + '.json')}' exists: choose another --out or --split")
-    spec = task.split_spec(task.SceneSpec(), args.split)
+    spec = task.split_spec(task.spec(), args.split)
     path = task.generate(out, n=args.n, seed=args.seed, spec=spec, split=args.split)
     print(f"wrote {args.n} records to {path}")
     return 0

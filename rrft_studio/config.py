@@ -21,7 +21,6 @@ import yaml
 
 from . import options, tasks
 from .options import doc, options_of, section
-from .tasks import counting, custom, spatial, structure
 
 
 class ConfigError(ValueError):
@@ -79,35 +78,57 @@ class Model:
     tiny: TinyModel = section(TinyModel, "shape of the built-in tiny model (model.name=tiny)")
 
 
-TASKS = tasks.TASKS
-# Each task family's section (data.counting, ...) is the documented part of its generator's settings,
-# declared with the task.
-Counting = options_of(counting.SceneSpec, "Counting")
-Structure = options_of(structure.SceneSpec, "Structure")
-Spatial = options_of(spatial.SceneSpec, "Spatial")
-Custom = options_of(custom.SceneSpec, "Custom")
+TASKS = tasks.TASKS  # the task families (tasks/), in order
+
+
+def _splits_doc() -> str:
+    """Each family's evaluation splits: 'counting, structure, custom: id, ood; spatial: id, left, right'."""
+    groups: dict[tuple[str, ...], list[str]] = {}
+    for name, family in tasks.FAMILIES.items():
+        groups.setdefault(tuple(family.benchmarks), []).append(name)
+    return "; ".join(f"{', '.join(names)}: {', '.join(splits)}" for splits, names in groups.items())
+
+
+SPLITS_DOC = _splits_doc()
+_ABOUT = [family.about for family in tasks.FAMILIES.values()]
 
 
 @dataclass
-class Data:
-    task: Literal["counting", "structure", "spatial", "custom"] = doc("counting", "task family: visual counting, structure perception (geometry), spatial transformation, or custom (your own records)")
+class _Records:
+    task: Literal[TASKS] = doc("counting", "task family: " + ", ".join(_ABOUT[:-1]) + ", or " + _ABOUT[-1])
     root: str = doc("", "the public Reason-RFT dataset as unpacked (train_jsons/, test_jsons/, images/): the task's training and test files and their images are found there")
     train_file: str = doc("", "training records (JSON, JSONL, parquet or a saved datasets folder); empty = the task's file under data.root, else synthetic data")
-    eval_files: list[str] = doc([], "one file per evaluation split, in the task's order (counting, structure: id, ood; spatial: id, left, right); empty = the task's test files under data.root, else synthetic")
+    eval_files: list[str] = doc([], "one file per evaluation split, in the task's order (" + SPLITS_DOC + "); empty = the task's test files under data.root, else synthetic")
     image_root: str = doc("", "folder the training file's image paths are relative to; empty = found by the dataset's layout (train_jsons/ -> images/train_images/), else the file's folder")
     eval_image_root: str = doc("", "folder the evaluation files' image paths are relative to; empty = found by the dataset's layout (test_jsons/ -> images/test_images/), else each file's folder")
     prompts: Literal["reason_rft", "compact"] = doc("reason_rft", "prompt set: reason_rft = the released code's strings word for word (needed to compare with the paper or its checkpoints); compact = the same with spatial's rules in fewer tokens, for small models")
     n_train: int = doc(2000, "synthetic data: training samples", ge=1)
     n_eval: int = doc(200, "synthetic data: samples per evaluation split (other seeds)", ge=1)
     seed: int = doc(0, "synthetic data: generator seed", ge=0, le=2**32 - 1)
-    counting: Counting = section(Counting, "synthetic visual-counting scenes (CLEVR-Math-like)")
-    structure: Structure = section(Structure, "synthetic geometry problems (GeoMath-like)")
-    spatial: Spatial = section(Spatial, "synthetic before/after scenes with transformation programs (TRANCE-like)")
-    custom: Custom = section(Custom, "your own records (data.task=custom): prompt templates and the answer checker")
+
+
+@dataclass
+class _Stages:
     sft_samples: int = doc(1600, "method rft: Stage 1 trains on the first N training records, Stage 2 on the rest", ge=0)
     grpo_all: bool = doc(False, "method rft: Stage 2 trains on all records, Stage 1's included (the paper, for structure perception)")
     max_samples: int = doc(0, "use at most N training records (0 = all): the data-efficiency knob", ge=0)
     longest_first: bool = doc(True, "each stage trains on a seeded shuffle of its records with the longest (image tokens + text tokens) in the first batch, so an out-of-memory shows at step 1; every epoch repeats that order (false: the trainers' own shuffling)")
+
+
+def _copied(cls: type) -> list[tuple]:
+    """A dataclass's fields as make_dataclass takes them."""
+    hints = typing.get_type_hints(cls)
+    return [(f.name, hints[f.name], dataclasses.field(default=f.default, default_factory=f.default_factory,
+                                                      metadata=f.metadata)) for f in dataclasses.fields(cls)]
+
+
+# data: where the records come from, each task family's section (the documented part of its settings, declared
+# with the family: data.counting, ...), and how the stages share the records.
+_SECTIONS = {name: options_of(family.spec, name.title()) for name, family in tasks.FAMILIES.items()}
+Data = dataclasses.make_dataclass("Data", [
+    *_copied(_Records),
+    *[(name, cls, section(cls, tasks.get(name).section)) for name, cls in _SECTIONS.items()],
+    *_copied(_Stages)])
 
 
 @dataclass
@@ -171,7 +192,7 @@ class Eval:
     top_k: int = doc(50, "decoding top-k", ge=0)
     max_new_tokens: int = doc(768, "most new tokens per answer", ge=1)
     batch_size: int = doc(16, "prompts per generate call", ge=1)
-    splits: list[str] = doc(["id"], "evaluation splits (counting, structure: id, ood; spatial: id, left, right)")
+    splits: list[str] = doc(["id"], "evaluation splits (" + SPLITS_DOC + ")")
     style: Literal["cot", "bare", "ans"] = doc("cot", "prompt: cot asks for <think>/<answer>; bare asks for the answer alone (zero-shot); ans sends the bare question (as ANS-SFT trained)")
     scorer: Literal["paper", "strict"] = doc("paper", "accuracy as the released evaluation scores it (paper: equal answer text, else math-verify equal; spatial: partial credit) or as training rewards it (strict); each prediction records both")
 
@@ -468,7 +489,7 @@ def validate(cfg: Config) -> None:
     for key in ("image_root", "eval_image_root", "root"):
         value = getattr(d, key)
         _check(not value or Path(value).expanduser().is_dir(), f"data.{key}: '{value}' is not a folder")
-    splits = list(tasks.get(d.task).BENCHMARKS)
+    splits = list(tasks.get(d.task).benchmarks)
     for split in e.splits:
         _check(split in splits, f"eval.splits: '{split}' is not a split of {d.task}: use {', '.join(splits)}")
     _check(len(d.eval_files) <= len(splits), f"data.eval_files: {d.task} has {len(splits)} evaluation splits ({', '.join(splits)})")

@@ -19,7 +19,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from . import ranks
+from . import ranks, tasks
 from .config import Config, ConfigError
 
 UNSLOTH_ARCHS = ("qwen2_vl", "qwen2_5_vl")
@@ -227,9 +227,10 @@ def check_fast_inference(cfg: Config) -> None:
         raise ConfigError("model.fast_inference=true cannot put LoRA on the vision layers (vLLM serves LoRA on the "
                           f"language model only): remove vision from model.lora_layers, e.g. "
                           f"model.lora_layers=[language,attention,mlp], {fix}")
-    if cfg.data.task == "spatial":
-        raise ConfigError("model.fast_inference=true: Unsloth's vLLM engine takes one image per prompt and "
-                          "data.task=spatial gives two (initial and final state; they are not tiled into one): "
+    images = tasks.get(cfg.data.task).images_per_sample
+    if images > 1:
+        raise ConfigError(f"model.fast_inference=true: Unsloth's vLLM engine takes one image per prompt and "
+                          f"data.task={cfg.data.task} gives {images} (they are not tiled into one): "
                           "set model.fast_inference=false (rollouts through generate)")
 
 

@@ -27,7 +27,7 @@ def test_sections_mirror_their_owners_defaults():
     from rrft_studio import tasks, tiny
 
     pairs = [(config.TinyModel(), tiny.TinySpec())]
-    pairs += [(getattr(config.Data(), name), tasks.get(name).SceneSpec()) for name in config.TASKS]
+    pairs += [(getattr(config.Data(), name), tasks.get(name).spec()) for name in config.TASKS]
     for section, owner in pairs:
         for f in dataclasses.fields(section):
             assert getattr(section, f.name) == getattr(owner, f.name), (type(owner), f.name)

@@ -111,7 +111,7 @@ def test_unknown_model_is_a_one_line_error():
     ([QWEN25, "model.fast_inference=true", "model.finetune=lora", "model.lora_layers=[attention,mlp]"],
      ["vision layers", "model.lora_layers=[language,attention,mlp]"]),  # no tower named: both towers
     ([QWEN25, "model.fast_inference=true", "model.finetune=lora", "data.task=spatial", "eval.splits=[id]"],
-     ["one image per prompt", "spatial gives two", "not tiled", "model.fast_inference=false"]),
+     ["one image per prompt", "spatial gives 2", "not tiled", "model.fast_inference=false"]),
     ([QWEN25, "model.fast_inference=true", "model.finetune=lora", "model.backend=transformers"],
      ["model.backend=auto or unsloth"]),
     (["model.gpu_memory_utilization=1.5"], ["model.gpu_memory_utilization", "between 0 and 1"]),
@@ -154,7 +154,7 @@ def big_one(tmp_path_factory):
 
     folder = tmp_path_factory.mktemp("records")
     task = tasks.get("counting")
-    path = task.generate(folder, n=16, seed=3, spec=task.SceneSpec(image_size=112), split="train")
+    path = task.generate(folder, n=16, seed=3, spec=task.spec(image_size=112), split="train")
     records = json.loads(path.read_text())
     big = folder / "big.png"
     Image.open(folder / records[9]["image"]).resize((224, 224)).save(big)

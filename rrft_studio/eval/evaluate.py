@@ -60,7 +60,7 @@ def evaluate(checkpoint: str, cfg: Config, rows: list[dict], label: str = "", sp
     from PIL import Image
 
     task = data.task_of(cfg)
-    _, scorers = tasks.checker_names(task, getattr(cfg.data, task.NAME, None))
+    _, scorers = task.checker_names(getattr(cfg.data, task.name, None))
     score = {name: tasks.checker(check) for name, check in scorers.items()}
     torch.manual_seed(cfg.run.seed)
     model, processor = models.load_for_inference(checkpoint, cfg, cfg.grpo.max_pixels)
@@ -88,10 +88,10 @@ def summarize(checkpoint: str, cfg: Config, rows: list[dict], predictions: list[
               split: str = "id") -> dict:
     """The result of a split from its predictions (one per row, in order; several processes' shares joined)."""
     task = data.task_of(cfg)
-    _, scorers = tasks.checker_names(task, getattr(cfg.data, task.NAME, None))
+    _, scorers = task.checker_names(getattr(cfg.data, task.name, None))
     n = max(len(predictions), 1)
     return {
-        "label": label, "split": split, "benchmark": task.BENCHMARKS[split], "task": task.NAME,
+        "label": label, "split": split, "benchmark": task.benchmarks[split], "task": task.name,
         "checkpoint": str(checkpoint), "n": len(predictions), "chance": chance(rows),
         "scorer": cfg.eval.scorer, "scorers": dict(scorers),
         "accuracy": sum(p["correct"] for p in predictions) / n,

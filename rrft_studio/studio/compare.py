@@ -135,7 +135,7 @@ def run_batch(pool: Pool, checkpoints: list[str], n: int, settings: Settings, tr
         raise gr.Error("Pick at least one checkpoint of a run: its eval split is used.")
     task, rows, split = data.task_of(cfg), catalog.eval_records(cfg)[: int(n)], (cfg.eval.splits or ["id"])[0]
     prompts = [(data.prompt_of(task, r, cfg.eval.style, cfg, split), data.images_of(r)) for r in rows]
-    check = tasks.checker(tasks.checker_names(task, getattr(cfg.data, task.NAME))[1][cfg.eval.scorer])
+    check = tasks.checker(task.checker_names(getattr(cfg.data, task.name))[1][cfg.eval.scorer])
     summary, answers = [], {r["id"]: [r["id"], r["answer"]] for r in rows}
     total, done = len(checkpoints) * len(prompts), 0
     for value in checkpoints:

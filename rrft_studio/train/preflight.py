@@ -195,11 +195,11 @@ def default_tokens(cfg: Config, stage: str) -> tuple[int, int]:
     """(image tokens, text tokens) of the longest sample without reading the data: synthetic images have the
     generator's size; real files count as max_pixels (the worst case)."""
     st, task = getattr(cfg, stage), tasks.get(cfg.data.task)
-    n_images = getattr(task, "IMAGES_PER_SAMPLE", 1)
-    side = getattr(getattr(cfg.data, task.NAME), "image_size", None)
+    n_images = task.images_per_sample
+    side = getattr(getattr(cfg.data, task.name), "image_size", None)
     real = data.source(cfg, "train")[0] is not None or side is None
     per_image = data.image_tokens(st.max_pixels, 1, st.max_pixels) if real else data.image_tokens(side, side, st.max_pixels)
-    text = task.PROMPT_TOKENS + data.TEMPLATE_TOKENS + (TARGET_TOKENS if stage == "sft" else 0)
+    text = task.prompt_tokens + data.TEMPLATE_TOKENS + (TARGET_TOKENS if stage == "sft" else 0)
     return n_images * per_image, text
 
 

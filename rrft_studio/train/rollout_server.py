@@ -42,7 +42,7 @@ def serve_command(cfg: Config) -> str:
     name = cfg.model.name if cfg.model.name != "tiny" else "<the tiny model's folder>"
     line = (f"trl vllm-serve --model {name} --port {cfg.grpo.vllm_server_port} "
             f"--max_model_len {models.max_seq_length(cfg, cfg.grpo)}")
-    images = getattr(data.task_of(cfg), "IMAGES_PER_SAMPLE", 1)
+    images = data.task_of(cfg).images_per_sample
     return line + (f" --limit-mm-per-prompt '{{\"image\": {images}}}'" if images > 1 else "")
 
 
