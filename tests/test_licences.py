@@ -1,4 +1,4 @@
-"""README's "Licences" section against the installed packages: the AGPL-3.0 headers in unsloth and unsloth_zoo
+"""docs/licences.md against the installed packages: the AGPL-3.0 headers in unsloth and unsloth_zoo
 are counted as stated, and the transformers backend's code path never imports unsloth."""
 
 from __future__ import annotations
@@ -28,8 +28,8 @@ def _headers(package: str) -> Counter:
     return kinds
 
 
-def test_unsloth_agpl_headers_are_as_the_readme_says():
-    readme = (ROOT / "README.md").read_text()
+def test_unsloth_agpl_headers_are_as_the_licences_page_says():
+    readme = (ROOT / "docs" / "licences.md").read_text()
     unsloth, zoo = _headers("unsloth"), _headers("unsloth_zoo")
     assert f"{unsloth['agpl']} of its {unsloth['files']} Python files carry an AGPL-3.0 header" in readme
     for folder in ("kernels", "models"):
