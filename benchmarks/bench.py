@@ -4,7 +4,7 @@ Each arm runs in its own process, because Unsloth patches transformers and TRL o
 spawns them and compares them. The arm drives the product's own code (models.load_for_training,
 sft.trainer_args / grpo.trainer_args, data.sft_dataset / data.grpo_dataset, the product's rewards) so it
 measures what `rrft-studio train` runs. The model has the real shape of a published checkpoint
-(rrft_studio.preflight.PUBLISHED) with random weights, built here from its config (nothing is downloaded),
+(rrft_studio.train.preflight.PUBLISHED) with random weights, built here from its config (nothing is downloaded),
 or `tiny`, the CI micro shape. Images have one fixed size and every completion one fixed length (SFT: a
 target of that many tokens; GRPO: `min_new_tokens` = max = --gen-len), so the arms do the same work.
 
@@ -14,7 +14,7 @@ pass through, 2 x forward-only, the vision tower's parameters x its patches coun
 recomputation by checkpointing is not counted), the loss at each step. GRPO: seconds per step split into
 generation, reward, log-probabilities (reference and policy forwards), backward and the rest; rollout tokens
 per second against the decode roofline (weights + KV cache read once per decode step); peak memory; reward
-and KL at each step. Every result also carries rrft_studio.preflight's estimate of its peak.
+and KL at each step. Every result also carries rrft_studio.train.preflight's estimate of its peak.
 
     python benchmarks/bench.py --arm transformers --model tiny --mode lora --stage sft --steps 2 \\
         --image-size 112 --gen-len 16 --out benchmarks/results/x.json
@@ -34,7 +34,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the GPU machine runs from a copy of the tree, without `pip install -e`
 
-from rrft_studio import config, models  # noqa: E402  (light: neither imports transformers nor trl)
+from rrft_studio import config, data, models  # noqa: E402  (light: neither imports transformers nor trl)
 from workload import MODELS, PROMPT, arm_config, checkpoint, dataset, distinct_ratio  # noqa: E402
 
 ARMS = ("transformers", "transformers_vllm", "unsloth", "unsloth_vllm")
@@ -217,7 +217,7 @@ def run_arm(a) -> dict:
     import torch
     from transformers import PrinterCallback, set_seed
 
-    from rrft_studio import grpo, preflight, sft
+    from rrft_studio.train import grpo, preflight, sft
 
     set_seed(0)
     started = time.perf_counter()
@@ -263,7 +263,7 @@ def summarise(a, cfg, backend, why, trainer, clock, seconds, preflight) -> dict:
     logs = [row for row in trainer.state.log_history if "loss" in row]
     per_sample = a.batch if a.stage == "sft" else max(steps[0].get("completions", 1), 1) if steps else 1
     image_tokens = (steps[0].get("patches", 0) if steps else 0) // 4 // per_sample
-    text_tokens = len(trainer.processing_class.tokenizer(PROMPT)["input_ids"]) + preflight.TEMPLATE_TOKENS
+    text_tokens = len(trainer.processing_class.tokenizer(PROMPT)["input_ids"]) + data.TEMPLATE_TOKENS
     estimate = preflight.estimate(cfg, a.stage, backend, shape,
                                   (image_tokens, text_tokens + (a.gen_len if a.stage == "sft" else 0)))
     result = {
@@ -311,10 +311,61 @@ def roofline(shape, n: int, prompt: int, gen_len: int, bandwidth: float | None) 
     return n * bandwidth / (weights + kv)
 
 
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values)
+
+
+def mean_of(values: list) -> float | None:
+    """The mean of the known values (None: not measured), or None."""
+    known = [v for v in values if v is not None]
+    return _mean(known) if known else None
+
+
+def cell(value, spec: str = ".3g") -> str:
+    """A table cell: the value formatted, n/a where it was not measured."""
+    return "n/a" if value is None else format(value, spec)
+
+
+def table(results: list[dict]) -> str:
+    """Markdown: one table per stage; skipped and failed arms are rows that say why."""
+    blocks = []
+    for stage in ("sft", "grpo"):
+        rows = [r for r in results if r["stage"] == stage]
+        if not rows:
+            continue
+        if stage == "sft":
+            head = ["model", "mode", "arm", "step s (median / p90)", "tokens/s", "peak GiB (preflight)", "MFU",
+                    "loss (first, last)"]
+        else:
+            head = ["model", "mode", "arm", "step s (median / p90)", "generation / reward / logprobs / backward / "
+                    "other s", "rollout tok/s (roofline)", "peak GiB (preflight)", "reward", "KL"]
+        lines = [f"**{stage.upper()}**", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        for r in rows:
+            cells = [r["model"], r["mode"], r["arm"]]
+            if "skipped" in r or "failed" in r:
+                what = f"skipped: {r['skipped']}" if "skipped" in r else f"failed: {r['failed']}"
+                cells += [what] + [""] * (len(head) - 4)
+            else:
+                t = r["step_time_s"]
+                cells += [f"{cell(t['median'])} / {cell(t['p90'])}"]
+                memory = f"{cell(r['peak_memory_gib'], '.2f')} ({cell(r['preflight_gib'], '.1f')})"
+                if stage == "sft":
+                    losses = r["losses"]
+                    cells += [cell(r["tokens_per_s"], ".1f"), memory, cell(r["mfu"], ".1%"),
+                              f"{cell(losses[0] if losses else None, '.4f')}, {cell(losses[-1] if losses else None, '.4f')}"]
+                else:
+                    s = r["split_s"]
+                    cells += [" / ".join(cell(s[k], ".2f") for k in ("generation", "reward", "logprobs", "backward",
+                                                                    "other")),
+                              f"{cell(r['rollout_tokens_per_s'], '.1f')} ({cell(r['roofline_tokens_per_s'], '.0f')})",
+                              memory, cell(mean_of(r["rewards"]), ".3f"), cell(mean_of(r["kl"]), ".2g")]
+            lines.append("| " + " | ".join(str(c) for c in cells) + " |")
+        blocks.append("\n".join(lines))
+    return "\n\n".join(blocks)
+
+
 def row(result: dict) -> str:
     """One markdown row (the same columns as run_all's tables)."""
-    from run_all import table  # noqa: PLC0415  (same folder)
-
     return table([result])
 
 

@@ -306,7 +306,8 @@ def _watch(module, seen: set) -> None:
 def master_steps(a, record: dict, save, cuda: bool) -> str | None:
     """The steps, each recorded as it ends; the finding that fails the part, or None."""
     with step(record, "backend", save) as facts:  # Unsloth's import (and its patches to TRL) before TRL's
-        from rrft_studio import config, data, models, sft
+        from rrft_studio import config, data, models
+        from rrft_studio.train import sft
 
         cfg = config.load(str(MICRO), [f"run.runs_dir={a.work}/runs-master", f"run.cache_dir={a.work}/cache",
                                        f"model.backend={'unsloth' if cuda else 'transformers'}", *MASTER])
@@ -445,7 +446,8 @@ def chain_steps(a, entry: dict, save, cuda: bool) -> None:
         import datasets
         from transformers.utils import logging
 
-        from rrft_studio import evaluate, grpo, sft
+        from rrft_studio.eval import evaluate
+        from rrft_studio.train import grpo, sft
 
         logging.disable_progress_bar()
         datasets.disable_progress_bars()
@@ -583,9 +585,10 @@ def benchmark_tables(arms: list[dict]) -> list[str]:
     if not arms:
         return ["no benchmark arm has run yet"]
     sys.path.insert(0, str(HERE))
-    import run_all  # noqa: PLC0415  (same folder; light: neither torch nor transformers)
+    import bench  # noqa: PLC0415  (same folder; light: neither torch nor transformers)
+    import run_all  # noqa: PLC0415
 
-    return [run_all.ratio_table(arms), "", run_all.table(arms)]
+    return [run_all.ratio_table(arms), "", bench.table(arms)]
 
 
 def master_lines(record: dict) -> list[str]:

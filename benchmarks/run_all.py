@@ -130,61 +130,10 @@ def parity(results: list[dict]) -> list[dict]:
             row["max_loss_rel_diff"] = max((abs(x - y) / max(abs(y), 1e-8) for x, y in pairs), default=None)
         else:
             for key in ("rewards", "kl"):
-                mine, theirs = _mean_of(r[key]), _mean_of(base[key])
+                mine, theirs = bench.mean_of(r[key]), bench.mean_of(base[key])
                 row[f"{key}_mean_diff"] = abs(mine - theirs) if mine is not None and theirs is not None else None
         out.append(row)
     return out
-
-
-def _mean(values: list[float]) -> float:
-    return sum(values) / len(values)
-
-
-def _mean_of(values: list) -> float | None:
-    known = [v for v in values if v is not None]
-    return _mean(known) if known else None
-
-
-def _f(value, spec: str = ".3g") -> str:
-    return "n/a" if value is None else format(value, spec)
-
-
-def table(results: list[dict]) -> str:
-    """Markdown: one table per stage; skipped and failed arms are rows that say why."""
-    blocks = []
-    for stage in ("sft", "grpo"):
-        rows = [r for r in results if r["stage"] == stage]
-        if not rows:
-            continue
-        if stage == "sft":
-            head = ["model", "mode", "arm", "step s (median / p90)", "tokens/s", "peak GiB (preflight)", "MFU",
-                    "loss (first, last)"]
-        else:
-            head = ["model", "mode", "arm", "step s (median / p90)", "generation / reward / logprobs / backward / "
-                    "other s", "rollout tok/s (roofline)", "peak GiB (preflight)", "reward", "KL"]
-        lines = [f"**{stage.upper()}**", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-        for r in rows:
-            cells = [r["model"], r["mode"], r["arm"]]
-            if "skipped" in r or "failed" in r:
-                what = f"skipped: {r['skipped']}" if "skipped" in r else f"failed: {r['failed']}"
-                cells += [what] + [""] * (len(head) - 4)
-            else:
-                t = r["step_time_s"]
-                cells += [f"{_f(t['median'])} / {_f(t['p90'])}"]
-                memory = f"{_f(r['peak_memory_gib'], '.2f')} ({_f(r['preflight_gib'], '.1f')})"
-                if stage == "sft":
-                    losses = r["losses"]
-                    cells += [_f(r["tokens_per_s"], ".1f"), memory, _f(r["mfu"], ".1%"),
-                              f"{_f(losses[0] if losses else None, '.4f')}, {_f(losses[-1] if losses else None, '.4f')}"]
-                else:
-                    s = r["split_s"]
-                    cells += [" / ".join(_f(s[k], ".2f") for k in ("generation", "reward", "logprobs", "backward",
-                                                                    "other")),
-                              f"{_f(r['rollout_tokens_per_s'], '.1f')} ({_f(r['roofline_tokens_per_s'], '.0f')})",
-                              memory, _f(_mean_of(r["rewards"]), ".3f"), _f(_mean_of(r["kl"]), ".2g")]
-            lines.append("| " + " | ".join(str(c) for c in cells) + " |")
-        blocks.append("\n".join(lines))
-    return "\n\n".join(blocks)
 
 
 def parity_table(rows: list[dict]) -> str:
@@ -193,9 +142,9 @@ def parity_table(rows: list[dict]) -> str:
     lines = ["| model | mode | stage | arm | vs transformers |", "|---|---|---|---|---|"]
     for r in rows:
         if r["stage"] == "sft":
-            what = f"max loss difference {_f(r['max_loss_rel_diff'], '.2%')}"
+            what = f"max loss difference {bench.cell(r['max_loss_rel_diff'], '.2%')}"
         else:
-            what = f"mean reward diff {_f(r['rewards_mean_diff'], '.3f')}, mean KL diff {_f(r['kl_mean_diff'], '.2g')}"
+            what = f"mean reward diff {bench.cell(r['rewards_mean_diff'], '.3f')}, mean KL diff {bench.cell(r['kl_mean_diff'], '.2g')}"
         lines.append(f"| {r['model']} | {r['mode']} | {r['stage']} | {r['arm']} | {what} |")
     return "\n".join(lines)
 
@@ -219,8 +168,8 @@ def ratios(results: list[dict]) -> list[dict]:
 
 def _ratio(pair: tuple) -> str:
     base, mine = pair
-    return f"{_f(base)} / {_f(mine)} ({mine / base:.2f}x)" if base and mine is not None else \
-        f"{_f(base)} / {_f(mine)}"
+    return f"{bench.cell(base)} / {bench.cell(mine)} ({mine / base:.2f}x)" if base and mine is not None else \
+        f"{bench.cell(base)} / {bench.cell(mine)}"
 
 
 def ratio_table(results: list[dict]) -> str:
@@ -301,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
     every = earlier + results
     threads = "" if cuda else f", {a.cpu_threads} thread(s) per arm"
     print(f"\n{device}{threads}; {a.steps} steps, images {a.image_size}x{a.image_size}, {a.gen_len}-token completions\n")
-    print(table(every))
+    print(bench.table(every))
     print("\n" + parity_table(parity(every)))
     print("\n" + ratio_table(every))
     print(f"\nwrote {path}")

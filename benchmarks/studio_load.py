@@ -89,7 +89,7 @@ COLORS = ["gray", "red", "blue", "green", "brown", "purple", "cyan", "yellow"]
 
 def _rollout_pool(rng: random.Random, images: list[Path], size: int = 32) -> list[str]:
     """JSON texts of prompt groups: GENERATIONS rollouts of one prompt (its completion, rewards, advantage,
-    length, answer, id, image), as tracking.py writes them."""
+    length, answer, id, image), as train/progress.py writes them."""
     pool = []
     for i in range(size):
         n, c = rng.randint(2, 9), rng.choice(COLORS)

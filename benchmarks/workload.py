@@ -4,9 +4,9 @@ number of tokens; the run's config as the product would resolve it."""
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import os
-import types
 from pathlib import Path
 
 from rrft_studio import config
@@ -32,7 +32,8 @@ def build_checkpoint(model: str, out: Path) -> None:
     factory's byte-level BPE tokenizer and a real Qwen2-VL / Qwen2.5-VL processor."""
     import torch
 
-    from rrft_studio import preflight, tiny
+    from rrft_studio import tiny
+    from rrft_studio.train import preflight
 
     corpus = [PROMPT, (WORD * 64).strip(), "<think>\n</think>\n<answer>\n3\n</answer>"]
     if MODELS[model] is None:
@@ -128,7 +129,7 @@ def images(cache: Path, size: int, n: int = 8) -> list[str]:
 
 def dataset(cfg: config.Config, stage: str, processor, cache: Path, size: int, gen_len: int, n: int):
     """Records in the Reason-RFT schema through the product's dataset builders; SFT targets of gen_len tokens."""
-    from rrft_studio import data
+    from rrft_studio import data, tasks
 
     tokenizer = processor.tokenizer
     frame = "<think>\n{}\n</think>\n<answer>\n3\n</answer>"
@@ -138,8 +139,7 @@ def dataset(cfg: config.Config, stage: str, processor, cache: Path, size: int, g
     rows = [{"id": f"b{i}", "image": paths[i % len(paths)], "problem": PROMPT, "answer": "3", "cot": target}
             for i in range(n)]
     # the bare problem as the prompt; the framed cot is the SFT target as it stands (schema.target keeps it)
-    task = types.SimpleNamespace(NAME="counting", prompt=lambda problem, style, **context: problem,
-                                 REWARD="match", SCORERS={})
+    task = dataclasses.replace(tasks.get("counting"), prompt=lambda problem, style, **context: problem)
     return data.sft_dataset(rows, task, "cot") if stage == "sft" else data.grpo_dataset(rows, task)
 
 

@@ -24,186 +24,58 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import sys
 from pathlib import Path
 
-from . import config, quiet_library_warnings, runs, tasks
+from . import config, quiet_library_warnings, ranks, runs, settings, tasks
 from .config import ConfigError
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 quiet_library_warnings()
 
 
-def _checked_data(cfg: config.Config) -> None:
-    """Read the records, and open the images of real files, before a run directory exists: a bad file costs
-    nothing (generated data is written by this project and checked as it is read); then call each GRPO reward
-    once on a sample, so a broken user reward fails now and not after all of Stage 1 has trained."""
-    from . import data, models, rewards
+class Parser(argparse.ArgumentParser):
+    """argparse, where a command that takes key=value overrides also reads them after its options (`train PRESET
+    --processes 2 k=v`, `data check PATH --task T PRESET k=v`): argparse's intermixed parsing, which it offers to
+    parsers without subcommands."""
 
-    reference = Path(cfg.run.compare_to).expanduser()
-    if cfg.run.compare_to and not (reference.is_file() or (reference / "sweep.json").is_file()):
-        raise ConfigError(f"run.compare_to: '{reference}' is not a sweep (no sweep.json there): give a sweep's "
-                          "folder or its sweep.json, or leave run.compare_to empty")
-    for split in (["train"] if cfg.run.stages else []) + (cfg.eval.splits if cfg.eval.enabled else []):
-        rows = data.records(cfg, split)
-        path, _ = data.source(cfg, split)
-        if not rows:
-            raise ConfigError(f"{data.source_key(cfg, split)}: '{path}' holds no records: give a file with some")
-        if path is not None:
-            data.check_images(rows, str(path))
-        if split == "train" and models.uses_fast_inference(cfg):
-            most = max(len(data.images_of(row)) for row in rows)
-            if most > 1:
-                raise ConfigError(f"model.fast_inference=true: Unsloth's vLLM engine takes one image per prompt and "
-                                  f"records of '{path}' have {most}: set model.fast_inference=false (rollouts "
-                                  "through generate)")
-        if split == "train" and "grpo" in cfg.run.stages:
-            row = data.grpo_row(rows[0], data.task_of(cfg), cfg)
-            for name in cfg.grpo.rewards:
-                try:
-                    rewards.check_callable(rewards.resolve(name), row, name)
-                except ValueError as e:
-                    raise ConfigError(f"grpo.rewards: {e}") from None
+    intermixed = False
+
+    def parse_known_args(self, args=None, namespace=None):
+        if not self.intermixed:
+            return super().parse_known_args(args, namespace)
+        self.intermixed = False  # the intermixed parse goes through parse_known_args itself
+        try:
+            return self.parse_known_intermixed_args(args, namespace)
+        finally:
+            self.intermixed = True
+
+
+def _preset_or_override(args) -> None:
+    """A first positional written key=value is an override, not a preset (`train --resume RUN k=v`)."""
+    if args.preset and "=" in args.preset:
+        args.overrides.insert(0, args.preset)
+        args.preset = None
 
 
 def cmd_train(args) -> int:
-    """Train here (one process), start the ranks through accelerate (launcher.py), or be one of them."""
-    from . import distributed, models, rollout_server
+    from .train import pipeline
 
-    if args.rewards_dir:  # searched last: a module there never shadows an installed one
-        sys.path.append(str(Path(args.rewards_dir).expanduser().resolve()))
-    if distributed.launched():
-        return _train_rank(args)
-    launch = [f"run.processes={args.processes}"] * (args.processes is not None) + \
-             [f"run.accelerate_config={args.accelerate_config}"] * bool(args.accelerate_config)
-    if args.resume:
-        run_dir = Path(args.resume)
-        if args.preset:
-            raise ConfigError(f"--resume continues with the run's own config: drop '{args.preset}' (key=value "
-                              "overrides are allowed)")
-        recorded = runs.load_config(run_dir)
-        cfg = runs.load_config(run_dir, [*args.overrides, *launch])
-        distributed.check_count(recorded, run_dir, cfg.run.processes)
-        if cfg.run.accelerate_config != recorded.run.accelerate_config:
-            raise ConfigError(f"run '{run_dir}' trained with run.accelerate_config={recorded.run.accelerate_config or 'none'}: "
-                              "resume it the same way (its checkpoints are in that layout)")
-        runs.may_resume(run_dir)
-    else:
-        if not args.preset:
-            raise ConfigError("train needs a preset: rrft-studio train presets/demo.yaml [key=value ...]")
-        cfg = config.load(args.preset, [*args.overrides, *launch])
-    accelerate = distributed.wanted(cfg) or args.launcher == "accelerate"
-    if accelerate and not cfg.run.accelerate_config:
-        cfg.run.accelerate_config = "ddp"  # recorded, so that a resume launches the same way
-    if accelerate and args.launcher == "none":
-        raise ConfigError(f"run.processes={cfg.run.processes}, run.accelerate_config={cfg.run.accelerate_config or 'none'} "
-                          "needs accelerate: drop --launcher none, or run under accelerate launch -m rrft_studio.cli train")
-    models.check_training_device(cfg)
-    backend, why = models.choose_backend(cfg)
-    models.check_trainers(cfg, backend, models.trainer_classes(cfg.run.stages) if backend == "unsloth" else {})
-    rollout_server.check(cfg, models.cuda_available(cfg))
-    from . import launcher, trackers
-
-    trackers.check(cfg)
-    models.check_source(cfg)
-    if accelerate:
-        launcher.check_environment(cfg)
-    _checked_data(cfg)
-    if not args.resume:
-        run_dir = runs.create(cfg)
-    elif args.overrides:  # resumed with a changed setting (a lower learning rate after a divergence, say)
-        runs.save_config(run_dir, cfg)
-        print(f"resuming with {' '.join(args.overrides)} (written to {run_dir / 'config.yaml'})")
-    if accelerate:
-        return launcher.run(cfg, run_dir, args.rewards_dir)
-    return _train_here(cfg, run_dir, backend, why)
-
-
-def _train_rank(args) -> int:
-    """One rank of an accelerate launch: the main process checks and creates (or takes over) the run directory
-    and tells the others; then every rank trains and the main one writes."""
-    from . import distributed, models, rollout_server
-
-    if args.processes is not None or args.accelerate_config or args.launcher == "accelerate":
-        raise ConfigError("under accelerate launch the launch sets the processes: drop --processes, "
-                          "--accelerate-config and --launcher")
-    if args.resume:
-        run_dir = Path(args.resume)
-        if args.preset:
-            raise ConfigError(f"--resume continues with the run's own config: drop '{args.preset}'")
-        cfg = runs.load_config(run_dir, args.overrides)
-        distributed.check_count(cfg, run_dir, distributed.world_size())
-    else:
-        if not args.preset:
-            raise ConfigError("train needs a preset: accelerate launch ... -m rrft_studio.cli train presets/demo.yaml")
-        cfg = config.load(args.preset, args.overrides)
-        distributed.adopt(cfg)
-    cuda = models.cuda_available(cfg)
-    if not cuda and distributed.strategy() != "ddp":
-        raise ConfigError(f"this launch uses {distributed.strategy()}, which shards over CUDA GPUs, and the run has none "
-                          "(accelerate would quietly run plain DDP): launch with configs/accelerate/ddp.yaml")
-    distributed.init(cuda)
-    models.check_training_device(cfg)
-    backend, why = models.choose_backend(cfg)
-    own = tuple(pid for pid in [distributed.launcher_pid()] if pid)  # our launcher created the run and checked it
-
-    def prepare() -> Path:
-        from . import trackers
-
-        if not own:
-            rollout_server.check(cfg, cuda)
-            trackers.check(cfg)
-            models.check_source(cfg)
-            _checked_data(cfg)
-        if not args.resume:
-            return runs.create(cfg)
-        runs.may_resume(run_dir, own)
-        if args.overrides:
-            runs.save_config(run_dir, cfg)
-        return run_dir
-
-    run_dir = distributed.share(prepare)
-    if not distributed.is_main():
-        sys.stdout = open(os.devnull, "w")  # one copy of the run's output: the main process's
-    return _train_here(cfg, run_dir, backend, why)
-
-
-def _train_here(cfg: config.Config, run_dir: Path, backend: str, why: str) -> int:
-    from . import distributed, pipeline, report, trackers, tracking
-
-    tracking.StopRequested.install()
-    try:
-        result = pipeline.train(cfg, run_dir, backend, why)
-    except (tracking.Diverged, runs.DiskFull, OSError) as e:
-        if not distributed.is_main() and isinstance(e, (tracking.Diverged, runs.DiskFull)):
-            return 1  # the main process says why
-        status = runs.read_status(run_dir)
-        if status.get("failure") in (None, "error"):
-            raise  # not a failure the run can explain in one line: show the traceback
-        print(f"\nerror: {status['error']}", file=sys.stderr)  # below the progress bar the failure left open
-        return 1
-    if result is None:
-        print(f"stopped; resume with: rrft-studio train --resume {run_dir}")
-        if distributed.launched():
-            return 0  # torchrun reads any other status as a crash; the launcher returns 128+signal
-        return 128 + (tracking.StopRequested.signum or signal.SIGINT)  # as a process a signal ended
-    if distributed.is_main():
-        print(report.text(result))
-        trackers.log_report(cfg, run_dir, result)
-    return 0
+    _preset_or_override(args)
+    return pipeline.command(args.preset, args.overrides, Path(args.resume) if args.resume else None,
+                            args.processes, args.accelerate_config, args.launcher, args.rewards_dir)
 
 
 def cmd_preflight(args) -> int:
-    from . import preflight
+    from .train import preflight
 
     launch = [f"run.processes={args.processes}"] * (args.processes is not None) + \
              [f"run.accelerate_config={args.accelerate_config}"] * bool(args.accelerate_config)
-    cfg = config.load(args.preset, [*args.overrides, *launch])
+    cfg = settings.load(args.preset, [*args.overrides, *launch])
     if not cfg.run.stages:
         raise ConfigError(f"method={cfg.method} trains nothing: preflight estimates the memory of the sft and grpo stages")
     backend, device = preflight.backend_for(cfg), preflight.gpu()
-    from . import trackers  # no training here: transformers may come before any Unsloth import
+    from .train import trackers  # no training here: transformers may come before any Unsloth import
 
     trackers.check(cfg)
     print("\n\n".join(preflight.report(cfg, stage, backend, device=device) for stage in cfg.run.stages))
@@ -211,7 +83,7 @@ def cmd_preflight(args) -> int:
 
 
 def cmd_config_show(args) -> int:
-    cfg = config.load(args.preset, args.overrides)
+    cfg = settings.load(args.preset, args.overrides)
     print(config.describe(cfg))
     return 0
 
@@ -219,19 +91,22 @@ def cmd_config_show(args) -> int:
 def _eval_target(target: Path, overrides: list[str]) -> tuple[config.Config, str, Path | None]:
     """(config, checkpoint, run_dir or None) for a run directory (its last stage) or a checkpoint."""
     if runs.is_run(target):
-        cfg = runs.load_config(target, overrides)
+        cfg = settings.load_run(target, overrides)
         stage = runs.last_finished_stage(target, cfg.run.stages)
         if stage is None:
             raise ConfigError(f"run '{target}' has no finished stage to evaluate: wait for it or resume it")
-        return cfg, str(runs.stage_dir(target, "final", stage)), target
+        return cfg, str(runs.final_dir(target, stage)), target
     if (target / "config.json").is_file():
-        return config.load(None, overrides), str(target), None
+        return settings.load(None, overrides), str(target), None
     raise ConfigError(f"'{target}' is neither a run directory nor a checkpoint (no config.yaml or config.json)")
 
 
 def cmd_eval(args) -> int:
-    from . import evaluate, models
+    from . import models
+    from .eval import evaluate
 
+    args.overrides = [t for t in args.targets if "=" in t]  # targets, then key=value overrides
+    args.targets = [t for t in args.targets if "=" not in t]
     if args.compare:
         return _compare(args)
     if len(args.targets) != 1:
@@ -255,7 +130,9 @@ def cmd_eval(args) -> int:
 
 def _compare(args) -> int:
     """Evaluate each run's finished stages on its splits (what is missing), then one table for all."""
-    from . import models, pipeline, report, sweep
+    from . import models
+    from .eval import evaluate, report, sweep
+    from .train import pipeline
 
     targets = [Path(t) for t in args.targets]
     for target in targets:
@@ -264,23 +141,22 @@ def _compare(args) -> int:
                               "config.yaml nor a sweep.json")
     run_dirs = [t for t in targets if runs.is_run(t)]  # a sweep's runs evaluated what they evaluate
     for run_dir in run_dirs:
-        cfg = runs.load_config(run_dir)
-        for override in args.overrides:
-            config._apply(cfg, config.parse_override(override))
-        config.validate(cfg)
+        cfg = settings.load_run(run_dir, args.overrides)
         models.choose_backend(cfg)
         pipeline.quiet()
         for stage in cfg.run.stages:
             if runs.is_done(run_dir, stage):
-                pipeline.evaluate_splits(cfg, run_dir, str(runs.stage_dir(run_dir, "final", stage)), stage)
+                evaluate.evaluate_splits(cfg, run_dir, str(runs.final_dir(run_dir, stage)), stage)
     print(report.results_table(targets))
     return 0
 
 
 def cmd_sweep(args) -> int:
-    from . import models, sweep
+    from . import models
+    from .eval import sweep
+    from .train import preflight
 
-    cfg = config.load(args.preset, args.overrides)
+    cfg = settings.load(args.preset, args.overrides)
     if not (args.samples or args.seeds or args.threads or args.methods):
         raise ConfigError("a sweep needs an axis: --seeds 0 1 2 (the spread over seeds), --threads 1 2, "
                           "--samples 1600 3200 (data efficiency) or --methods cot_sft rft")
@@ -290,8 +166,8 @@ def cmd_sweep(args) -> int:
     points = sweep.plan(list(dict.fromkeys(args.methods)), sorted(set(args.samples)), list(dict.fromkeys(args.seeds)),
                         list(dict.fromkeys(args.threads)))
     for point in points:  # every point's config is checked before the first run starts
-        config.load(args.preset, [*args.overrides, *sweep.overrides_of(point)])
-    models.check_training_device(cfg)
+        settings.load(args.preset, [*args.overrides, *sweep.overrides_of(point)])
+    preflight.check_training_device(cfg)
     models.decide_backend(cfg)  # each run imports its backend in its own process: none here
     root = sweep.run(cfg, args.preset, args.overrides, points)
     print(sweep.table(sweep.load(root)))
@@ -303,13 +179,13 @@ def cmd_data_generate(args) -> int:
     task = tasks.get(args.task)
     if args.n < 1:
         raise ConfigError("--n must be at least 1")
-    splits = ["train", *task.BENCHMARKS]
+    splits = ["train", *task.benchmarks]
     if args.split not in splits:
-        raise ConfigError(f"--split {args.split}: {task.NAME} has the splits {', '.join(splits)}")
+        raise ConfigError(f"--split {args.split}: {task.name} has the splits {', '.join(splits)}")
     out = Path(args.out)
     if (out / f"{args.split}.json").exists():
         raise ConfigError(f"'{out / (args.split + '.json')}' exists: choose another --out or --split")
-    spec = task.split_spec(task.SceneSpec(), args.split)
+    spec = task.split_spec(task.spec(), args.split)
     path = task.generate(out, n=args.n, seed=args.seed, spec=spec, split=args.split)
     print(f"wrote {args.n} records to {path}")
     return 0
@@ -318,12 +194,13 @@ def cmd_data_generate(args) -> int:
 def cmd_data_check(args) -> int:
     from . import datacheck
 
+    _preset_or_override(args)
     if args.task and args.task not in config.TASKS:
         raise ConfigError(f"--task {args.task}: choose one of {', '.join(config.TASKS)}")
     path = Path(args.path).expanduser()
     if not path.exists():
         raise ConfigError(f"'{path}' not found: give a data file or the dataset's folder (train_jsons/, test_jsons/, images/)")
-    cfg = config.load(args.preset, args.overrides) if args.preset else config.load(None, args.overrides)
+    cfg = settings.load(args.preset, args.overrides)
     _, text, problems = datacheck.run(path, args.task, cfg, tokens=not args.no_tokens, needs_cot=bool(args.preset))
     print(text)
     for line in problems:
@@ -340,12 +217,12 @@ def cmd_rewards_check(args) -> int:
         raise ConfigError("--n and --batch must be at least 1, e.g. --n 32")
     if args.completions and args.checkpoint:
         raise ConfigError("--completions scores given texts and --checkpoint samples a model: give one of them")
-    cfg = config.load(args.preset, args.overrides)
+    cfg = settings.load(args.preset, args.overrides)
     if args.completions:
         summary, verdict, samples = workbench.check_completions(cfg, Path(args.completions).expanduser())
     else:
         models.choose_backend(cfg)
-        from . import pipeline
+        from .train import pipeline
 
         pipeline.quiet()
         summary, verdict, samples = workbench.check_model(cfg, args.checkpoint, args.n, args.batch)
@@ -359,8 +236,8 @@ def cmd_rewards_check(args) -> int:
 
 
 def cmd_chat(args) -> int:
-    from .inference import Settings
-    from .studio import terminal
+    from .serve import terminal
+    from .serve.inference import Settings
 
     settings = Settings(args.max_new_tokens, args.temperature, args.top_p, args.top_k)
     return terminal.chat_terminal(args.checkpoint, args.image, settings, device=args.device,
@@ -368,7 +245,7 @@ def cmd_chat(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from . import export
+    from .serve import export
 
     out = export.export(args.target, args.format, args.out, args.dtype, args.push_to_hub)
     print(f"wrote {out}" + (f" and uploaded it to {args.push_to_hub}" if args.push_to_hub else ""))
@@ -376,7 +253,7 @@ def cmd_export(args) -> int:
 
 
 def cmd_serve(args) -> int:
-    from . import server
+    from .serve import server
 
     key = args.api_key or os.environ.get("RRFT_STUDIO_API_KEY") or None
     return server.serve(args.checkpoint, args.host, args.port, key, args.allow_dir, args.device, args.max_queue,
@@ -384,7 +261,7 @@ def cmd_serve(args) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="rrft-studio", description="Reason-RFT (CoT-SFT then GRPO) on Qwen2-VL.")
+    p = Parser(prog="rrft-studio", description="Reason-RFT (CoT-SFT then GRPO) on Qwen2-VL.")
     sub = p.add_subparsers(dest="command", required=True)
 
     t = sub.add_parser("train", help="run a preset's stages, then evaluate and report")
@@ -401,6 +278,7 @@ def parser() -> argparse.ArgumentParser:
                    help="auto: accelerate launch when run.processes > 1 or an accelerate config is named; none: this "
                    "process only")
     t.set_defaults(func=cmd_train)
+    t.intermixed = True
 
     pf = sub.add_parser("preflight", help="estimate each stage's peak GPU memory and whether it fits the GPU at hand")
     pf.add_argument("preset")
@@ -409,6 +287,7 @@ def parser() -> argparse.ArgumentParser:
     pf.add_argument("--accelerate-config", metavar="NAME|FILE", help="ddp, fsdp2, zero2, zero3 or a file: what "
                     "is sharded over the processes (run.accelerate_config)")
     pf.set_defaults(func=cmd_preflight)
+    pf.intermixed = True
 
     c = sub.add_parser("config", help="inspect configs")
     csub = c.add_subparsers(dest="config_command", required=True)
@@ -455,6 +334,7 @@ def parser() -> argparse.ArgumentParser:
     k.add_argument("--task", help="the task family (default: each task's files in the dataset; a single file: custom)")
     k.add_argument("--no-tokens", action="store_true", help="skip the token counts (no tokenizer is loaded)")
     k.set_defaults(func=cmd_data_check)
+    k.intermixed = True
     rw = sub.add_parser("rewards", help="the reward workbench")
     rsub = rw.add_subparsers(dest="rewards_command", required=True)
     rc = rsub.add_parser("check", help="score GRPO's rewards on the starting model's samples (or given completions) "
@@ -470,6 +350,7 @@ def parser() -> argparse.ArgumentParser:
     rc.add_argument("--batch", type=int, default=64, help="completions per generate call")
     rc.add_argument("--rewards-dir", metavar="DIR", help="a folder of reward modules for package.module:function rewards")
     rc.set_defaults(func=cmd_rewards_check)
+    rc.intermixed = True
     ch = sub.add_parser("chat", help="talk to a checkpoint about images in the terminal (multi-turn, streaming)")
     ch.add_argument("checkpoint", help="a run directory (its last finished stage), a checkpoint directory or a hub id")
     ch.add_argument("--image", action="append", default=[], help="an image for the first message (repeat for more)")
@@ -507,28 +388,11 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = parser()
-    args, extra = p.parse_known_args(argv)
-    if extra and args.func in (cmd_rewards_check, cmd_train, cmd_preflight) and not any(e.startswith("-") for e in extra):
-        args.overrides += extra  # `rewards check PRESET --n 8 k=v`, `train PRESET --processes 2 k=v`
-    elif extra and args.func is cmd_data_check and not any(e.startswith("-") for e in extra):
-        # `data check PATH --task T PRESET k=v`: argparse leaves positionals after an option unparsed
-        args.overrides += extra if args.preset else extra[1:]
-        args.preset = args.preset or extra[0]
-    elif extra:
-        p.error(f"unrecognized arguments: {' '.join(extra)}")
-    if getattr(args, "preset", None) and "=" in args.preset and args.func in (cmd_train, cmd_data_check):
-        args.overrides.insert(0, args.preset)  # `train --resume X` has no preset
-        args.preset = None
-    if args.func is cmd_eval:  # targets, then key=value overrides
-        args.overrides = [t for t in args.targets if "=" in t]
-        args.targets = [t for t in args.targets if "=" not in t]
+    args = parser().parse_args(argv)
     try:
         return args.func(args)
     except ConfigError as e:
-        from . import distributed
-
-        if distributed.is_main():  # every rank of a launch raises it: say it once
+        if ranks.is_main():  # every rank of a launch raises it: say it once
             print(f"error: {e}", file=sys.stderr)
         return 2
 

@@ -3,6 +3,8 @@
 Every field is documented once, where it is declared (`doc(default, "...")`); `rrft-studio config show`
 and the studio read those docs. Defaults are the paper's settings (see method.md); presets hold only what
 differs. A user mistake raises `ConfigError`, one line naming the key and the fix, before anything is written.
+The checks here need the tree alone; those that need another module (data files, processes, rewards) are
+settings.py's, which the CLI and the studio load configs through.
 """
 
 from __future__ import annotations
@@ -19,7 +21,6 @@ import yaml
 
 from . import options, tasks
 from .options import doc, options_of, section
-from .tasks import counting, custom, spatial, structure
 
 
 class ConfigError(ValueError):
@@ -77,35 +78,57 @@ class Model:
     tiny: TinyModel = section(TinyModel, "shape of the built-in tiny model (model.name=tiny)")
 
 
-TASKS = tasks.TASKS
-# Each task family's section (data.counting, ...) is the documented part of its generator's settings,
-# declared with the task.
-Counting = options_of(counting.SceneSpec, "Counting")
-Structure = options_of(structure.SceneSpec, "Structure")
-Spatial = options_of(spatial.SceneSpec, "Spatial")
-Custom = options_of(custom.SceneSpec, "Custom")
+TASKS = tasks.TASKS  # the task families (tasks/), in order
+
+
+def _splits_doc() -> str:
+    """Each family's evaluation splits: 'counting, structure, custom: id, ood; spatial: id, left, right'."""
+    groups: dict[tuple[str, ...], list[str]] = {}
+    for name, family in tasks.FAMILIES.items():
+        groups.setdefault(tuple(family.benchmarks), []).append(name)
+    return "; ".join(f"{', '.join(names)}: {', '.join(splits)}" for splits, names in groups.items())
+
+
+SPLITS_DOC = _splits_doc()
+_ABOUT = [family.about for family in tasks.FAMILIES.values()]
 
 
 @dataclass
-class Data:
-    task: Literal["counting", "structure", "spatial", "custom"] = doc("counting", "task family: visual counting, structure perception (geometry), spatial transformation, or custom (your own records)")
+class _Records:
+    task: Literal[TASKS] = doc("counting", "task family: " + ", ".join(_ABOUT[:-1]) + ", or " + _ABOUT[-1])
     root: str = doc("", "the public Reason-RFT dataset as unpacked (train_jsons/, test_jsons/, images/): the task's training and test files and their images are found there")
     train_file: str = doc("", "training records (JSON, JSONL, parquet or a saved datasets folder); empty = the task's file under data.root, else synthetic data")
-    eval_files: list[str] = doc([], "one file per evaluation split, in the task's order (counting, structure: id, ood; spatial: id, left, right); empty = the task's test files under data.root, else synthetic")
+    eval_files: list[str] = doc([], "one file per evaluation split, in the task's order (" + SPLITS_DOC + "); empty = the task's test files under data.root, else synthetic")
     image_root: str = doc("", "folder the training file's image paths are relative to; empty = found by the dataset's layout (train_jsons/ -> images/train_images/), else the file's folder")
     eval_image_root: str = doc("", "folder the evaluation files' image paths are relative to; empty = found by the dataset's layout (test_jsons/ -> images/test_images/), else each file's folder")
     prompts: Literal["reason_rft", "compact"] = doc("reason_rft", "prompt set: reason_rft = the released code's strings word for word (needed to compare with the paper or its checkpoints); compact = the same with spatial's rules in fewer tokens, for small models")
     n_train: int = doc(2000, "synthetic data: training samples", ge=1)
     n_eval: int = doc(200, "synthetic data: samples per evaluation split (other seeds)", ge=1)
     seed: int = doc(0, "synthetic data: generator seed", ge=0, le=2**32 - 1)
-    counting: Counting = section(Counting, "synthetic visual-counting scenes (CLEVR-Math-like)")
-    structure: Structure = section(Structure, "synthetic geometry problems (GeoMath-like)")
-    spatial: Spatial = section(Spatial, "synthetic before/after scenes with transformation programs (TRANCE-like)")
-    custom: Custom = section(Custom, "your own records (data.task=custom): prompt templates and the answer checker")
+
+
+@dataclass
+class _Stages:
     sft_samples: int = doc(1600, "method rft: Stage 1 trains on the first N training records, Stage 2 on the rest", ge=0)
     grpo_all: bool = doc(False, "method rft: Stage 2 trains on all records, Stage 1's included (the paper, for structure perception)")
     max_samples: int = doc(0, "use at most N training records (0 = all): the data-efficiency knob", ge=0)
     longest_first: bool = doc(True, "each stage trains on a seeded shuffle of its records with the longest (image tokens + text tokens) in the first batch, so an out-of-memory shows at step 1; every epoch repeats that order (false: the trainers' own shuffling)")
+
+
+def _copied(cls: type) -> list[tuple]:
+    """A dataclass's fields as make_dataclass takes them."""
+    hints = typing.get_type_hints(cls)
+    return [(f.name, hints[f.name], dataclasses.field(default=f.default, default_factory=f.default_factory,
+                                                      metadata=f.metadata)) for f in dataclasses.fields(cls)]
+
+
+# data: where the records come from, each task family's section (the documented part of its settings, declared
+# with the family: data.counting, ...), and how the stages share the records.
+_SECTIONS = {name: options_of(family.spec, name.title()) for name, family in tasks.FAMILIES.items()}
+Data = dataclasses.make_dataclass("Data", [
+    *_copied(_Records),
+    *[(name, cls, section(cls, tasks.get(name).section)) for name, cls in _SECTIONS.items()],
+    *_copied(_Stages)])
 
 
 @dataclass
@@ -169,7 +192,7 @@ class Eval:
     top_k: int = doc(50, "decoding top-k", ge=0)
     max_new_tokens: int = doc(768, "most new tokens per answer", ge=1)
     batch_size: int = doc(16, "prompts per generate call", ge=1)
-    splits: list[str] = doc(["id"], "evaluation splits (counting, structure: id, ood; spatial: id, left, right)")
+    splits: list[str] = doc(["id"], "evaluation splits (" + SPLITS_DOC + ")")
     style: Literal["cot", "bare", "ans"] = doc("cot", "prompt: cot asks for <think>/<answer>; bare asks for the answer alone (zero-shot); ans sends the bare question (as ANS-SFT trained)")
     scorer: Literal["paper", "strict"] = doc("paper", "accuracy as the released evaluation scores it (paper: equal answer text, else math-verify equal; spatial: partial credit) or as training rewards it (strict); each prediction records both")
 
@@ -339,8 +362,8 @@ def read_preset(path: str | Path) -> dict:
     return tree
 
 
-def load(preset: str | Path | None = None, overrides: list[str] = (), import_rewards: bool = True) -> Config:
-    """Defaults < preset < overrides, then validate. Raises ConfigError."""
+def load(preset: str | Path | None = None, overrides: list[str] = ()) -> Config:
+    """Defaults < preset < overrides, then validate the tree (settings.load adds the other checks). Raises ConfigError."""
     cfg = Config()
     if preset is not None:
         _apply(cfg, read_preset(preset))
@@ -349,15 +372,15 @@ def load(preset: str | Path | None = None, overrides: list[str] = (), import_rew
     for text in overrides:
         _apply(cfg, parse_override(text))
     apply_method(cfg)
-    validate(cfg, import_rewards)
+    validate(cfg)
     return cfg
 
 
-def from_dict(tree: dict, import_rewards: bool = True) -> Config:
+def from_dict(tree: dict) -> Config:
     cfg = Config()
     _apply(cfg, tree)
     apply_method(cfg)
-    validate(cfg, import_rewards)
+    validate(cfg)
     return cfg
 
 
@@ -432,9 +455,9 @@ def check_tiny(t: TinyModel) -> None:
            f"e.g. model.tiny.vision_embed_dim={_multiple(t.vision_embed_dim, 4 * t.vision_heads)}")
 
 
-def validate(cfg: Config, import_rewards: bool = True) -> None:
-    """Impossible values and combinations, each with its fix. Files are checked here too. import_rewards=False
-    leaves `module:function` rewards unimported (the studio checks them its own way, in its own process)."""
+def validate(cfg: Config) -> None:
+    """Impossible values and combinations the tree alone can tell, each with its fix (settings.py adds the checks
+    that need other modules)."""
     r, m, d, s, g, e = cfg.run, cfg.model, cfg.data, cfg.sft, cfg.grpo, cfg.eval
     check_ranges(cfg)
     check_tiny(m.tiny)
@@ -454,16 +477,6 @@ def validate(cfg: Config, import_rewards: bool = True) -> None:
         _check(part in ("vision", "language", "attention", "mlp"),
                f"model.lora_layers: unknown part '{part}': use vision, language, attention, mlp")
     _check(m.finetune == "lora" or not m.load_in_4bit, "model.load_in_4bit needs model.finetune=lora (QLoRA)")
-    if m.finetune == "lora":  # every stage must have something to adapt
-        from . import models
-
-        for name in r.stages:
-            try:
-                models.lora_parts(m.lora_layers, getattr(cfg, name).freeze_vision)
-            except ConfigError:
-                raise ConfigError(f"model.lora_layers={m.lora_layers} adapts only the vision tower, which {name} freezes "
-                                  f"({name}.freeze_vision=true): add language to model.lora_layers or set "
-                                  f"{name}.freeze_vision=false") from None
     _check(not m.load_in_4bit or m.backend != "transformers", "model.load_in_4bit needs the unsloth backend: set model.backend=auto or unsloth")
     if m.name != "tiny" and (m.name.startswith((".", "/", "~")) or Path(m.name).expanduser().exists()):
         _check((Path(m.name).expanduser() / "config.json").is_file(),
@@ -476,19 +489,10 @@ def validate(cfg: Config, import_rewards: bool = True) -> None:
     for key in ("image_root", "eval_image_root", "root"):
         value = getattr(d, key)
         _check(not value or Path(value).expanduser().is_dir(), f"data.{key}: '{value}' is not a folder")
-    splits = list(tasks.get(d.task).BENCHMARKS)
+    splits = list(tasks.get(d.task).benchmarks)
     for split in e.splits:
         _check(split in splits, f"eval.splits: '{split}' is not a split of {d.task}: use {', '.join(splits)}")
     _check(len(d.eval_files) <= len(splits), f"data.eval_files: {d.task} has {len(splits)} evaluation splits ({', '.join(splits)})")
-    from . import data
-
-    for split in ["train", *(e.splits if e.enabled else [])]:
-        if split == "train" and not r.stages:
-            continue
-        path, _ = data.source(cfg, split)
-        _check(path is None or path.exists(), f"{data.source_key(cfg, split)}: '{path}' not found: "
-               + ("the dataset's files belong in train_jsons/ and test_jsons/ under data.root"
-                  if d.root and not (d.train_file if split == "train" else d.eval_files) else "give an existing data file"))
     for name, stage in (("sft", s), ("grpo", g)):
         _check(stage.epochs > 0 or stage.max_steps > 0,
                f"{name}.epochs={stage.epochs} with {name}.max_steps={stage.max_steps} trains nothing: set epochs > 0 or max_steps > 0")
@@ -501,19 +505,6 @@ def validate(cfg: Config, import_rewards: bool = True) -> None:
            f"grpo.micro_batch={g.micro_batch} must divide prompts_per_step x num_generations = {total}")
     _check(len(g.reward_weights) == len(g.rewards),
            f"grpo.reward_weights has {len(g.reward_weights)} values for {len(g.rewards)} rewards: give one weight per reward")
-    from . import distributed, rollout_server
-
-    distributed.check(cfg)
-    rollout_server.check_config(cfg)
-    if "grpo" in r.stages:
-        from . import models, rewards
-
-        models.check_fast_inference(cfg)
-        for name in g.rewards if import_rewards else [n for n in g.rewards if ":" not in n]:
-            try:
-                rewards.resolve(name)
-            except ValueError as err:
-                raise ConfigError(f"grpo.rewards: {err}") from None
 
 
 def describe(cfg: Config) -> str:

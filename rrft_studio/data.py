@@ -13,39 +13,39 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import random
 import shutil
 import socket
 import sys
 from pathlib import Path
-from types import ModuleType
 
+from . import tasks
 from .config import Config, ConfigError
+from .tasks.family import TaskFamily
 
 EVAL_SEED_OFFSET = 1_000_003  # the eval split is drawn from other seeds than the training split
 
 
-def task_of(cfg: Config) -> ModuleType:
-    from . import tasks
-
+def task_of(cfg: Config) -> TaskFamily:
     return tasks.get(cfg.data.task)
 
 
 def scene_spec(cfg: Config, split: str = "train"):
     """The task generator's settings for a split (the OOD splits shift them)."""
     task = task_of(cfg)
-    return task.split_spec(task.SceneSpec(**vars(getattr(cfg.data, task.NAME))), split)
+    return task.split_spec(task.spec(**vars(getattr(cfg.data, task.name))), split)
 
 
 def synthetic(cfg: Config, split: str) -> Path:
     """Generate (once, atomically) and return the JSON file of a synthetic split ('train' or an eval split)."""
     task, d = task_of(cfg), cfg.data
     spec = scene_spec(cfg, split)
-    offset = list(task.BENCHMARKS).index(split) + 1 if split != "train" else 0
+    offset = list(task.benchmarks).index(split) + 1 if split != "train" else 0
     n, seed = (d.n_train, d.seed) if split == "train" else (d.n_eval, d.seed + offset * EVAL_SEED_OFFSET)
-    key = hashlib.sha256(json.dumps([task.NAME, repr(spec), n, seed, split]).encode()).hexdigest()[:12]
-    folder = Path(cfg.run.cache_dir).expanduser() / "data" / f"{task.NAME}-{split}-{key}"
+    key = hashlib.sha256(json.dumps([task.name, repr(spec), n, seed, split]).encode()).hexdigest()[:12]
+    folder = Path(cfg.run.cache_dir).expanduser() / "data" / f"{task.name}-{split}-{key}"
     if not (folder / f"{split}.json").is_file():
-        print(f"generating {n} synthetic {task.NAME} samples ({split} split, seed {seed}) into {folder} "
+        print(f"generating {n} synthetic {task.name} samples ({split} split, seed {seed}) into {folder} "
               f"(once: later runs reuse them)", file=sys.stderr, flush=True)
         tmp = folder.with_name(f".{folder.name}.tmp{socket.gethostname()}-{os.getpid()}")  # a cache shared by hosts
         shutil.rmtree(tmp, ignore_errors=True)
@@ -69,16 +69,16 @@ def source(cfg: Config, split: str) -> tuple[Path | None, str]:
     if split == "train":
         given, root = d.train_file, d.image_root
     else:
-        splits = list(task.BENCHMARKS)
+        splits = list(task.benchmarks)
         if split not in splits:
             raise ConfigError(f"'{split}' is not an evaluation split of {d.task}: use {', '.join(splits)}")
         index = splits.index(split)
         given, root = (d.eval_files[index] if index < len(d.eval_files) else ""), d.eval_image_root
     if given:
         return Path(given).expanduser(), root
-    if d.root and split in task.DATASET:
+    if d.root and split in task.dataset:
         folder = "train_jsons" if split == "train" else "test_jsons"
-        return Path(d.root).expanduser() / folder / task.DATASET[split], root
+        return Path(d.root).expanduser() / folder / task.dataset[split], root
     return None, root
 
 
@@ -88,7 +88,7 @@ def records(cfg: Config, split: str) -> list[dict]:
 
     path, root = source(cfg, split)
     custom = cfg.data.task == "custom"
-    if path is None and not hasattr(task_of(cfg), "generate"):
+    if path is None and task_of(cfg).generate is None:
         raise ConfigError(f"{source_key(cfg, split)}: data.task={cfg.data.task} has no synthetic data: give your "
                           f"file(s) (JSON, JSONL, parquet or a saved datasets folder)")
     extract = Path(cfg.run.cache_dir).expanduser() / "data" / "embedded-images"
@@ -126,15 +126,15 @@ def user_turn(text: str, n_images: int) -> dict:
     return {"role": "user", "content": [{"type": "image"}] * n_images + [{"type": "text", "text": text}]}
 
 
-def prompt_of(task: ModuleType, record: dict, style: str, cfg: Config | None = None, split: str = "train") -> str:
+def prompt_of(task: TaskFamily, record: dict, style: str, cfg: Config | None = None, split: str = "train") -> str:
     """The user-turn text of a record: the task's prompt for the style, the split and the config's prompt set
     (structure picks its instruction by the record's answer; a custom task fills its templates)."""
     d = cfg.data if cfg is not None else None
     return task.prompt(record["problem"], style, answer=record.get("answer"), split=split,
-                       prompts=d.prompts if d else "reason_rft", options=getattr(d, task.NAME, None) if d else None)
+                       prompts=d.prompts if d else "reason_rft", options=getattr(d, task.name, None) if d else None)
 
 
-def sft_dataset(rows: list[dict], task: ModuleType, style: str, cfg: Config | None = None):
+def sft_dataset(rows: list[dict], task: TaskFamily, style: str, cfg: Config | None = None):
     """prompt/completion conversations plus an `images` column: TRL supervises the completion only."""
     from datasets import Dataset, Image, List
 
@@ -143,25 +143,23 @@ def sft_dataset(rows: list[dict], task: ModuleType, style: str, cfg: Config | No
     prompt_style = "cot" if style == "cot" else "ans"
     ds = Dataset.from_dict({
         "prompt": [[user_turn(prompt_of(task, r, prompt_style, cfg), len(images_of(r)))] for r in rows],
-        "completion": [[{"role": "assistant", "content": [{"type": "text", "text": schema.target(r, style, task.NAME)}]}]
+        "completion": [[{"role": "assistant", "content": [{"type": "text", "text": schema.target(r, style, task.name)}]}]
                        for r in rows],
         "images": [images_of(r) for r in rows],
     })
     return ds.cast_column("images", List(Image()))
 
 
-def grpo_row(record: dict, task: ModuleType, cfg: Config | None = None) -> dict:
+def grpo_row(record: dict, task: TaskFamily, cfg: Config | None = None) -> dict:
     """One GRPO prompt: the conversation, plus the columns the rewards read (answer, task, checker) and the
     rollout log shows (id, image paths)."""
-    from . import tasks
-
-    reward_checker, _ = tasks.checker_names(task, getattr(cfg.data, task.NAME, None) if cfg else None)
+    reward_checker, _ = task.checker_names(getattr(cfg.data, task.name, None) if cfg else None)
     return {"prompt": [user_turn(prompt_of(task, record, "cot", cfg), len(images_of(record)))],
-            "answer": record["answer"], "task": task.NAME, "checker": reward_checker, "id": record["id"],
+            "answer": record["answer"], "task": task.name, "checker": reward_checker, "id": record["id"],
             "image_path": images_of(record)}
 
 
-def grpo_dataset(rows: list[dict], task: ModuleType, cfg: Config | None = None):
+def grpo_dataset(rows: list[dict], task: TaskFamily, cfg: Config | None = None):
     """grpo_row of each record, and the images themselves in an `images` column."""
     from datasets import Dataset, Image, List
 
@@ -179,6 +177,51 @@ def corpus(cfg: Config, limit: int = 2000) -> list[str]:
              for r in rows]
     texts += [prompt_of(task, r, s, cfg) for r in rows[:50] for s in ("bare", "ans")]
     return texts
+
+
+# ---------------------------------------------------------------- tokens of a sample, and the order of a stage's
+
+TEMPLATE_TOKENS = 20  # the chat template's tokens around a sample's text
+
+
+def image_tokens(height: int, width: int, max_pixels: int) -> int:
+    """Merged visual tokens of one image after Qwen's resize (multiples of 28, at most max_pixels)."""
+    from transformers.models.qwen2_vl.image_processing_qwen2_vl import smart_resize
+
+    h, w = smart_resize(height, width, factor=28, min_pixels=min(56 * 56, max_pixels), max_pixels=max_pixels)
+    return h * w // (14 * 14 * 4)
+
+
+def sample_tokens(dataset, rows: list[dict], tokenizer, max_pixels: int) -> list[tuple[int, int]]:
+    """(image tokens, text tokens) of each sample: image sizes from the files' headers, text through the
+    tokenizer over the dataset's prompt (and completion) messages."""
+    from PIL import Image
+
+    columns = [c for c in ("prompt", "completion") if c in dataset.column_names]
+    texts = ["".join(part["text"] for column in columns for message in row[column]
+                     for part in message["content"] if part.get("type") == "text")
+             for row in dataset.select_columns(columns)]
+    tokenizer = getattr(tokenizer, "tokenizer", tokenizer)
+    lengths = [len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]
+    out = []
+    for record, n_text in zip(rows, lengths):
+        n_image = 0
+        for path in images_of(record):
+            with Image.open(path) as image:
+                width, height = image.size
+            n_image += image_tokens(height, width, max_pixels)
+        out.append((n_image, n_text + TEMPLATE_TOKENS))
+    return out
+
+
+def longest_first(tokens: list[tuple[int, int]], first: int, seed: int) -> list[int]:
+    """Indices: the `first` longest samples (longest first), then the rest in a seeded shuffle."""
+    total = [a + b for a, b in tokens]
+    top = sorted(range(len(total)), key=lambda i: -total[i])[:first]
+    chosen = set(top)
+    rest = [i for i in range(len(total)) if i not in chosen]
+    random.Random(seed).shuffle(rest)
+    return top + rest
 
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff")

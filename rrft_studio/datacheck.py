@@ -67,10 +67,10 @@ def files(path: Path, task: str | None) -> list[tuple[Path, str, str]]:
         names = [task] if task else list(tasks.SYNTHETIC)
         out = []
         for name in names:
-            module = tasks.get(name)
-            if not module.DATASET:
+            family = tasks.get(name)
+            if not family.dataset:
                 raise ConfigError(f"--task {name}: the public dataset has no {name} files; check a file instead")
-            for split, file in module.DATASET.items():
+            for split, file in family.dataset.items():
                 folder = "train_jsons" if split == "train" else "test_jsons"
                 out.append((path / folder / file, name, split))
         if not task:  # the optional training sets (GeoQA, ScienceQA, ...) go through the custom task
@@ -95,12 +95,11 @@ def _tokenizer(cfg: Config, corpus: list[str]):
 
 def count_tokens(report: Report, tokenizer, cfg: Config) -> None:
     """Prompt, CoT target and whole-sample token lengths, and the limits they are held against."""
-    from .preflight import TEMPLATE_TOKENS
 
     def count(batch: list[str]) -> list[int]:
         return [len(ids) for ids in tokenizer(batch, add_special_tokens=False)["input_ids"]]
 
-    prompt = [n + TEMPLATE_TOKENS for n in count(report.texts)]
+    prompt = [n + data.TEMPLATE_TOKENS for n in count(report.texts)]
     report.tokens["prompt"] = prompt
     if any(report.targets):
         target = count(report.targets)
@@ -119,8 +118,6 @@ def check_file(path: Path, task: str, split: str, cfg: Config, needs_cot: bool =
     """Read one file as training would, open every image, classify the answers; token counts come after."""
     from PIL import Image
 
-    from .preflight import image_tokens
-
     report = Report(path, task, split)
     if not path.exists():
         report.problem("missing file", str(path))
@@ -133,7 +130,7 @@ def check_file(path: Path, task: str, split: str, cfg: Config, needs_cot: bool =
     report.records = len(raw)
     given = cfg.data.image_root if split == "train" else cfg.data.eval_image_root
     report.image_root = root = schema.choose_root(path, raw, given or None)
-    module = tasks.get(task)
+    family = tasks.get(task)
     rows = []
     for i, rec in enumerate(raw):
         try:
@@ -156,13 +153,13 @@ def check_file(path: Path, task: str, split: str, cfg: Config, needs_cot: bool =
                 report.problem("unreadable image", f"{r['id']}: {p} ({type(e).__name__})")
                 continue
             report.sizes.append((w, h))
-            n_image += image_tokens(h, w, cfg.sft.max_pixels)
+            n_image += data.image_tokens(h, w, cfg.sft.max_pixels)
         image_counts.append(n_image)
         kind = answer_kind(r["answer"])
         report.answers[kind] = report.answers.get(kind, 0) + 1
         report.choice += kind == "letter"
         report.ids.append(r["id"])
-        report.texts.append(data.prompt_of(module, r, "cot", cfg, split))
+        report.texts.append(data.prompt_of(family, r, "cot", cfg, split))
         report.targets.append(schema.target(r, "cot") if r.get("cot") else "")
     report.tokens["image"] = image_counts
     if split == "train" and rows and not any(r.get("cot") for r in rows):

@@ -19,7 +19,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from . import distributed
+from . import ranks, tasks
 from .config import Config, ConfigError
 
 UNSLOTH_ARCHS = ("qwen2_vl", "qwen2_5_vl")
@@ -104,7 +104,6 @@ def cuda_available(cfg: Config) -> bool:
 
 NVIDIA_DRIVER = Path("/proc/driver/nvidia/version")  # the loaded kernel module's version line (Linux)
 MIN_DRIVER = {13: 580, 12: 525, 11: 450}  # the oldest Linux driver each CUDA major version runs on
-CPU_TRAINABLE = 1e9  # parameters: above this, training on a CPU takes days (the demo's model has 4.6 M)
 
 
 def driver_version() -> tuple[int, ...] | None:
@@ -134,26 +133,6 @@ def cuda_problem(cfg: Config) -> str | None:
             "run.device=cpu to run on the CPU")
 
 
-def check_training_device(cfg: Config) -> None:
-    """Before a run trains: a GPU the driver hides is said, and `auto` does not quietly fall to the CPU for a
-    model far too big to train there (run.device=cpu asks for that explicitly)."""
-    problem = cuda_problem(cfg)
-    if problem:
-        raise ConfigError(problem)
-    if cfg.run.device != "auto" or cfg.model.name == "tiny" or cuda_available(cfg):
-        return
-    from . import preflight
-
-    try:
-        params = sum(preflight.model_shape(cfg).params())
-    except (ConfigError, ValueError, KeyError):
-        return  # a model whose shape cannot be read here (check_source names a damaged one): its size is unknown
-    if params > CPU_TRAINABLE:
-        raise ConfigError(f"no CUDA GPU is visible, and model.name={cfg.model.name} ({params / 1e9:.1f} B parameters) "
-                          "would take days to train on the CPU: run on a CUDA GPU, or set run.device=cpu to train "
-                          "on the CPU anyway")
-
-
 def decide_backend(cfg: Config) -> tuple[str, str]:
     """(backend, why), importing nothing: the process that trains imports it (`choose_backend`)."""
     cuda, arch, asked = cuda_available(cfg), arch_of(cfg), cfg.model.backend
@@ -166,7 +145,7 @@ def decide_backend(cfg: Config) -> tuple[str, str]:
         backend, why = "transformers", "model.backend=transformers"
     elif asked == "unsloth":
         backend, why = "unsloth", "model.backend=unsloth"
-    elif distributed.wanted(cfg) or distributed.launched():
+    elif ranks.wanted(cfg) or ranks.launched():
         backend, why = "transformers", (f"{cfg.run.processes} process(es) through accelerate: Unsloth's kernels train "
                                         "on one GPU")
     elif not cuda:
@@ -284,9 +263,10 @@ def check_fast_inference(cfg: Config) -> None:
         raise ConfigError("model.fast_inference=true cannot put LoRA on the vision layers (vLLM serves LoRA on the "
                           f"language model only): remove vision from model.lora_layers, e.g. "
                           f"model.lora_layers=[language,attention,mlp], {fix}")
-    if cfg.data.task == "spatial":
-        raise ConfigError("model.fast_inference=true: Unsloth's vLLM engine takes one image per prompt and "
-                          "data.task=spatial gives two (initial and final state; they are not tiled into one): "
+    images = tasks.get(cfg.data.task).images_per_sample
+    if images > 1:
+        raise ConfigError(f"model.fast_inference=true: Unsloth's vLLM engine takes one image per prompt and "
+                          f"data.task={cfg.data.task} gives {images} (they are not tiled into one): "
                           "set model.fast_inference=false (rollouts through generate)")
 
 
@@ -533,6 +513,45 @@ def merged_onto(base: str, adapter: Path, dtype=None):
 
     model = AutoModelForImageTextToText.from_pretrained(base, dtype=dtype or "auto")
     return PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
+
+
+def _sharded(trainer) -> bool:
+    """Whether no rank holds the whole model (FSDP, ZeRO-3): saving it needs every rank."""
+    if getattr(trainer, "is_fsdp_enabled", False):
+        return True
+    plugin = getattr(trainer.accelerator.state, "deepspeed_plugin", None)
+    return bool(getattr(trainer, "is_deepspeed_enabled", False) and plugin is not None and plugin.zero_stage == 3)
+
+
+def save_stage(trainer, processor, out: Path, cfg: Config, source: str, backend: str) -> Path:
+    """final/<stage> as one process saves it (`save_final`: a plain checkpoint, LoRA merged, the adapters in
+    lora/): written by the main process; with sharded weights every rank first takes part in gathering them."""
+    kept = dict(base=source, dtype=dtype_of(cfg) if keeps_master_weights(cfg) else None)
+    if not ranks.active():
+        return save_final(trainer.model, processor, out, backend, **kept)
+    if not _sharded(trainer):  # DDP, ZeRO-1/2: every rank holds the same whole model
+        if ranks.is_main():
+            save_final(trainer.model, processor, out, backend, **kept)
+    else:
+        gathered = Path(out).with_name(f".{Path(out).name}.gathered")
+        trainer.save_model(str(gathered))  # a collective: the shards are gathered, rank 0 writes
+        if ranks.is_main():
+            _assemble(gathered, processor, Path(out), cfg, source)
+    ranks.barrier()
+    return Path(out)
+
+
+def _assemble(gathered: Path, processor, out: Path, cfg: Config, source: str) -> None:
+    """Gathered weights -> final/<stage>: a whole model as it is; a LoRA adapter merged on the CPU into the
+    stage's starting weights, as save_final merges it for one process."""
+    if (gathered / "adapter_config.json").is_file():
+        save_final(merged_onto(source, gathered, dtype_of(cfg)), processor, out, "transformers")
+        shutil.rmtree(gathered)
+        return
+    processor.save_pretrained(gathered)
+    (gathered / "training_args.bin").unlink(missing_ok=True)
+    shutil.rmtree(out, ignore_errors=True)
+    os.replace(gathered, out)
 
 
 def load_for_inference(path: str, cfg: Config, max_pixels: int):

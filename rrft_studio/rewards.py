@@ -24,8 +24,9 @@ Also offered:
 
 Extra keyword arguments from TRL (``prompts``, ``completion_ids``, ``trainer_state``, ``log_extra``,
 ``log_metric``, other dataset columns) are accepted and ignored. ``resolve`` maps a config name to a
-function: a ``REWARDS`` key or ``package.module:function``; ``check_callable`` calls one on a sample row before
-training, so a reward that raises or returns the wrong shape is one line, not a traceback after Stage 1.
+function: a ``REWARDS`` key or ``package.module:function``; ``call`` calls one as GRPOTrainer does and says in one
+line when it raises or returns the wrong shape: on a sample row before training (``check_callable``, so not a
+traceback after Stage 1), and on the workbench's completions.
 """
 
 from __future__ import annotations
@@ -88,41 +89,52 @@ def _ignore(*args: Any, **kwargs: Any) -> None:
     """log_extra / log_metric as GRPOTrainer passes them, for a reward called outside training."""
 
 
+def call(fn: Callable, name: str, completions: list, columns: dict[str, list], **extra: Any) -> list:
+    """A reward's scores, the reward called as GRPOTrainer calls it: the completions, the dataset columns (one value
+    per completion), `extra` (prompts, completion_ids, trainer_state) and log_extra / log_metric. ValueError, one
+    line naming the reward, when it raises, returns other than one score per completion, or a score that is not a
+    finite number (None, "does not apply", is allowed as TRL allows it; numpy and torch scalars are numbers)."""
+    n = len(completions)
+    try:
+        values = fn(completions=completions, **columns, **extra, log_extra=_ignore, log_metric=_ignore)
+    except Exception as e:  # a user's reward: whatever it raises is theirs to fix, in one line
+        reason = " ".join(f"{type(e).__name__}: {e}".split())[:300]
+        raise ValueError(f"reward {name!r} raised {reason}: fix it before training (it is called as "
+                         f"f(completions, {', '.join(['prompts', *columns])}, ...) -> list[float])") from None
+    try:
+        values = list(values)
+    except TypeError:
+        raise ValueError(f"reward {name!r} returned {type(values).__name__}, not a list: return one float per "
+                         f"completion") from None
+    if len(values) != n:
+        raise ValueError(f"reward {name!r} returned {len(values)} scores for {n} completion{'s' * (n != 1)}: return "
+                         f"one float per completion")
+    for i, value in enumerate(values):
+        if hasattr(value, "item") and not isinstance(value, (str, bytes)):  # numpy / torch scalars
+            try:
+                values[i] = value = value.item()
+            except (ValueError, RuntimeError):
+                pass
+        if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Real)
+                                  or not math.isfinite(value)):
+            where = f" for completion {i}" if n > 1 else ""
+            raise ValueError(f"reward {name!r} returned {value!r:.80}{where}, not a finite number: return floats "
+                             f"(None where the reward does not apply to a row)")
+    return values
+
+
 def check_callable(fn: Callable, sample_columns: dict[str, Any], name: str | None = None) -> list:
-    """Call a reward once, as GRPOTrainer calls it, on one made-up completion for one dataset row, before
-    training: `sample_columns` is that row (``answer``, ``task``, ``checker``, ``prompt``, ...; one value
-    each). The completion is the CoT layout around the row's answer, conversational where the prompt is.
-    Returns the reward's list; ValueError, one line naming the reward, when it raises, returns other than one
-    score, or a score that is not a finite number (None, "does not apply", is allowed as TRL allows it)."""
-    name = name or getattr(fn, "__name__", repr(fn))
+    """Call a reward once (`call`), as GRPOTrainer calls it, on one made-up completion for one dataset row, before
+    training: `sample_columns` is that row (``answer``, ``task``, ``checker``, ``prompt``, ...; one value each).
+    The completion is the CoT layout around the row's answer, conversational where the prompt is."""
     prompt = sample_columns.get("prompt", "")
     text = compose("checking the reward before training", answer_text(sample_columns.get("answer", "")))
     completion = [{"role": "assistant", "content": text}] if isinstance(prompt, list) else text
     columns = {key: [value] for key, value in sample_columns.items() if key != "prompt"}
     # the fields of TrainerState a reward may read, at step 0 (the real one needs torch imported)
     state = SimpleNamespace(global_step=0, max_steps=0, epoch=0.0, num_train_epochs=0, log_history=[])
-    try:
-        values = fn(prompts=[prompt], completions=[completion], completion_ids=[[0]], trainer_state=state,
-                    log_extra=_ignore, log_metric=_ignore, **columns)
-    except Exception as e:  # a user's reward: whatever it raises is theirs to fix, in one line
-        reason = " ".join(f"{type(e).__name__}: {e}".split())[:300]
-        raise ValueError(f"reward {name!r} raised {reason} on a sample completion: fix it before training "
-                         f"(it is called as f(completions, {', '.join(['prompts', *columns])}, ...) "
-                         f"-> list[float])") from None
-    try:
-        values = list(values)
-    except TypeError:
-        raise ValueError(f"reward {name!r} returned {type(values).__name__}, not a list: return one float per "
-                         f"completion") from None
-    if len(values) != 1:
-        raise ValueError(f"reward {name!r} returned {len(values)} scores for 1 completion: return one float per "
-                         f"completion")
-    value = values[0]
-    if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Real)
-                              or not math.isfinite(value)):
-        raise ValueError(f"reward {name!r} returned {value!r:.80}, not a finite number: return floats "
-                         f"(None where the reward does not apply to a row)")
-    return values
+    return call(fn, name or getattr(fn, "__name__", repr(fn)), [completion], columns, prompts=[prompt],
+                completion_ids=[[0]], trainer_state=state)
 
 
 def resolve(name: str) -> Callable[..., list[float]]:

@@ -8,14 +8,17 @@
       checkpoints/<stage>/checkpoint-N/
       final/<stage>/    each stage's output, a plain checkpoint the next stage, eval and chat load
       eval/<label>/<split>.json  accuracy of the starting model and of each stage's output
-      report.json, *.png
+      eval/table.md     the results in the paper's layout
+      report.json, rewards.png, length.png, sft_loss.png
+      tensorboard/<stage>/  with run.report_to=[tensorboard]
 
 Resume, listing, chaining SFT into GRPO, evaluation and the studio read this and nothing else, and this module
-is the only code that knows the layout and the life cycle: where a stage's checkpoints and final weights are,
+is the only code that knows the layout (every path of a run is named below: `config_path`, `final_dir`, ...)
+and the life cycle: where a stage's checkpoints and final weights are,
 the step of a checkpoint, which stage finished last, whether a run is alive, was killed or may be resumed, and
 how a stage's rows are rewound to the checkpoint it resumes from.
 
-Several processes (ranks) may train one run (distributed.py): only the main one writes here, and the writers
+Several processes (ranks) may train one run (ranks.py): only the main one writes here, and the writers
 refuse to run on another rank. A run may be written by another machine on shared storage: status.json names
 the host, and a run of another host is judged alive by its heartbeat (status rewritten every HEARTBEAT_S),
 never by a pid that means nothing here.
@@ -37,7 +40,7 @@ from typing import Any
 import yaml
 
 from . import config as config_mod
-from . import distributed
+from . import ranks
 
 STATES = ("created", "running", "stopping", "stopped", "failed", "finished")
 
@@ -50,8 +53,92 @@ _STATUS_LOCK = threading.Lock()  # the heartbeat thread and the training thread 
 
 def _main_only(what: str) -> None:
     """The run directory is written by the main process alone: a write from another rank is a bug."""
-    if not distributed.is_main():
-        raise RuntimeError(f"rank {distributed.rank()} tried to write {what}: only the main process writes the run")
+    if not ranks.is_main():
+        raise RuntimeError(f"rank {ranks.rank()} tried to write {what}: only the main process writes the run")
+
+
+# ---------------------------------------------------------------- the layout: every path of a run
+
+PLOTS = ("rewards", "length", "sft_loss")  # the report's plots: <name>.png
+
+
+def config_path(run_dir: Path) -> Path:
+    """config.yaml: the resolved config, written first."""
+    return Path(run_dir) / "config.yaml"
+
+
+def status_path(run_dir: Path) -> Path:
+    """status.json: state, stage, step, pid, host, backend and why, ..."""
+    return Path(run_dir) / "status.json"
+
+
+def metrics_path(run_dir: Path) -> Path:
+    """metrics.jsonl: one row per logging step of each stage."""
+    return Path(run_dir) / "metrics.jsonl"
+
+
+def samples_path(run_dir: Path) -> Path:
+    """samples.jsonl: GRPO's rollouts, one line per logged step."""
+    return Path(run_dir) / "samples.jsonl"
+
+
+def report_path(run_dir: Path) -> Path:
+    """report.json: the run's results, written when it finishes."""
+    return Path(run_dir) / "report.json"
+
+
+def plot_path(run_dir: Path, name: str) -> Path:
+    """<name>.png, one of PLOTS."""
+    return Path(run_dir) / f"{name}.png"
+
+
+def final_dir(run_dir: Path, stage: str) -> Path:
+    """final/<stage>: the stage's output, a plain checkpoint the next stage, eval and chat load."""
+    return Path(run_dir) / "final" / stage
+
+
+def checkpoints_dir(run_dir: Path, stage: str) -> Path:
+    """checkpoints/<stage>: the trainer's resumable checkpoints, checkpoint-N."""
+    return Path(run_dir) / "checkpoints" / stage
+
+
+def eval_dir(run_dir: Path) -> Path:
+    """eval/: the evaluations and the results table."""
+    return Path(run_dir) / "eval"
+
+
+def eval_path(run_dir: Path, label: str, split: str) -> Path:
+    """eval/<label>/<split>.json: a checkpoint's predictions and accuracy on a split."""
+    return eval_dir(run_dir) / label / f"{split}.json"
+
+
+def eval_table_path(run_dir: Path) -> Path:
+    """eval/table.md: the results in the paper's layout."""
+    return eval_dir(run_dir) / "table.md"
+
+
+def evaluations(run_dir: Path) -> dict[str, Path]:
+    """'label/split' -> its eval file; older runs' eval/<label>.json count as split 'id'."""
+    folder = eval_dir(run_dir)
+    found = {f"{p.parent.name}/{p.stem}": p for p in folder.glob("*/*.json")}
+    found.update({f"{p.stem}/id": p for p in folder.glob("*.json") if f"{p.stem}/id" not in found})
+    return found
+
+
+def tracker_dir(run_dir: Path, tracker: str, stage: str) -> Path:
+    """<tracker>/<stage>: where a tracker that writes into the run (TensorBoard) keeps a stage's logs."""
+    return Path(run_dir) / tracker / stage
+
+
+def stage_of(checkpoints: Path) -> tuple[Path, str]:
+    """(run directory, stage) of a stage's checkpoints folder, checkpoints/<stage>."""
+    return Path(checkpoints).parent.parent, Path(checkpoints).name
+
+
+def final_stage(path: Path) -> str | None:
+    """The stage whose final checkpoint a folder is (final/<stage> of a run), else None."""
+    path = Path(path)
+    return path.name if path.parent.name == "final" and is_run(path.parent.parent) else None
 
 
 RESERVE = ".reserve"  # a few kilobytes kept in each run directory, given back when the disk is full
@@ -112,20 +199,39 @@ def create(cfg: config_mod.Config) -> Path:
         except FileExistsError:
             n += 1
             run_dir = root / f"{base}-{n}"
-    write_atomic(run_dir / "config.yaml", config_mod.dump(cfg))
+    write_atomic(config_path(run_dir), config_mod.dump(cfg))
     write_status(run_dir, state="created", stage=None, step=0)
     return run_dir
 
 
 def load_config(run_dir: Path, overrides: list[str] = ()) -> config_mod.Config:
     """The run's resolved config, with key=value overrides applied and validated."""
-    path = Path(run_dir) / "config.yaml"
+    path = config_path(run_dir)
     if not path.is_file():
         raise config_mod.ConfigError(f"'{run_dir}' is not a run directory (no config.yaml): give a folder under runs/")
     tree = yaml.safe_load(path.read_text())
     for text in overrides:
         _merge(tree, config_mod.parse_override(text))
     return config_mod.from_dict(tree)
+
+
+_configs: dict[Path, tuple[tuple, config_mod.Config | None]] = {}
+
+
+def read_config(run_dir: Path) -> config_mod.Config | None:
+    """The run's config as recorded, or None where it cannot be read, for readers that list runs (the studio asks
+    for every live run's each second): parsed again only when the file changed."""
+    path = config_path(run_dir)
+    try:
+        stat = path.stat()
+        key = (stat.st_mtime_ns, stat.st_size)
+        if path not in _configs or _configs[path][0] != key:
+            if len(_configs) > 4096:
+                _configs.clear()
+            _configs[path] = (key, config_mod.from_dict(yaml.safe_load(path.read_text())))
+        return _configs[path][1]
+    except (config_mod.ConfigError, OSError, ValueError, TypeError, yaml.YAMLError):
+        return None
 
 
 def _merge(tree: dict, update: dict) -> None:
@@ -137,12 +243,12 @@ def _merge(tree: dict, update: dict) -> None:
 
 
 def save_config(run_dir: Path, cfg: config_mod.Config) -> None:
-    write_atomic(Path(run_dir) / "config.yaml", config_mod.dump(cfg))
+    write_atomic(config_path(run_dir), config_mod.dump(cfg))
 
 
 def read_status(run_dir: Path) -> dict[str, Any]:
     try:
-        return json.loads((Path(run_dir) / "status.json").read_text())
+        return json.loads(status_path(run_dir).read_text())
     except (FileNotFoundError, json.JSONDecodeError):
         return {}
 
@@ -155,13 +261,13 @@ def write_status(run_dir: Path, *, drop: tuple[str, ...] = (), **fields: Any) ->
         for key in drop:
             status.pop(key, None)
         status.update(fields, pid=os.getpid(), host=HOST, updated=time.time())
-        write_atomic(Path(run_dir) / "status.json", json.dumps(status, indent=1))
+        write_atomic(status_path(run_dir), json.dumps(status, indent=1))
     return status
 
 
 def record_trainer(run_dir: Path, stage: str, trainer: Any) -> None:
     """status.json's `trainers`: the class that trains each stage (UnslothGRPOTrainer or TRL's GRPOTrainer, ...)."""
-    if distributed.is_main():
+    if ranks.is_main():
         write_status(run_dir, trainers={**read_status(run_dir).get("trainers", {}), stage: type(trainer).__name__})
 
 
@@ -262,18 +368,13 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
     return rows
 
 
-def stage_dir(run_dir: Path, kind: str, stage: str) -> Path:
-    """checkpoints/<stage> or final/<stage>."""
-    return Path(run_dir) / kind / stage
-
-
 def checkpoint_step(path: Path) -> int:
     """The optimizer step a checkpoint folder (checkpoint-N) was saved at."""
     return int(Path(path).name.split("-")[1])
 
 
 def _checkpoints(run_dir: Path, stage: str) -> list[Path]:
-    return sorted(stage_dir(run_dir, "checkpoints", stage).glob("checkpoint-*"), key=checkpoint_step)
+    return sorted(checkpoints_dir(run_dir, stage).glob("checkpoint-*"), key=checkpoint_step)
 
 
 def last_checkpoint(run_dir: Path, stage: str) -> Path | None:
@@ -290,7 +391,7 @@ def planned_steps(checkpoint: Path, max_steps: int) -> int:
 
 
 def is_done(run_dir: Path, stage: str) -> bool:
-    return (stage_dir(run_dir, "final", stage) / "config.json").is_file()
+    return (final_dir(run_dir, stage) / "config.json").is_file()
 
 
 def last_finished_stage(run_dir: Path, stages: list[str] | None = None) -> str | None:
@@ -300,7 +401,7 @@ def last_finished_stage(run_dir: Path, stages: list[str] | None = None) -> str |
 
 
 def is_run(path: Path) -> bool:
-    return (Path(path) / "config.yaml").is_file()
+    return config_path(path).is_file()
 
 
 def list_runs(root: Path) -> list[Path]:
@@ -308,7 +409,7 @@ def list_runs(root: Path) -> list[Path]:
     root = Path(root)
     found = [d for d in root.iterdir() if d.is_dir() and not d.name.startswith(".") and is_run(d)] \
         if root.is_dir() else []
-    return sorted(found, key=lambda d: (d / "config.yaml").stat().st_mtime, reverse=True)
+    return sorted(found, key=lambda d: config_path(d).stat().st_mtime, reverse=True)
 
 
 def run_of(checkpoint: Path) -> Path | None:
@@ -319,11 +420,6 @@ def run_of(checkpoint: Path) -> Path | None:
 def checkpoints(run_dir: Path, stage: str) -> list[Path]:
     """A stage's complete checkpoints, oldest first."""
     return [p for p in _checkpoints(run_dir, stage) if (p / "trainer_state.json").is_file()]
-
-
-def eval_path(run_dir: Path, label: str, split: str) -> Path:
-    """eval/<label>/<split>.json: a checkpoint's predictions and accuracy on a split."""
-    return Path(run_dir) / "eval" / label / f"{split}.json"
 
 
 def resume_point(run_dir: Path, stage: str) -> Path | None:
@@ -337,8 +433,7 @@ def rewind(run_dir: Path, stage: str, step: int) -> None:
     """Before a stage (re)starts at `step` (0: from scratch): forget its rows logged after that step, a torn last
     line anywhere, and checkpoint folders a kill left half-written, so no step is logged twice."""
     _main_only(f"the rows of {stage}")
-    for name in ("metrics.jsonl", "samples.jsonl"):
-        path = Path(run_dir) / name
+    for path in (metrics_path(run_dir), samples_path(run_dir)):
         if not path.is_file():
             continue
         keep = [r for r in read_jsonl(path) if r.get("stage") != stage or r.get("step", 0) <= step]
@@ -372,9 +467,9 @@ def referrers(run_dir: Path) -> list[Path]:
     for other in list_runs(Path(run_dir).parent):
         if other.resolve() == Path(run_dir).resolve():
             continue
-        for name in ("config.yaml", "status.json"):
+        for path in (config_path(other), status_path(other)):
             try:
-                if own.search((other / name).read_text(errors="replace")):
+                if own.search(path.read_text(errors="replace")):
                     out.append(other)
                     break
             except OSError:

@@ -34,50 +34,21 @@ SPREAD_EPS = 1e-6  # rewards closer than this count as equal (TRL: torch.isclose
 
 # ---------------------------------------------------------------- scoring
 
-def _noop(*args: Any, **kwargs: Any) -> None:
-    """log_extra / log_metric stand-ins: a reward may call them as it would under GRPOTrainer."""
-
-
 def score(cfg: Config, completions: list, columns: dict[str, list], extra: dict[str, Any]) -> dict[str, list]:
     """{reward name: one float (or nan where the reward abstains with None) per completion}; ConfigError
-    naming the reward when one raises, returns the wrong number of scores, or a non-number."""
-    n, out = len(completions), {}
+    naming the reward when one raises, returns the wrong number of scores, or a non-number (rewards.call)."""
+    out = {}
     for name in cfg.grpo.rewards:
         try:
             func = rewards.resolve(name)
         except ValueError as e:
             raise ConfigError(f"grpo.rewards: {e}") from None
         try:
-            values = func(completions=completions, **columns, **extra, log_extra=_noop, log_metric=_noop)
-        except Exception as e:  # a user's reward: any exception is theirs to fix, reported in one line
-            reason = " ".join(f"{type(e).__name__}: {e}".split())[:300]
-            raise ConfigError(f"reward {name!r} raised {reason}: fix the function (it is called as "
-                              f"f(completions, answer=..., task=..., **columns) -> list[float])") from None
-        try:
-            values = list(values)
-        except TypeError:
-            raise ConfigError(f"reward {name!r} returned {type(values).__name__}, not a list: return one float "
-                              f"per completion") from None
-        if len(values) != n:
-            raise ConfigError(f"reward {name!r} returned {len(values)} scores for {n} completions: return one "
-                              f"float per completion")
-        out[name] = [_number(name, i, v) for i, v in enumerate(values)]
+            values = rewards.call(func, name, completions, columns, **extra)
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
+        out[name] = [math.nan if v is None else float(v) for v in values]
     return out
-
-
-def _number(name: str, i: int, value: Any) -> float:
-    """A reward's score as a float; None (TRL: the reward does not apply) and nan become nan."""
-    if value is None:
-        return math.nan
-    if hasattr(value, "item") and not isinstance(value, (str, bytes)):  # numpy / torch scalars
-        try:
-            value = value.item()
-        except (ValueError, RuntimeError):
-            pass
-    if isinstance(value, (bool, int, float)) and not math.isinf(float(value)):
-        return float(value)
-    raise ConfigError(f"reward {name!r} returned {value!r} for completion {i}: return a finite number "
-                      f"(or None where it does not apply)")
 
 
 # ---------------------------------------------------------------- summary
@@ -297,8 +268,7 @@ def read_completions(path: Path, cfg: Config) -> list[dict]:
 
 
 def _checker_of(task_name: str, cfg: Config) -> str:
-    task = tasks.get(task_name)
-    return tasks.checker_names(task, getattr(cfg.data, task_name, None))[0]
+    return tasks.get(task_name).checker_names(getattr(cfg.data, task_name, None))[0]
 
 
 def check_completions(cfg: Config, path: Path) -> tuple[Summary, Verdict, list[dict]]:
@@ -334,9 +304,9 @@ def starting_model(cfg: Config, checkpoint: str | None) -> tuple[str, str]:
 
     if checkpoint:
         path = Path(checkpoint).expanduser()
-        if (path / "config.yaml").is_file():
+        if runs.is_run(path):
             if runs.is_done(path, "sft"):
-                return str(runs.stage_dir(path, "final", "sft")), f"{path}'s Stage-1 checkpoint (final/sft)"
+                return str(runs.final_dir(path, "sft")), f"{path}'s Stage-1 checkpoint (final/sft)"
             base = runs.read_status(path).get("base_model")
             if "sft" not in runs.load_config(path).run.stages and base:
                 return base, f"{path}'s base model (the run has no Stage 1)"

@@ -31,21 +31,21 @@ def die() -> None:
 
 
 def at_step_end(stage: str, step: int, action) -> None:
-    from rrft_studio import tracking
+    from rrft_studio.train import progress
 
-    original = tracking.RunTracker.on_step_end
+    original = progress.RunTracker.on_step_end
 
     def on_step_end(self, args, state, control, **kwargs):
         if self.stage == stage and state.global_step == step:
             action(kwargs.get("model"))
         return original(self, args, state, control, **kwargs)
 
-    tracking.RunTracker.on_step_end = on_step_end
+    progress.RunTracker.on_step_end = on_step_end
 
 
 def in_evaluation(label: str, action) -> None:
     """`action()` before the second batch of evaluating `label` (one batch done, one to go)."""
-    from rrft_studio import evaluate
+    from rrft_studio.eval import evaluate
 
     original = evaluate.evaluate
 
@@ -78,9 +78,9 @@ def weights_digest(model) -> str:
 def record_digests() -> None:
     import json
 
-    from rrft_studio import tracking
+    from rrft_studio.train import progress
 
-    folder, original = Path(os.environ["RRFT_TEST_DIGESTS"]), tracking.RunTracker.on_step_end
+    folder, original = Path(os.environ["RRFT_TEST_DIGESTS"]), progress.RunTracker.on_step_end
 
     def on_step_end(self, args, state, control, **kwargs):
         row = {"stage": self.stage, "step": state.global_step, "digest": weights_digest(kwargs["model"])}
@@ -88,7 +88,7 @@ def record_digests() -> None:
             f.write(json.dumps(row) + "\n")
         return original(self, args, state, control, **kwargs)
 
-    tracking.RunTracker.on_step_end = on_step_end
+    progress.RunTracker.on_step_end = on_step_end
 
 
 def inject(fault: str) -> None:

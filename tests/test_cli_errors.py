@@ -81,9 +81,9 @@ def test_config_show_prints_docs():
 def test_resume_refuses_a_live_run(tmp_path, capsys):
     import os
 
-    from rrft_studio import config, runs
+    from rrft_studio import runs, settings
 
-    run_dir = runs.create(config.load(MICRO, [f"run.runs_dir={tmp_path}"]))
+    run_dir = runs.create(settings.load(MICRO, [f"run.runs_dir={tmp_path}"]))
     runs.write_status(run_dir, state="running")
     status = runs.read_status(run_dir)
     status["pid"] = os.getppid()  # a live process other than this one
@@ -92,9 +92,9 @@ def test_resume_refuses_a_live_run(tmp_path, capsys):
 
 
 def test_resume_refuses_a_finished_run(tmp_path, capsys):
-    from rrft_studio import config, runs
+    from rrft_studio import runs, settings
 
-    run_dir = runs.create(config.load(MICRO, [f"run.runs_dir={tmp_path}"]))
+    run_dir = runs.create(settings.load(MICRO, [f"run.runs_dir={tmp_path}"]))
     runs.write_status(run_dir, state="finished")
     _fails(capsys, ["train", "--resume", str(run_dir)], "already finished")
 

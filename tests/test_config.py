@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from rrft_studio import config
+from rrft_studio import config, settings
 from rrft_studio.config import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -27,7 +27,7 @@ def test_sections_mirror_their_owners_defaults():
     from rrft_studio import tasks, tiny
 
     pairs = [(config.TinyModel(), tiny.TinySpec())]
-    pairs += [(getattr(config.Data(), name), tasks.get(name).SceneSpec()) for name in config.TASKS]
+    pairs += [(getattr(config.Data(), name), tasks.get(name).spec()) for name in config.TASKS]
     for section, owner in pairs:
         for f in dataclasses.fields(section):
             assert getattr(section, f.name) == getattr(owner, f.name), (type(owner), f.name)
@@ -41,13 +41,13 @@ def test_every_field_has_a_doc():
 def test_preset_then_overrides(tmp_path):
     preset = tmp_path / "p.yaml"
     preset.write_text("sft:\n  lr: 0.001\n  epochs: 2\nrun:\n  stages: [sft]\n")
-    cfg = config.load(preset, ["sft.lr=5e-4", "grpo.rewards=[format]", "grpo.reward_weights=[1]"])
+    cfg = settings.load(preset, ["sft.lr=5e-4", "grpo.rewards=[format]", "grpo.reward_weights=[1]"])
     assert cfg.sft.lr == 5e-4 and cfg.sft.epochs == 2.0 and cfg.run.stages == ["sft"]
     assert cfg.grpo.rewards == ["format"] and cfg.run.name == "p"
 
 
 def test_int_accepted_for_float():
-    assert config.load(None, ["sft.epochs=3"]).sft.epochs == 3.0
+    assert settings.load(None, ["sft.epochs=3"]).sft.epochs == 3.0
 
 
 @pytest.mark.parametrize("override, words", [
@@ -69,7 +69,7 @@ def test_int_accepted_for_float():
 ])
 def test_user_errors_are_one_line(override, words):
     with pytest.raises(ConfigError) as err:
-        config.load(None, [override])
+        settings.load(None, [override])
     message = str(err.value)
     assert "\n" not in message
     for word in words:
@@ -78,15 +78,15 @@ def test_user_errors_are_one_line(override, words):
 
 def test_missing_and_broken_presets(tmp_path):
     with pytest.raises(ConfigError, match="not found"):
-        config.load(tmp_path / "none.yaml")
+        settings.load(tmp_path / "none.yaml")
     bad = tmp_path / "bad.yaml"
     bad.write_text("sft: [1, 2\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
-        config.load(bad)
+        settings.load(bad)
     notmap = tmp_path / "list.yaml"
     notmap.write_text("- a\n")
     with pytest.raises(ConfigError, match="mapping"):
-        config.load(notmap)
+        settings.load(notmap)
 
 
 def test_describe_lists_docs():
@@ -98,7 +98,7 @@ def test_describe_lists_docs():
 def test_dump_round_trips():
     import yaml
 
-    cfg = config.load(None, ["sft.lr=3e-4"])
+    cfg = settings.load(None, ["sft.lr=3e-4"])
     assert config.from_dict(yaml.safe_load(config.dump(cfg))) == cfg
 
 
@@ -107,13 +107,13 @@ def test_every_preset_validates(preset):
     text = preset.read_text()
     assert text.startswith("#"), "a preset starts with a header saying what it is and how to run it"
     assert f"rrft-studio train presets/{preset.name}" in text
-    config.load(preset)
+    settings.load(preset)
 
 
 def test_rft_needs_records_left_for_grpo():
     """A sweep point of method rft below data.sft_samples would give GRPO nothing (or Stage 1's own records)."""
     demo = Path(__file__).resolve().parents[1] / "presets" / "demo.yaml"
     with pytest.raises(ConfigError, match="data.max_samples=4000 leaves GRPO no records.*data.sft_samples=6400"):
-        config.load(demo, ["data.max_samples=4000"])
-    config.load(demo, ["data.max_samples=8800"])
-    config.load(demo, ["data.max_samples=4000", "method=cot_sft"])  # one stage takes them all
+        settings.load(demo, ["data.max_samples=4000"])
+    settings.load(demo, ["data.max_samples=8800"])
+    settings.load(demo, ["data.max_samples=4000", "method=cot_sft"])  # one stage takes them all

@@ -10,7 +10,7 @@ import typing
 import pytest
 
 from conftest import MICRO
-from rrft_studio import config
+from rrft_studio import config, settings
 from rrft_studio.cli import main
 from rrft_studio.config import ConfigError
 
@@ -183,7 +183,7 @@ def test_defaults_are_within_their_ranges():
 @pytest.mark.parametrize("key, value, extra", CASES, ids=[f"{k}={v}" for k, v, _ in CASES])
 def test_invalid_value_is_one_line_naming_the_key(key, value, extra):
     with pytest.raises(ConfigError) as err:
-        config.load(None, [*extra, f"{key}={value}"])
+        settings.load(None, [*extra, f"{key}={value}"])
     message = str(err.value)
     assert "\n" not in message and message.strip() == message, message
     assert key in message or key.rsplit(".", 1)[0] + ":" in message or key.rsplit(".", 1)[-1] in message, message
@@ -204,7 +204,7 @@ def test_invalid_value_is_one_line_naming_the_key(key, value, extra):
 ])
 def test_messages_name_the_value_and_the_fix(override, words):
     with pytest.raises(ConfigError) as err:
-        config.load(None, [override])
+        settings.load(None, [override])
     for word in words:
         assert word in str(err.value), str(err.value)
 
@@ -259,7 +259,7 @@ def test_tiny_shapes_the_config_accepts_are_ones_the_model_accepts():
     from rrft_studio import tiny
 
     for hidden, heads, kv, vision, vheads in [(64, 2, 1, 32, 2), (96, 6, 3, 48, 3), (256, 4, 4, 128, 4)]:
-        cfg = config.load(None, [f"model.tiny.hidden_size={hidden}", f"model.tiny.num_heads={heads}",
+        cfg = settings.load(None, [f"model.tiny.hidden_size={hidden}", f"model.tiny.num_heads={heads}",
                                  f"model.tiny.num_kv_heads={kv}", f"model.tiny.vision_embed_dim={vision}",
                                  f"model.tiny.vision_heads={vheads}"])
         tiny.TinySpec(**vars(cfg.model.tiny))
@@ -280,7 +280,7 @@ def test_a_preset_that_is_not_utf8_is_one_line(tmp_path, capsys):
     preset = tmp_path / "latin1.yaml"
     preset.write_bytes("# réglages\nsft: {lr: 1.0e-5}\n".encode("latin-1"))
     with pytest.raises(ConfigError) as err:
-        config.load(preset)
+        settings.load(preset)
     assert "not UTF-8" in str(err.value) and "offset 3" in str(err.value) and "\n" not in str(err.value)
     runs_dir = tmp_path / "runs"
     assert main(["train", str(preset), f"run.runs_dir={runs_dir}"]) == 2

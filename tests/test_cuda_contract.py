@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 
 from conftest import MICRO, ROOT, cli
-from rrft_studio import config, data, models, preflight
+from rrft_studio import data, models, settings
 from rrft_studio.config import ConfigError
+from rrft_studio.train import preflight
 
 GiB = 1024 ** 3
 
@@ -23,7 +24,7 @@ GiB = 1024 ** 3
 # ---------------------------------------------------------------- fp32 master weights
 
 def _micro(cache_dir, *overrides):
-    cfg = config.load(MICRO, [f"run.cache_dir={cache_dir}", *overrides])
+    cfg = settings.load(MICRO, [f"run.cache_dir={cache_dir}", *overrides])
     return cfg, models.source(cfg, data.corpus(cfg))
 
 
@@ -33,7 +34,7 @@ def _one_sft_step(cfg, source, tmp_path):
     import torch
     from trl import SFTTrainer
 
-    from rrft_studio import sft
+    from rrft_studio.train import sft
 
     model, processor, _ = models.load_for_training(cfg, cfg.sft, source, "transformers")
     before = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
@@ -112,7 +113,7 @@ def test_grpos_reference_model_has_the_policys_compute_dtype(tmp_path, cache_dir
     import torch
     from trl import GRPOTrainer
 
-    from rrft_studio import grpo
+    from rrft_studio.train import grpo
 
     cfg, source = _micro(cache_dir, "model.dtype=bfloat16", "grpo.beta=0.04")
     assert grpo.reference_init(cfg) == {"dtype": "bfloat16"}
@@ -123,9 +124,9 @@ def test_grpos_reference_model_has_the_policys_compute_dtype(tmp_path, cache_dir
     assert {p.dtype for p in trainer.ref_model.parameters()} == {torch.bfloat16}
     assert {p.dtype for p in trainer.model.parameters() if p.requires_grad} == {torch.float32}
     # no copy with LoRA (TRL disables the adapters) or without the KL term; fp32 where the compute dtype is fp32
-    assert grpo.reference_init(config.load(MICRO, ["model.finetune=lora"])) is None
-    assert grpo.reference_init(config.load(MICRO, ["grpo.beta=0"])) is None
-    assert grpo.reference_init(config.load(MICRO)) == {"dtype": "float32"}
+    assert grpo.reference_init(settings.load(MICRO, ["model.finetune=lora"])) is None
+    assert grpo.reference_init(settings.load(MICRO, ["grpo.beta=0"])) is None
+    assert grpo.reference_init(settings.load(MICRO)) == {"dtype": "float32"}
 
 
 # ---------------------------------------------------------------- Unsloth's signatures, read from its source
@@ -187,7 +188,7 @@ def test_unsloth_keywords_bind_to_its_signatures_and_name_the_model(unsloth_api,
     assert unsloth_api["vision_is_fast_model"] == ["FastModel"]  # FastVisionModel's methods are FastModel's
     monkeypatch.setattr(models, "cuda_available", lambda cfg: True)  # what these keywords are on a GPU
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
-    cfg = config.load(None, overrides)
+    cfg = settings.load(None, overrides)
     name = cfg.model.name
     for stage in (cfg.sft, cfg.grpo):
         kwargs = models.unsloth_load_kwargs(cfg, stage, name)
@@ -255,14 +256,14 @@ def test_an_unsloth_lora_stage_is_merged_into_the_named_base(tmp_path, cache_dir
 # ---------------------------------------------------------------- the trainer class that trained
 
 def test_a_run_on_unsloth_stops_when_unsloth_could_not_patch_trl():
-    cfg = config.load(None)
+    cfg = settings.load(None)
     with pytest.raises(ConfigError) as err:
         models.check_trainers(cfg, "unsloth", {"sft": "UnslothSFTTrainer", "grpo": "GRPOTrainer"})
     assert "\n" not in str(err.value) and "GRPOTrainer" in str(err.value)
     assert "model.allow_stock_trainer=true" in str(err.value) and "constraints.txt" in str(err.value)
     models.check_trainers(cfg, "unsloth", {"sft": "UnslothSFTTrainer", "grpo": "UnslothGRPOTrainer"})
     models.check_trainers(cfg, "transformers", {"sft": "SFTTrainer", "grpo": "GRPOTrainer"})
-    models.check_trainers(config.load(None, ["model.allow_stock_trainer=true"]), "unsloth", {"grpo": "GRPOTrainer"})
+    models.check_trainers(settings.load(None, ["model.allow_stock_trainer=true"]), "unsloth", {"grpo": "GRPOTrainer"})
     assert models.trainer_classes(["sft", "grpo"]) == {"sft": "SFTTrainer", "grpo": "GRPOTrainer"}  # no Unsloth here
 
 
@@ -279,19 +280,19 @@ def test_a_cuda_13_torch_on_an_old_driver_is_one_line(tmp_path, monkeypatch):
         pytest.skip("needs the pinned CUDA 13 build of torch on a machine where it sees no GPU")
     driver = tmp_path / "version"
     monkeypatch.setattr(models, "NVIDIA_DRIVER", driver)
-    cfg = config.load(None)
+    cfg = settings.load(None)
     assert models.cuda_problem(cfg) is None  # no driver: a machine without an NVIDIA GPU
-    models.check_training_device(cfg)
+    preflight.check_training_device(cfg)
     driver.write_text(DRIVER_550)
     assert models.driver_version() == (550, 54, 15)
     with pytest.raises(ConfigError) as err:
-        models.check_training_device(cfg)
+        preflight.check_training_device(cfg)
     message = str(err.value)
     assert "\n" not in message and "CUDA 13.0" in message and "580" in message and "550.54.15" in message
     assert "run.device=cpu" in message
     with pytest.raises(ConfigError, match="driver is 550.54.15"):
-        models.decide_backend(config.load(None, ["run.device=cuda"]))
-    models.check_training_device(config.load(None, ["run.device=cpu"]))  # asked for the CPU: no refusal
+        models.decide_backend(settings.load(None, ["run.device=cuda"]))
+    preflight.check_training_device(settings.load(None, ["run.device=cpu"]))  # asked for the CPU: no refusal
     driver.write_text(DRIVER_580)
     assert models.driver_version() == (580, 65, 6) and models.cuda_problem(cfg) is None
 
@@ -301,21 +302,21 @@ def test_auto_does_not_fall_to_the_cpu_for_a_model_that_cannot_train_there(tmp_p
     assert done.returncode == 2 and not any(tmp_path.iterdir())
     (line,) = done.stderr.strip().splitlines()
     assert "no CUDA GPU is visible" in line and "2.2 B parameters" in line and "run.device=cpu" in line
-    models.check_training_device(config.load(ROOT / "presets" / "counting_2b.yaml", ["run.device=cpu"]))
-    models.check_training_device(config.load(None))  # the tiny model trains anywhere
+    preflight.check_training_device(settings.load(ROOT / "presets" / "counting_2b.yaml", ["run.device=cpu"]))
+    preflight.check_training_device(settings.load(None))  # the tiny model trains anywhere
 
 
 def test_several_images_a_prompt_with_fast_inference_is_refused_from_the_data(tmp_path, cache_dir):
-    from rrft_studio import cli as cli_module
+    from rrft_studio.train import pipeline
     from rrft_studio.tasks import spatial
 
     spatial.generate(tmp_path, n=4, seed=0, spec=spatial.SceneSpec(image_size=56), split="train")
-    cfg = config.load(None, ["model.name=Qwen/Qwen2.5-VL-7B-Instruct", "model.finetune=lora", "data.task=custom",
+    cfg = settings.load(None, ["model.name=Qwen/Qwen2.5-VL-7B-Instruct", "model.finetune=lora", "data.task=custom",
                              f"data.train_file={tmp_path / 'train.json'}", "eval.enabled=false",
                              "method=rft_zero", f"run.cache_dir={cache_dir}"])
     cfg.model.fast_inference = True  # a custom task passes the config's check: its records say how many images
     with pytest.raises(ConfigError) as err:
-        cli_module._checked_data(cfg)
+        pipeline.check_data(cfg)
     message = str(err.value)
     assert "\n" not in message and "one image per prompt" in message and "have 2" in message
     assert "model.fast_inference=false" in message
@@ -326,12 +327,13 @@ def test_the_sweep_starts_no_backend_in_its_own_process(tmp_path):
     use Unsloth. Here the GPU is declared present so that the decision picks Unsloth."""
     code = f"""
 import sys
-from rrft_studio import cli, models, sweep
+from rrft_studio import cli, models
+from rrft_studio.eval import sweep
 models.cuda_available = lambda cfg: True
 root = __import__("pathlib").Path("{tmp_path}")
 (root / "sweep.json").write_text('{{"points": [], "spread": []}}')
 sweep.run = lambda *a, **k: root  # the runs themselves are not the point here
-assert models.decide_backend(cli.config.load("presets/demo.yaml"))[0] == "unsloth"
+assert models.decide_backend(cli.settings.load("presets/demo.yaml"))[0] == "unsloth"
 assert cli.main(["sweep", "presets/demo.yaml", "run.runs_dir={tmp_path}", "--samples", "16400"]) == 0
 print(sorted(m for m in ("unsloth", "trl", "transformers") if m in sys.modules))
 """
@@ -366,7 +368,7 @@ LORA_7B = 28 * 64 * ((3584 + 3584) * 2 + (3584 + 512) * 2 + (3584 + 18944) * 3) 
 
 
 def _parts(preset: str, stage: str, *overrides: str) -> tuple[dict, float]:
-    cfg = config.load(ROOT / "presets" / preset, list(overrides))
+    cfg = settings.load(ROOT / "presets" / preset, list(overrides))
     est = preflight.estimate(cfg, stage, "unsloth")
     return {name: size for name, size, _ in est.parts}, est.peak
 

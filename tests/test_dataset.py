@@ -8,7 +8,7 @@ import pytest
 
 import layout
 from conftest import MICRO, ROOT, cli
-from rrft_studio import config, data
+from rrft_studio import config, data, settings
 from rrft_studio.tasks import counting, schema, spatial, structure
 
 
@@ -18,7 +18,7 @@ def dataset(tmp_path_factory):
 
 
 def _cfg(task: str, *overrides: str) -> config.Config:
-    return config.load(None, [f"data.task={task}", *overrides])
+    return settings.load(None, [f"data.task={task}", *overrides])
 
 
 # ---------------------------------------------------------------- the loader and the layout rule
@@ -57,7 +57,7 @@ def test_data_root_is_all_it_takes(dataset, task):
         assert data.source(cfg, split)[0] == dataset / "test_jsons" / module.DATASET[split]
         rows = data.records(cfg, split)
         assert len(rows) == 4 and "test_images" in data.images_of(rows[0])[0]
-    from rrft_studio import card
+    from rrft_studio.serve import card
 
     assert f"records from `{module.DATASET['train']}`" in "\n".join(card._data(cfg))  # the model card names it
 
@@ -225,7 +225,7 @@ def test_custom_without_files_is_one_line(tmp_path):
 ])
 def test_custom_options_are_checked(override, needle, tmp_path):
     with pytest.raises(config.ConfigError) as err:
-        config.load(ROOT / "presets" / "custom_example.yaml", [override, f"data.train_file={MICRO}",
+        settings.load(ROOT / "presets" / "custom_example.yaml", [override, f"data.train_file={MICRO}",
                                                                 f"data.eval_files=[{MICRO}]"])
     assert needle in str(err.value) and "\n" not in str(err.value)
 

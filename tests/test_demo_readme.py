@@ -1,4 +1,4 @@
-"""The README's demo figures came from presets/demo.yaml as it is: the settings line under the demo's table
+"""The demo's figures (docs/demo.md) came from presets/demo.yaml as it is: the settings line under the demo's table
 names the run's settings, and each must equal the preset's (a change to the preset without a new run fails)."""
 
 import re
@@ -12,7 +12,7 @@ MARK = "<!-- demo-settings:"
 
 
 def _readme_settings() -> dict[str, object]:
-    text = (ROOT / "README.md").read_text()
+    text = (ROOT / "docs" / "demo.md").read_text()
     start = text.index(MARK)
     line = text[text.index("\n", start) + 1:].splitlines()[0]
     pairs = re.findall(r"([a-z_]+\.[a-z_.]+)=(\S+?)(?=[`\s]|$)", line)
@@ -26,11 +26,11 @@ def test_readme_demo_settings_are_the_presets():
     for key, value in settings.items():
         actual = config.get(cfg, key)
         assert actual == value or (isinstance(actual, float) and abs(actual - float(value)) < 1e-12), \
-            f"README says {key}={value}, presets/demo.yaml gives {actual}: rerun the demo and update the README"
+            f"docs/demo.md says {key}={value}, presets/demo.yaml gives {actual}: rerun the demo and update docs/demo.md"
 
 
 def test_readme_names_every_grpo_setting_of_the_demo():
-    """Every GRPO key the preset sets (and Stage 1's length) is on the README's settings line."""
+    """Every GRPO key the preset sets (and Stage 1's length) is on docs/demo.md's settings line."""
     preset = yaml.safe_load((ROOT / "presets" / "demo.yaml").read_text())
     wanted = {f"grpo.{k}" for k in preset["grpo"]} | {"sft.max_steps", "data.sft_samples"}
     assert wanted <= set(_readme_settings()), sorted(wanted - set(_readme_settings()))

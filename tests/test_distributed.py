@@ -17,7 +17,8 @@ import pytest
 
 from conftest import MICRO, ROOT, cli
 from faults import weights_digest
-from rrft_studio import config, distributed, launcher, runs
+from rrft_studio import config, ranks, runs, settings
+from rrft_studio.train import launch
 
 TWO = ["--config_file", str(ROOT / "configs" / "accelerate" / "ddp.yaml"), "--num_processes", "2",
        "--main_process_port", "0"]
@@ -155,10 +156,10 @@ def test_an_unreachable_vllm_server_is_one_line(tmp_path):
 
 def test_vllm_server_mode_limits_are_checked_with_the_config():
     with pytest.raises(config.ConfigError, match="choose one"):
-        config.load(MICRO, ["grpo.vllm_mode=server", "model.fast_inference=true"])
-    cfg = config.load(MICRO, ["grpo.vllm_mode=server", "data.task=spatial", "model.finetune=lora",
+        settings.load(MICRO, ["grpo.vllm_mode=server", "model.fast_inference=true"])
+    cfg = settings.load(MICRO, ["grpo.vllm_mode=server", "data.task=spatial", "model.finetune=lora",
                               "model.lora_layers=[vision,language]", "run.processes=2"])
-    from rrft_studio import rollout_server
+    from rrft_studio.train import rollout_server
 
     args = rollout_server.trainer_args(cfg)  # LoRA on the vision tower too: the trainer sends merged weights
     assert args == dict(use_vllm=True, vllm_mode="server", vllm_server_host="127.0.0.1", vllm_server_port=8000,
@@ -173,9 +174,9 @@ def test_the_shipped_accelerate_configs_are_what_accelerate_launches(name, kind,
     from accelerate.commands.launch import _validate_launch_command, launch_command_parser
     from accelerate.utils.launch import prepare_deepspeed_cmd_env, prepare_multi_gpu_env
 
-    cfg = config.load(MICRO, ["run.processes=2", f"run.accelerate_config={name}"])
-    assert launcher.strategy_of(name) == kind
-    cmd = launcher.command(cfg, Path("/runs/r"))
+    cfg = settings.load(MICRO, ["run.processes=2", f"run.accelerate_config={name}"])
+    assert launch.strategy_of(name) == kind
+    cmd = launch.command(cfg, Path("/runs/r"))
     args, defaults, _ = _validate_launch_command(launch_command_parser().parse_args(cmd[3:]))
     assert args.num_processes == 2 and args.module and args.mixed_precision == "no"
     assert args.training_script_args == ["train", "--resume", "/runs/r"]
@@ -203,12 +204,12 @@ def test_the_shipped_accelerate_configs_are_what_accelerate_launches(name, kind,
 
 
 def test_split_keeps_the_global_batch():
-    cfg = config.load(None, ["run.processes=4"])  # the paper's 16 SFT samples and 14 x 8 completions a step
-    assert distributed.split(cfg, "sft").as_dict() == dict(processes=4, per_device_batch=2, grad_accum=2, global_batch=16)
-    assert distributed.split(cfg, "grpo").as_dict() == dict(processes=4, per_device_batch=7, grad_accum=4, global_batch=112)
-    one = config.load(None)
-    assert (distributed.split(one, "sft").per_device, distributed.split(one, "sft").accumulation) == (2, 8)
-    assert (distributed.split(one, "grpo").per_device, distributed.split(one, "grpo").accumulation) == (8, 14)
+    cfg = settings.load(None, ["run.processes=4"])  # the paper's 16 SFT samples and 14 x 8 completions a step
+    assert ranks.split(cfg, "sft").as_dict() == dict(processes=4, per_device_batch=2, grad_accum=2, global_batch=16)
+    assert ranks.split(cfg, "grpo").as_dict() == dict(processes=4, per_device_batch=7, grad_accum=4, global_batch=112)
+    one = settings.load(None)
+    assert (ranks.split(one, "sft").per_device, ranks.split(one, "sft").accumulation) == (2, 8)
+    assert (ranks.split(one, "grpo").per_device, ranks.split(one, "grpo").accumulation) == (8, 14)
 
 
 def test_a_run_of_another_host_is_judged_by_its_heartbeat(tmp_path):
@@ -239,10 +240,10 @@ def test_the_heartbeat_keeps_a_running_status_fresh(tmp_path, monkeypatch):
 
 
 def test_preflight_gives_one_gpu_of_the_strategy():
-    from rrft_studio import preflight
+    from rrft_studio.train import preflight
 
     def parts(*overrides, stage="sft"):
-        cfg = config.load(ROOT / "presets" / "counting_7b.yaml", ["model.finetune=full", *overrides])
+        cfg = settings.load(ROOT / "presets" / "counting_7b.yaml", ["model.finetune=full", *overrides])
         return {name: size for name, size, _ in preflight.estimate(cfg, stage, "transformers").parts}
 
     one, ddp, zero3, fsdp2 = parts(), parts("run.processes=8"), parts("run.processes=8", "run.accelerate_config=zero3"), \

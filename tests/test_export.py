@@ -14,8 +14,8 @@ import pytest
 from PIL import Image
 
 from conftest import MICRO, ROOT, cli
-from rrft_studio import export
 from rrft_studio.config import ConfigError
+from rrft_studio.serve import export
 
 FAKE_CONVERTER = """import os, sys
 args = sys.argv[1:]

@@ -1,14 +1,18 @@
 """Each task family through `rft` on the built-in tiny model, with the exact CPU command its preset's header
-documents, then the results in the paper's layout (and several runs in one table with --compare)."""
+documents, then the results in the paper's layout (and several runs in one table with --compare); and a family
+of one's own, outside the project, through the same chain."""
 
 import json
+import os
 import re
 import shlex
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, cli
+from conftest import MICRO, ROOT, cli
 from rrft_studio import runs
 
 FAMILIES = {"counting": ["CLEVR-Math", "Super-CLEVR"], "structure": ["GeoMath", "Geometry3K"],
@@ -67,8 +71,6 @@ def test_compare_puts_runs_in_one_table(family_runs):
 
 
 def test_data_efficiency_sweep(tmp_path, cache_dir):
-    from conftest import MICRO
-
     done = cli("sweep", str(MICRO), f"run.runs_dir={tmp_path}", f"run.cache_dir={cache_dir}",
                "run.stages=[grpo]", "--samples", "8", "16")
     assert done.returncode == 0, done.stderr[-3000:]
@@ -83,8 +85,6 @@ def test_data_efficiency_sweep(tmp_path, cache_dir):
 def test_a_seed_sweep_gives_each_run_and_the_spread(tmp_path, cache_dir):
     """--seeds and --threads: one run per seed and thread count (the count reaches the run), each run's paired
     GRPO - SFT, the mean ± sd over them; `eval --compare` reads the sweep as one entry with its spread."""
-    from conftest import MICRO
-
     done = cli("sweep", str(MICRO), f"run.runs_dir={tmp_path}", f"run.cache_dir={cache_dir}", "eval.max_samples=4",
                "--seeds", "0", "1", "--threads", "1")
     assert done.returncode == 0, done.stderr[-3000:]
@@ -114,8 +114,6 @@ def test_a_seed_sweep_gives_each_run_and_the_spread(tmp_path, cache_dir):
 
 def test_sweep_of_two_methods(tmp_path, cache_dir):
     """The paper's data-efficiency comparison in miniature: a line per method, every point's config checked first."""
-    from conftest import MICRO
-
     done = cli("sweep", str(MICRO), f"run.runs_dir={tmp_path}", "run.stages=[grpo]", "--samples", "32",
                "--methods", "cot_sft", "rft")
     assert done.returncode == 2 and "conflicts with method=cot_sft" in done.stderr and not any(tmp_path.iterdir())
@@ -128,3 +126,80 @@ def test_sweep_of_two_methods(tmp_path, cache_dir):
     assert "sft/id" in points[0]["accuracy"] and "grpo/id" not in points[0]["accuracy"]
     assert "grpo/id" in points[1]["accuracy"]
     assert (root / "sweep.png").is_file()
+
+
+# A task family of a user's own, in a package of theirs: one module that declares FAMILY, registered under the
+# rrft_studio.tasks entry point, and a preset. Nothing of the project changes.
+TOY = '''"""Toy dots: how many dots are in the picture (a task family outside the project)."""
+from dataclasses import dataclass
+
+from PIL import Image, ImageDraw
+
+from rrft_studio.options import doc
+from rrft_studio.tasks import schema
+from rrft_studio.tasks.family import TaskFamily
+
+
+@dataclass(frozen=True)
+class Spec:
+    image_size: int = doc(56, "toy dots: image side in pixels", ge=28)
+    most: int = doc(3, "toy dots: most dots in a picture", ge=1)
+
+
+def check_options(spec):
+    if spec.most > 3:
+        raise ValueError(f"data.toy.most={spec.most}: at most 3 dots fit")
+
+
+def prompt(problem, style="cot", **context):
+    return problem if style == "ans" else f"{problem} Answer in <answer> </answer> tags."
+
+
+def generate(out_dir, n, seed, spec=Spec(), split="train"):
+    def sample(rng):
+        k = rng.randint(1, spec.most)
+        image = Image.new("RGB", (spec.image_size, spec.image_size), "white")
+        for i in range(k):
+            ImageDraw.Draw(image).ellipse((4 + 16 * i, 20, 14 + 16 * i, 30), fill="black")
+        return image, "How many dots are there?", str(k), f"I count {k} dots."
+    return schema.write(out_dir, n, seed, split, "toy", sample)
+
+
+FAMILY = TaskFamily(name="toy", about="toy dots", card="toy dots (how many dots)", section="toy dot pictures",
+                    benchmarks={"id": "Toy dots"}, spec=Spec, check_options=check_options, prompt=prompt,
+                    reward="exact", scorers={"paper": "exact", "strict": "exact"}, prompt_tokens=20,
+                    generate=generate)
+'''
+
+
+def test_a_task_family_of_ones_own_trains_through_rft(tmp_path, cache_dir):
+    """A family in a temporary package, found through its entry point: its config section, its data, and the
+    whole `rft` chain on the micro model, its benchmark in the results table."""
+    (tmp_path / "toyfam").mkdir()
+    (tmp_path / "toyfam" / "__init__.py").write_text(TOY)
+    info = tmp_path / "toyfam-0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: toyfam\nVersion: 0\n")
+    (info / "entry_points.txt").write_text("[rrft_studio.tasks]\ntoy = toyfam:FAMILY\n")
+    preset = tmp_path / "toy_micro.yaml"
+    preset.write_text("method: rft\n" + MICRO.read_text().replace("data: {", "data: {task: toy, "))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
+
+    def run(*args):
+        return subprocess.run([sys.executable, "-m", "rrft_studio.cli", *args], cwd=ROOT, env=env, capture_output=True,
+                              text=True, timeout=600)
+
+    shown = run("config", "show", str(preset), "data.toy.most=2")
+    assert shown.returncode == 0, shown.stderr[-3000:]
+    assert "task: toy" in shown.stdout and "most: 2  # toy dots: most dots in a picture" in shown.stdout
+    refused = run("config", "show", str(preset), "data.toy.most=4")
+    assert refused.returncode == 2 and "data.toy.most=4: at most 3 dots fit" in refused.stderr
+    made = run("data", "generate", "toy", "--n", "3", "--out", str(tmp_path / "data"))
+    assert made.returncode == 0 and len(json.loads((tmp_path / "data" / "train.json").read_text())) == 3, made.stderr
+    done = run("train", str(preset), f"run.runs_dir={tmp_path / 'runs'}", f"run.cache_dir={cache_dir}")
+    assert done.returncode == 0, done.stderr[-3000:]
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    assert runs.read_status(run_dir)["state"] == "finished"
+    result = json.loads(runs.eval_path(run_dir, "grpo", "id").read_text())
+    assert result["task"] == "toy" and result["benchmark"] == "Toy dots" and 0.0 <= result["accuracy"] <= 1.0
+    assert "| model / method | Toy dots |" in done.stdout and "ours: tiny grpo" in done.stdout

@@ -35,7 +35,8 @@ import json, sys
 from rrft_studio import config, data, models, runs
 cfg = config.load(sys.argv[1], sys.argv[2:])
 backend, why = models.choose_backend(cfg)
-from rrft_studio import evaluate, grpo, sft
+from rrft_studio.eval import evaluate
+from rrft_studio.train import grpo, sft
 run_dir = runs.create(cfg)
 out = sft.run(cfg, run_dir, models.source(cfg, data.corpus(cfg)), backend)
 out = grpo.run(cfg, run_dir, str(out), backend)

@@ -14,10 +14,11 @@ import pytest
 from PIL import Image
 
 from conftest import ROOT
-from rrft_studio import inference, runs, tiny
+from rrft_studio import runs, tiny
+from rrft_studio.answers import split_think
 from rrft_studio.config import ConfigError
-from rrft_studio.inference import Settings, Turn
-from rrft_studio.studio import terminal
+from rrft_studio.serve import inference, terminal
+from rrft_studio.serve.inference import Settings, Turn
 
 MICRO = tiny.TinySpec(hidden_size=64, num_layers=2, num_heads=2, num_kv_heads=1, intermediate_size=128,
                       vision_depth=1, vision_embed_dim=32, vision_heads=2, vocab_size=300)
@@ -46,13 +47,13 @@ def worker(checkpoint):
 # ---------------------------------------------------------------- pure
 
 def test_split_think_separates_reasoning_from_answer():
-    done = inference.split_think("<think>\n3 cubes, minus 1\n</think>\n<answer>\n2\n</answer><|im_end|>")
+    done = split_think("<think>\n3 cubes, minus 1\n</think>\n<answer>\n2\n</answer><|im_end|>")
     assert (done.think, done.answer, done.thinking_done) == ("3 cubes, minus 1", "2", True)
-    streaming = inference.split_think("<think>\nstill count")
+    streaming = split_think("<think>\nstill count")
     assert (streaming.think, streaming.answer, streaming.thinking_done) == ("still count", "", False)
-    plain = inference.split_think("just 4")
+    plain = split_think("just 4")
     assert (plain.think, plain.answer) == (None, "just 4")
-    assert inference.split_think("<think>a</think><answer>5").answer == "5"  # answer still streaming
+    assert split_think("<think>a</think><answer>5").answer == "5"  # answer still streaming
 
 
 def test_conversation_puts_images_first_in_each_user_turn():
@@ -71,7 +72,7 @@ def test_checkpoint_of_reads_runs_checkpoints_and_hub_ids(tmp_path, checkpoint):
     (run_dir / "config.yaml").write_text("run: {stages: [sft, grpo]}\n")
     assert terminal.checkpoint_of(str(run_dir)) == f"base:{run_dir}"  # nothing finished yet
     (run_dir / "final" / "sft" / "config.json").write_text("{}")
-    assert terminal.checkpoint_of(str(run_dir)) == str(runs.stage_dir(run_dir, "final", "sft"))
+    assert terminal.checkpoint_of(str(run_dir)) == str(runs.final_dir(run_dir, "sft"))
     assert terminal.checkpoint_of(str(checkpoint)) == str(checkpoint)
     assert terminal.checkpoint_of("Qwen/Qwen2-VL-2B-Instruct") == "Qwen/Qwen2-VL-2B-Instruct"
     with pytest.raises(ConfigError, match="neither a run directory nor a checkpoint"):
@@ -138,7 +139,7 @@ def test_terminal_chat_refuses_a_missing_image(checkpoint):
 
 ORPHAN = """
 import sys, time
-from rrft_studio import inference
+from rrft_studio.serve import inference
 if __name__ == "__main__":
     w = inference.Worker(sys.argv[1], device="cpu")
     w.wait_ready()

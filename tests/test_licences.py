@@ -1,4 +1,4 @@
-"""README's "Licences" section against the installed packages: the AGPL-3.0 headers in unsloth and unsloth_zoo
+"""docs/licences.md against the installed packages: the AGPL-3.0 headers in unsloth and unsloth_zoo
 are counted as stated, and the transformers backend's code path never imports unsloth."""
 
 from __future__ import annotations
@@ -28,8 +28,8 @@ def _headers(package: str) -> Counter:
     return kinds
 
 
-def test_unsloth_agpl_headers_are_as_the_readme_says():
-    readme = (ROOT / "README.md").read_text()
+def test_unsloth_agpl_headers_are_as_the_licences_page_says():
+    readme = (ROOT / "docs" / "licences.md").read_text()
     unsloth, zoo = _headers("unsloth"), _headers("unsloth_zoo")
     assert f"{unsloth['agpl']} of its {unsloth['files']} Python files carry an AGPL-3.0 header" in readme
     for folder in ("kernels", "models"):
@@ -43,7 +43,9 @@ import sys
 from rrft_studio import config, models
 cfg = config.load("tests/data/micro.yaml", ["model.backend=transformers"])
 assert models.choose_backend(cfg)[0] == "transformers"
-from rrft_studio import sft, grpo, evaluate, export, server, inference, trackers  # noqa: F401
+from rrft_studio.eval import evaluate  # noqa: F401
+from rrft_studio.serve import export, server, inference  # noqa: F401
+from rrft_studio.train import sft, grpo, trackers  # noqa: F401
 from trl import GRPOTrainer, SFTTrainer  # noqa: F401
 print(sorted(m for m in sys.modules if m.split(".")[0] in ("unsloth", "unsloth_zoo")))
 """

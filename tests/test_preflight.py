@@ -7,15 +7,16 @@ import pytest
 from PIL import Image
 
 from conftest import MICRO, ROOT, cli
-from rrft_studio import config, preflight, tiny
+from rrft_studio import data, settings, tiny
 from rrft_studio.config import ConfigError
+from rrft_studio.train import preflight
 
 GiB = preflight.GiB
 QWEN25 = "model.name=Qwen/Qwen2.5-VL-3B-Instruct"
 
 
 def peak(preset: str, *overrides: str, stage: str = "grpo", backend: str = "unsloth") -> float:
-    return preflight.estimate(config.load(ROOT / "presets" / preset, list(overrides)), stage, backend).peak
+    return preflight.estimate(settings.load(ROOT / "presets" / preset, list(overrides)), stage, backend).peak
 
 
 @pytest.mark.parametrize("hub_id, billions", [
@@ -43,7 +44,7 @@ def test_counts_match_a_built_model(tmp_path, arch):
     shape = preflight.shape_of(json.loads((path / "config.json").read_text()))
     model = AutoModelForImageTextToText.from_pretrained(path, dtype=torch.float32)
     assert sum(shape.params()) == sum(p.numel() for p in model.parameters())
-    cfg = config.load(None, ["model.finetune=lora", "model.lora_r=4", "model.lora_layers=[vision,language,attention,mlp]"])
+    cfg = settings.load(None, ["model.finetune=lora", "model.lora_r=4", "model.lora_layers=[vision,language,attention,mlp]"])
     cfg.grpo.freeze_vision = False
     counted, _, vision_grad = preflight._trainable(cfg, cfg.grpo, shape)
     lora = get_peft_model(model, models.lora_config(cfg, model, cfg.grpo))
@@ -69,7 +70,7 @@ def test_gradient_checkpointing_and_frozen_vision_save_memory():
 
 
 def test_report_says_whether_it_fits():
-    cfg = config.load(ROOT / "presets" / "counting_2b.yaml")
+    cfg = settings.load(ROOT / "presets" / "counting_2b.yaml")
     text = preflight.report(cfg, "grpo", "unsloth", device=None)
     assert "| KV cache (rollouts) |" in text and "**peak**" in text and "no GPU: estimate only" in text
     assert "fits on NVIDIA H100 80GB HBM3, 79.2 GiB" in preflight.report(cfg, "sft", "unsloth",
@@ -78,7 +79,7 @@ def test_report_says_whether_it_fits():
 
 
 def test_fast_inference_replaces_the_kv_cache_with_vllms_reservation():
-    cfg = config.load(ROOT / "presets" / "counting_7b.yaml",
+    cfg = settings.load(ROOT / "presets" / "counting_7b.yaml",
                       [QWEN25, "model.fast_inference=true", "model.gpu_memory_utilization=0.6"])
     est = preflight.estimate(cfg, "grpo", "unsloth", gpu_total=80 * GiB)
     names = [name for name, _, _ in est.parts]
@@ -95,7 +96,7 @@ def test_cli_preflight_prints_both_stages():
 
 
 def test_unknown_model_is_a_one_line_error():
-    cfg = config.load(None, ["model.name=someone/SomeVLM-13B"])
+    cfg = settings.load(None, ["model.name=someone/SomeVLM-13B"])
     with pytest.raises(ConfigError, match="preflight needs its config.json.*local checkpoint"):
         preflight.model_shape(cfg)
 
@@ -110,14 +111,14 @@ def test_unknown_model_is_a_one_line_error():
     ([QWEN25, "model.fast_inference=true", "model.finetune=lora", "model.lora_layers=[attention,mlp]"],
      ["vision layers", "model.lora_layers=[language,attention,mlp]"]),  # no tower named: both towers
     ([QWEN25, "model.fast_inference=true", "model.finetune=lora", "data.task=spatial", "eval.splits=[id]"],
-     ["one image per prompt", "spatial gives two", "not tiled", "model.fast_inference=false"]),
+     ["one image per prompt", "spatial gives 2", "not tiled", "model.fast_inference=false"]),
     ([QWEN25, "model.fast_inference=true", "model.finetune=lora", "model.backend=transformers"],
      ["model.backend=auto or unsloth"]),
     (["model.gpu_memory_utilization=1.5"], ["model.gpu_memory_utilization", "between 0 and 1"]),
 ])
 def test_fast_inference_limits_are_one_line_errors(overrides, words):
     with pytest.raises(ConfigError) as err:
-        config.load(None, overrides)
+        settings.load(None, overrides)
     message = str(err.value)
     assert "\n" not in message
     for word in words:
@@ -127,9 +128,9 @@ def test_fast_inference_limits_are_one_line_errors(overrides, words):
 def test_fast_inference_needs_cuda_before_the_run_starts(tmp_path):
     from rrft_studio import models
 
-    ok = config.load(None, [QWEN25, "model.fast_inference=true", "model.finetune=lora"])
+    ok = settings.load(None, [QWEN25, "model.fast_inference=true", "model.finetune=lora"])
     assert models.uses_fast_inference(ok)
-    assert not models.uses_fast_inference(config.load(None, ["model.fast_inference=true", "run.stages=[sft]"]))
+    assert not models.uses_fast_inference(settings.load(None, ["model.fast_inference=true", "run.stages=[sft]"]))
     with pytest.raises(ConfigError, match="needs the unsloth backend on a CUDA GPU.*model.fast_inference=false"):
         models.choose_backend(ok)
     done = cli("train", str(MICRO), f"run.runs_dir={tmp_path}", "model.fast_inference=true")
@@ -140,10 +141,10 @@ def test_fast_inference_needs_cuda_before_the_run_starts(tmp_path):
 
 def test_longest_first_order():
     tokens = [(16, 40), (64, 40), (16, 90), (16, 41), (144, 10), (16, 30)]
-    order = preflight.longest_first(tokens, first=2, seed=0)
+    order = data.longest_first(tokens, first=2, seed=0)
     assert order[:2] == [4, 2] and sorted(order) == list(range(6))
-    assert order == preflight.longest_first(tokens, first=2, seed=0)  # seeded
-    assert {tuple(preflight.longest_first(tokens, 1, seed)[1:]) for seed in range(8)} != {tuple(order[1:])}
+    assert order == data.longest_first(tokens, first=2, seed=0)  # seeded
+    assert {tuple(data.longest_first(tokens, 1, seed)[1:]) for seed in range(8)} != {tuple(order[1:])}
 
 
 @pytest.fixture(scope="module")
@@ -153,7 +154,7 @@ def big_one(tmp_path_factory):
 
     folder = tmp_path_factory.mktemp("records")
     task = tasks.get("counting")
-    path = task.generate(folder, n=16, seed=3, spec=task.SceneSpec(image_size=112), split="train")
+    path = task.generate(folder, n=16, seed=3, spec=task.spec(image_size=112), split="train")
     records = json.loads(path.read_text())
     big = folder / "big.png"
     Image.open(folder / records[9]["image"]).resize((224, 224)).save(big)
@@ -167,7 +168,7 @@ class FirstBatch(Exception):
 
 
 def _stage_cfg(tmp_path, cache_dir, train_file, stage):
-    cfg = config.load(MICRO, [f"run.runs_dir={tmp_path}", f"run.cache_dir={cache_dir}", f"data.train_file={train_file}",
+    cfg = settings.load(MICRO, [f"run.runs_dir={tmp_path}", f"run.cache_dir={cache_dir}", f"data.train_file={train_file}",
                               f"run.stages=[{stage}]", "sft.batch_size=2", "grpo.prompts_per_step=2"])
     from rrft_studio import data, models, runs
 
@@ -178,7 +179,7 @@ def _stage_cfg(tmp_path, cache_dir, train_file, stage):
 def test_sft_first_batch_holds_the_longest_sample(tmp_path, cache_dir, big_one, monkeypatch):
     from trl import SFTTrainer
 
-    from rrft_studio import sft
+    from rrft_studio.train import sft
 
     cfg, run_dir, source = _stage_cfg(tmp_path, cache_dir, big_one, "sft")
     seen = []
@@ -196,7 +197,7 @@ def test_sft_first_batch_holds_the_longest_sample(tmp_path, cache_dir, big_one, 
 def test_grpo_first_rollout_batch_holds_the_longest_prompt(tmp_path, cache_dir, big_one, monkeypatch):
     from trl import GRPOTrainer
 
-    from rrft_studio import grpo
+    from rrft_studio.train import grpo
 
     cfg, run_dir, source = _stage_cfg(tmp_path, cache_dir, big_one, "grpo")
     seen = []
@@ -214,7 +215,7 @@ def test_grpo_first_rollout_batch_holds_the_longest_prompt(tmp_path, cache_dir, 
 def test_report_reads_the_loaded_models_config(cache_dir):
     from rrft_studio import data, models
 
-    cfg = config.load(MICRO, [f"run.cache_dir={cache_dir}"])
+    cfg = settings.load(MICRO, [f"run.cache_dir={cache_dir}"])
     path = Path(models.source(cfg, data.corpus(cfg)))
     shape = preflight.shape_of(json.loads((path / "config.json").read_text()))
     text = preflight.report(cfg, "grpo", "transformers", (16, 60), None, shape)

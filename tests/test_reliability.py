@@ -58,7 +58,7 @@ def assert_finished_exactly_once(run_dir: Path) -> None:
         json.loads(line)  # no torn line left
     for stage, last in (("sft", 6), ("grpo", 4)):
         assert runs.is_done(run_dir, stage)
-        names = [p.name for p in runs.stage_dir(run_dir, "checkpoints", stage).glob("checkpoint-*")]
+        names = [p.name for p in runs.checkpoints_dir(run_dir, stage).glob("checkpoint-*")]
         assert all(runs.checkpoint_step(Path(n)) <= last for n in names), names  # never a step too many
     for label in ("base", "sft", "grpo"):
         assert json.loads(runs.eval_path(run_dir, label, "id").read_text())["n"] == 8
@@ -100,11 +100,11 @@ def test_a_resumed_stage_continues_from_the_checkpoints_weights(tmp_path, cache_
                 if r["stage"] == "sft" and "loss" in r]
 
     assert losses(cut)[2:] == losses(whole)[2:], (losses(whole), losses(cut))
-    files = sorted(p.relative_to(runs.stage_dir(whole, "final", "sft"))
-                   for p in runs.stage_dir(whole, "final", "sft").rglob("*.safetensors"))
+    files = sorted(p.relative_to(runs.final_dir(whole, "sft"))
+                   for p in runs.final_dir(whole, "sft").rglob("*.safetensors"))
     assert files
     for file in files:  # the weights (with LoRA: the adapter and the merged model)
-        a, b = (load_file(str(runs.stage_dir(d, "final", "sft") / file)) for d in (whole, cut))
+        a, b = (load_file(str(runs.final_dir(d, "sft") / file)) for d in (whole, cut))
         assert a.keys() == b.keys()
         for name, tensor in a.items():
             assert torch.allclose(tensor.float(), b[name].float(), atol=1e-5), f"{file}: {name}"
@@ -136,7 +136,7 @@ def test_divergence_stops_at_its_step_and_resumes_with_a_lower_learning_rate(tmp
     assert "sft diverged at step 3" in line and "checkpoint-2" in line and "sft.lr=" in line, line
     status = runs.read_status(run_dir)
     assert status["state"] == "failed" and status["failure"] == "diverged"
-    checkpoints = sorted(runs.stage_dir(run_dir, "checkpoints", "sft").glob("checkpoint-*"))
+    checkpoints = sorted(runs.checkpoints_dir(run_dir, "sft").glob("checkpoint-*"))
     assert [p.name for p in checkpoints] == ["checkpoint-2"] and _finite(checkpoints[0])  # step 3 never saved
     assert not runs.is_done(run_dir, "sft")
     done = resume("none", run_dir, "sft.lr=1e-4")
@@ -153,7 +153,7 @@ def test_a_real_divergence_is_caught_too(tmp_path, cache_dir):
     assert done.returncode == 1, done.stdout[-2000:]
     assert "diverged" in done.stderr and runs.read_status(run_dir)["failure"] == "diverged"
     assert not runs.is_done(run_dir, "sft")
-    for checkpoint in runs.stage_dir(run_dir, "checkpoints", "sft").glob("checkpoint-*"):
+    for checkpoint in runs.checkpoints_dir(run_dir, "sft").glob("checkpoint-*"):
         assert _finite(checkpoint)
 
 

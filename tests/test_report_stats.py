@@ -2,7 +2,7 @@
 
 import pytest
 
-from rrft_studio import report
+from rrft_studio.eval import report
 
 
 def _result(correct: dict) -> dict:

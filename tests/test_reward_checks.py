@@ -16,7 +16,7 @@ import time
 import pytest
 
 from hostile_inputs import ANSWERS, corpus
-from rrft_studio import config, rewards, tasks
+from rrft_studio import config, rewards, settings, tasks
 from rrft_studio.answers import format_ok
 from rrft_studio.tasks import checks, verifier
 
@@ -136,7 +136,7 @@ def test_a_reward_module_that_raises_on_import_is_one_line(user_modules):
         message = str(err.value)
         assert "\n" not in message and f"cannot import module {module!r}" in message, message
     with pytest.raises(config.ConfigError) as err:
-        config.load(None, ["grpo.rewards=[format,raises_runtime:f]", "grpo.reward_weights=[1,1]"])
+        settings.load(None, ["grpo.rewards=[format,raises_runtime:f]", "grpo.reward_weights=[1,1]"])
     assert "grpo.rewards" in str(err.value) and "RuntimeError: no GPU here" in str(err.value)
 
 

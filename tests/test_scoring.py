@@ -57,15 +57,15 @@ def test_scorers_never_raise_on_odd_inputs():
 def test_every_task_declares_its_checkers_and_dataset():
     for name in tasks.TASKS:
         task = tasks.get(name)
-        for attr in ("NAME", "BENCHMARKS", "SceneSpec", "check_options", "prompt", "PROMPT_TOKENS", "DATASET"):
-            assert hasattr(task, attr), (name, attr)
-        reward, scorers = tasks.checker_names(task, None)
+        assert task.name == name and task.benchmarks and callable(task.check_options) and callable(task.prompt)
+        task.check_options(task.spec())  # its own defaults are settings it can honour
+        reward, scorers = task.checker_names(None)
         assert set(scorers) == {"paper", "strict"}
         for checker in (reward, *scorers.values()):
             assert callable(tasks.checker(checker))
     for name in tasks.SYNTHETIC:
         task = tasks.get(name)
-        assert set(task.DATASET) == {"train", *task.BENCHMARKS}
+        assert set(task.dataset) == {"train", *task.benchmarks}
         assert callable(task.generate) and callable(task.split_spec)
 
 

@@ -20,8 +20,9 @@ import pytest
 from PIL import Image
 
 from conftest import ROOT, free_port
-from rrft_studio import chat_api, server, tiny
-from rrft_studio.chat_api import ApiError, Decoder, Limits
+from rrft_studio import tiny
+from rrft_studio.serve import chat_api, server
+from rrft_studio.serve.chat_api import ApiError, Decoder, Limits
 
 MICRO = tiny.TinySpec(hidden_size=64, num_layers=2, num_heads=2, num_kv_heads=1, intermediate_size=128,
                       vision_depth=1, vision_embed_dim=32, vision_heads=2, vocab_size=300)

@@ -12,8 +12,8 @@ from PIL import Image
 
 from rrft_studio import tasks
 from rrft_studio.tasks import schema, structure
-from rrft_studio.tasks.geometry import KINDS, SceneSpec, fmt, sample_figure
-from rrft_studio.tasks.geometry_draw import render
+from rrft_studio.tasks.structure.draw import render
+from rrft_studio.tasks.structure.geometry import KINDS, SceneSpec, fmt, sample_figure
 
 
 def _files(root):

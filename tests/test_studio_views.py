@@ -12,7 +12,7 @@ import socket
 import pytest
 
 from conftest import ROOT
-from rrft_studio.inference import Turn
+from rrft_studio.serve.inference import Turn
 from rrft_studio.studio import catalog, chat, compare, monitor, rollouts
 
 
@@ -81,7 +81,7 @@ def test_checkpoints_offered_for_a_run(run_dir):
     assert catalog.run_of(str(run_dir / "checkpoints/grpo/checkpoint-2")) == run_dir
     assert catalog.default_checkpoints(run_dir.parent) == [f"base:{run_dir}", str(run_dir / "final/sft")]
     (info,) = catalog.list_runs(run_dir.parent)
-    assert catalog.run_row(info)[:4] == [run_dir.name, "finished", "", "2/2"]
+    assert monitor.run_row(info)[:4] == [run_dir.name, "finished", "", "2/2"]
 
 
 def test_chat_folds_reasoning_apart_from_the_answer():

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from conftest import MICRO, ROOT, cli
-from rrft_studio import config, runs
+from rrft_studio import config, runs, settings
 
 
 @pytest.fixture(scope="module")
@@ -92,11 +92,11 @@ def test_a_tracker_that_is_not_installed_is_one_line_before_the_run(tmp_path, na
 
 
 def test_report_to_none_alone_and_the_trainer_args(tmp_path, monkeypatch):
-    from rrft_studio import trackers
+    from rrft_studio.train import trackers
 
     with pytest.raises(config.ConfigError, match="none means no tracker"):
-        config.load(MICRO, ["run.report_to=[none,trackio]"])
-    cfg = config.load(MICRO, ["run.report_to=tensorboard", "run.name=demo"])
+        settings.load(MICRO, ["run.report_to=[none,trackio]"])
+    cfg = settings.load(MICRO, ["run.report_to=tensorboard", "run.name=demo"])
     monkeypatch.delenv("TENSORBOARD_LOGGING_DIR", raising=False)
     args = trackers.report_args(cfg, tmp_path / "demo-1" / "checkpoints" / "grpo")
     assert args == {"report_to": ["tensorboard"], "run_name": "demo-1-grpo", "project": "rrft-studio"}
@@ -105,4 +105,4 @@ def test_report_to_none_alone_and_the_trainer_args(tmp_path, monkeypatch):
     trackers._SET_BY_US.discard("TENSORBOARD_LOGGING_DIR")
     trackers.report_args(cfg, tmp_path / "demo-1" / "checkpoints" / "sft")
     assert os.environ["TENSORBOARD_LOGGING_DIR"] == "/mine"
-    assert trackers.report_args(config.load(MICRO), tmp_path / "r" / "checkpoints" / "sft")["report_to"] == []
+    assert trackers.report_args(settings.load(MICRO), tmp_path / "r" / "checkpoints" / "sft")["report_to"] == []

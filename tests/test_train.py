@@ -12,7 +12,7 @@ import pytest
 from safetensors.torch import load_file
 
 from conftest import MICRO, ROOT, cli
-from rrft_studio import runs
+from rrft_studio import runs, settings
 
 
 def _weights(path: Path) -> dict:
@@ -51,7 +51,7 @@ def test_report_reads_the_strict_format_reward_too(micro_run, tmp_path):
     """A run trained with grpo.rewards=[format_strict, ...] logs rewards/format_strict_reward/mean instead."""
     import shutil
 
-    from rrft_studio import report
+    from rrft_studio.eval import report
 
     run_dir = Path(shutil.copytree(micro_run[0], tmp_path / "run"))
     metrics = run_dir / "metrics.jsonl"
@@ -164,11 +164,12 @@ def test_freeze_vision_keeps_the_vision_tower(tmp_path, cache_dir):
 
 def test_rollouts_never_sample_vision_tokens(micro_run, tmp_path):
     """A sampled <|image_pad|> would outnumber the image features in the next forward pass."""
-    from rrft_studio import config, grpo, models
+    from rrft_studio import models
+    from rrft_studio.train import grpo
 
     run_dir, _ = micro_run
     processor = models.load_processor(str(run_dir / "final/grpo"), 262144)
     banned = models.vision_token_ids(processor)
     assert processor.tokenizer.convert_tokens_to_ids("<|image_pad|>") in banned and len(banned) >= 4
-    args = grpo.trainer_args(config.load(MICRO), tmp_path, True, banned)
+    args = grpo.trainer_args(settings.load(MICRO), tmp_path, True, banned)
     assert args.generation_kwargs["suppress_tokens"] == banned

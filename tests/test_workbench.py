@@ -6,7 +6,7 @@ import json
 import pytest
 
 from conftest import MICRO, cli
-from rrft_studio import config, workbench
+from rrft_studio import settings, workbench
 from rrft_studio.cli import main
 
 
@@ -124,7 +124,7 @@ def test_bad_arguments(capsys, tmp_path, healthy):
 
 
 def test_explain_a_pasted_completion():
-    cfg = config.load(MICRO, ["grpo.rewards=[format,format_strict,accuracy]", "grpo.reward_weights=[1,1,1]"])
+    cfg = settings.load(MICRO, ["grpo.rewards=[format,format_strict,accuracy]", "grpo.reward_weights=[1,1,1]"])
     by_name = {r["reward"]: r for r in workbench.explain(cfg, "<think>7 objects</think> 7", "7")}
     assert by_name["format"]["score"] == 0 and by_name["format"]["why"] == "no <answer> tag"
     assert "no <answer> tag: the whole text" in by_name["accuracy"]["why"]

@@ -9,13 +9,10 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
-from .. import config, runs
+from .. import config, data, runs
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif")
 STAGE_ORDER = ("base", "sft", "grpo")  # evaluations are shown in the order a run makes them
@@ -46,7 +43,7 @@ _statuses: dict[Path, tuple[tuple, dict]] = {}  # the monitor lists every run ea
 
 def _status(run_dir: Path) -> dict:
     try:
-        stat = (run_dir / "status.json").stat()
+        stat = runs.status_path(run_dir).stat()
     except OSError:
         return {}
     key = (stat.st_mtime_ns, stat.st_size)
@@ -57,25 +54,6 @@ def _status(run_dir: Path) -> dict:
     return _statuses[run_dir][1]
 
 
-def run_config(run_dir: Path) -> config.Config | None:
-    """The run's resolved config, read without importing its `module:function` rewards (no user code runs in
-    the studio's process); parsed again only when the file changed (the ETA of live runs reads it each second)."""
-    path = Path(run_dir) / "config.yaml"
-    try:
-        stat = path.stat()
-        key = (stat.st_mtime_ns, stat.st_size)
-        if path not in _configs or _configs[path][0] != key:
-            if len(_configs) > 4096:
-                _configs.clear()
-            _configs[path] = (key, config.from_dict(yaml.safe_load(path.read_text()), import_rewards=False))
-        return _configs[path][1]
-    except (config.ConfigError, OSError, ValueError, TypeError, yaml.YAMLError):
-        return None
-
-
-_configs: dict[Path, tuple[tuple, config.Config]] = {}
-
-
 def _eval_order(label: str) -> tuple:
     prefix = label.split("/")[0]
     return (STAGE_ORDER.index(prefix) if prefix in STAGE_ORDER else len(STAGE_ORDER), label)
@@ -84,12 +62,10 @@ def _eval_order(label: str) -> tuple:
 def eval_results(run_dir: Path) -> dict[str, dict]:
     """'label/split' -> summary of eval/<label>/<split>.json (predictions dropped), base first, then each
     stage; older runs' eval/<label>.json count as split 'id'."""
-    folder = Path(run_dir) / "eval"
-    signature = _listing(folder)
+    signature = _listing(runs.eval_dir(run_dir))
     if run_dir in _evals and _evals[run_dir][0] == signature:
         return _evals[run_dir][1]
-    found = {f"{p.parent.name}/{p.stem}": p for p in folder.glob("*/*.json")}
-    found.update({f"{p.stem}/id": p for p in folder.glob("*.json") if f"{p.stem}/id" not in found})
+    found = runs.evaluations(run_dir)
     out = {}
     for key in sorted(found, key=_eval_order):
         summary = _eval_summary(found[key])
@@ -142,42 +118,17 @@ def fmt_seconds(seconds: float | None) -> str:
     return f"{hours}h{rest // 60:02d}m" if hours else f"{rest // 60}m{rest % 60:02d}s"
 
 
-def run_row(info: RunInfo) -> list:
-    """One row of the runs table: run, state, stage, step, ETA, accuracy per evaluation, backend, updated."""
-    s = info.status
-    step = f"{s.get('step', 0)}/{s['max_steps']}" if s.get("max_steps") else str(s.get("step", ""))
-    evals = eval_results(info.path)
-    first_split = next((k.split("/")[1] for k in evals), None)  # one split keeps the row short
-    accuracy = " → ".join(f"{k.split('/')[0]} {100 * v['accuracy']:.0f}%" for k, v in evals.items()
-                          if k.split("/")[1] == first_split)
-    updated = time.strftime("%m-%d %H:%M:%S", time.localtime(s["updated"])) if s.get("updated") else ""
-    return [info.name, info.state, s.get("stage") or "", step, eta_text(info), accuracy, s.get("backend", ""), updated]
-
-
-def eta_text(info: RunInfo) -> str:
-    """The whole run's time left, for a live run (eta.py); empty otherwise."""
-    if info.state not in ("running", "stopping"):
-        return ""
-    from . import eta
-
-    estimate = eta.estimate(info.path, info.status)
-    return estimate.text() if estimate else ""
-
-
-RUN_HEADERS = ["run", "state", "stage", "step", "ETA", "accuracy", "backend", "updated"]
-
-
 # ---------------------------------------------------------------- checkpoints
 
 def checkpoints(run_dir: Path) -> list[tuple[str, str]]:
     """(label, value) of what a run can answer with: its starting model, each stage's output, each step."""
     run_dir = Path(run_dir)
-    cfg = run_config(run_dir)
+    cfg = runs.read_config(run_dir)
     out = [(f"{run_dir.name} · base model", f"base:{run_dir}")]
     stages = cfg.run.stages if cfg else ("sft", "grpo")
     for stage in stages:
         if runs.is_done(run_dir, stage):
-            out.append((f"{run_dir.name} · after {stage}", str(runs.stage_dir(run_dir, "final", stage))))
+            out.append((f"{run_dir.name} · after {stage}", str(runs.final_dir(run_dir, stage))))
     for stage in stages:
         out += [(f"{run_dir.name} · {stage} step {runs.checkpoint_step(p)}", str(p)) for p in runs.checkpoints(run_dir, stage)]
     return out
@@ -186,7 +137,7 @@ def checkpoints(run_dir: Path) -> list[tuple[str, str]]:
 def results(runs_dir: Path) -> list[tuple[str, str]]:
     """(label, path) of what has evaluation results: each sweep (one entry for its runs: `rrft-studio sweep`)
     and each run that evaluated something, newest first."""
-    from .. import sweep
+    from ..eval import sweep
 
     root = Path(runs_dir)
     sweeps = sorted((d for d in root.iterdir() if d.is_dir() and sweep.is_sweep(d)),
@@ -205,10 +156,10 @@ def default_checkpoints(runs_dir: Path, n: int = 2) -> list[str]:
     Stage 1 is not preferred over one that went through."""
     infos = list_runs(runs_dir)
     for info in sorted(infos, key=lambda i: i.state != "finished"):  # stable: newest first within each
-        cfg = run_config(info.path)
+        cfg = runs.read_config(info.path)
         stage = runs.last_finished_stage(info.path, list(cfg.run.stages) if cfg else ["sft", "grpo"])
         if stage is not None:
-            return [f"base:{info.path}", str(runs.stage_dir(info.path, "final", stage))][:n]
+            return [f"base:{info.path}", str(runs.final_dir(info.path, stage))][:n]
     return []
 
 
@@ -219,12 +170,24 @@ def run_of(checkpoint: str) -> Path | None:
     return runs.run_of(Path(checkpoint))
 
 
+def first_config(checkpoints: list[str]) -> config.Config | None:
+    """The config of the run the first chosen checkpoint (of a run) belongs to."""
+    run_dir = next((run_of(c) for c in checkpoints or [] if run_of(c)), None)
+    return runs.read_config(run_dir) if run_dir else None
+
+
+def prompt_text(question: str, instruction: bool, checkpoints: list[str]) -> str:
+    """The question with the task's instruction appended, in the run's evaluation style, when asked."""
+    cfg = first_config(checkpoints) if instruction else None
+    if cfg is None:
+        return question
+    return data.prompt_of(data.task_of(cfg), {"problem": question}, cfg.eval.style, cfg, (cfg.eval.splits or ["id"])[0])
+
+
 # ---------------------------------------------------------------- presets and images
 
 def eval_records(cfg: config.Config) -> list[dict]:
     """The records of the run's first evaluation split (the in-distribution one unless configured otherwise)."""
-    from .. import data
-
     return data.records(cfg, cfg.eval.splits[0] if cfg.eval.splits else "id")
 
 

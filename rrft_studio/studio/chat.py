@@ -11,9 +11,10 @@ from pathlib import Path
 
 import gradio as gr
 
-from .. import inference, server
+from ..answers import split_think
 from ..config import ConfigError
-from ..inference import Pool, Settings, Turn, WorkerError
+from ..serve import server
+from ..serve.inference import Pool, Settings, Turn, WorkerError
 from . import catalog
 from .folders import Folders
 
@@ -52,7 +53,7 @@ def render(turns: list[Turn], streaming: str | None = None) -> list[dict]:
 
 
 def _assistant(text: str, done: bool) -> list[dict]:
-    parsed = inference.split_think(text)
+    parsed = split_think(text)
     out = []
     if parsed.think is not None:
         status = "done" if parsed.thinking_done or done else "pending"
@@ -66,13 +67,11 @@ def _assistant(text: str, done: bool) -> list[dict]:
 def add_user(message: dict, turns: list[Turn], instruction: bool = False, checkpoint: str | None = None) -> tuple:
     """Take the typed text and uploaded images as a new user turn (with the task's think/answer instruction
     appended, in the checkpoint's run's evaluation style, when asked); lock the box while the reply streams."""
-    from .compare import prompt_text
-
     files = [f if isinstance(f, str) else f.get("path") for f in (message or {}).get("files", [])]
     text = (message or {}).get("text", "").strip()
     if not text and not files:
         return turns, render(turns), gr.MultimodalTextbox()
-    text = prompt_text(text or "Describe the image.", instruction, [checkpoint] if checkpoint else [])
+    text = catalog.prompt_text(text or "Describe the image.", instruction, [checkpoint] if checkpoint else [])
     turns = [*turns, Turn("user", text, [f for f in files if f])]
     return turns, render(turns), gr.MultimodalTextbox(value=None, interactive=False)
 

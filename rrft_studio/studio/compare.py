@@ -15,10 +15,12 @@ from pathlib import Path
 
 import gradio as gr
 
-from .. import data, inference, report, rewards, tasks
+from .. import data, rewards, runs, tasks
 from ..answers import answer_text as answers_text
+from ..answers import split_think
 from ..config import ConfigError
-from ..inference import Pool, Settings, Turn, WorkerError
+from ..eval import report
+from ..serve.inference import Pool, Settings, Turn, WorkerError
 from . import catalog
 from .chat import loaded_markdown, short_name
 from .folders import Folders
@@ -47,7 +49,7 @@ def reward_label(name: str) -> str:
 
 def lengths(text: str, tokens: int) -> str:
     """Token count, split into thinking and answer by their share of the characters."""
-    parsed = inference.split_think(text)
+    parsed = split_think(text)
     if parsed.think is None or not text:
         return f"{tokens} tokens"
     think = round(tokens * len(parsed.think) / len(text))
@@ -57,18 +59,13 @@ def lengths(text: str, tokens: int) -> str:
 def run_settings(checkpoint: str) -> tuple[list[str], str | None]:
     """(reward names, task) of the run a checkpoint belongs to; the paper's two rewards otherwise."""
     run_dir = catalog.run_of(checkpoint)
-    cfg = catalog.run_config(run_dir) if run_dir else None
+    cfg = runs.read_config(run_dir) if run_dir else None
     return (list(cfg.grpo.rewards), cfg.data.task) if cfg else (["format", "accuracy"], None)
-
-
-def _first_config(checkpoints: list[str]):
-    run_dir = next((catalog.run_of(c) for c in checkpoints or [] if catalog.run_of(c)), None)
-    return catalog.run_config(run_dir) if run_dir else None
 
 
 def eval_sample(checkpoints: list[str], index: int):
     """(image, problem, truth) of eval record `index` of the first chosen checkpoint's run."""
-    cfg = _first_config(checkpoints)
+    cfg = catalog.first_config(checkpoints)
     if cfg is None:
         raise gr.Error("Pick a checkpoint of a run first: its eval split is used.")
     rows = catalog.eval_records(cfg)
@@ -76,20 +73,12 @@ def eval_sample(checkpoints: list[str], index: int):
     return catalog.open_image(data.images_of(record)[0]), record["problem"], record["answer"]
 
 
-def prompt_text(question: str, instruction: bool, checkpoints: list[str]) -> str:
-    """The question with the task's instruction appended, in the run's evaluation style, when asked."""
-    cfg = _first_config(checkpoints) if instruction else None
-    if cfg is None:
-        return question
-    return data.prompt_of(data.task_of(cfg), {"problem": question}, cfg.eval.style, cfg, (cfg.eval.splits or ["id"])[0])
-
-
 def _slot(value: str | None, state: dict | None, truth: str) -> list:
     """header, reasoning, answer, scores of one column."""
     if value is None:
         return [gr.Column(visible=False), "", "", "", ""]
     text = state["text"]
-    parsed = inference.split_think(text)
+    parsed = split_think(text)
     head = f"#### {short_name(value)}"
     if state["error"]:
         return [gr.Column(visible=True), head, "", "", f"✗ {state['error']}"]
@@ -141,12 +130,12 @@ BATCH = 8  # prompts per request to a worker, as it batches them: the progress b
 def run_batch(pool: Pool, checkpoints: list[str], n: int, settings: Settings, trust: bool, progress=None):
     """Accuracy, format and mean length per checkpoint on the first n eval records of the first run; progress
     (a gr.Progress) follows the samples answered."""
-    cfg = _first_config(checkpoints)
+    cfg = catalog.first_config(checkpoints)
     if cfg is None:
         raise gr.Error("Pick at least one checkpoint of a run: its eval split is used.")
     task, rows, split = data.task_of(cfg), catalog.eval_records(cfg)[: int(n)], (cfg.eval.splits or ["id"])[0]
     prompts = [(data.prompt_of(task, r, cfg.eval.style, cfg, split), data.images_of(r)) for r in rows]
-    check = tasks.checker(tasks.checker_names(task, getattr(cfg.data, task.NAME))[1][cfg.eval.scorer])
+    check = tasks.checker(task.checker_names(getattr(cfg.data, task.name))[1][cfg.eval.scorer])
     summary, answers = [], {r["id"]: [r["id"], r["answer"]] for r in rows}
     total, done = len(checkpoints) * len(prompts), 0
     for value in checkpoints:
@@ -234,7 +223,7 @@ def build(runs_dir: Path, pool: Pool, tab: gr.Tab, folders: Folders | None = Non
     def side_by_side(values, img, q, t, add, tokens, temp, trusted):
         settings = Settings(int(tokens), float(temp))
         values = confined(values)
-        yield from run_side_by_side(pool, values, img, prompt_text(q, add, values or []), t, settings, trusted)
+        yield from run_side_by_side(pool, values, img, catalog.prompt_text(q, add, values or []), t, settings, trusted)
 
     def results_table(values):
         try:

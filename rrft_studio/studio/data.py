@@ -13,7 +13,7 @@ from pathlib import Path
 
 import gradio as gr
 
-from .. import config, data, tasks
+from .. import data, settings, tasks
 from ..config import ConfigError
 from . import catalog
 from .launcher import Launcher
@@ -25,21 +25,21 @@ def splits(preset: str | None) -> list[str]:
     """train plus the preset task's evaluation splits that have data: all of a synthetic task's, those a file
     is given for otherwise."""
     try:
-        cfg = config.load(preset, import_rewards=False) if preset else None
+        cfg = settings.load(preset, import_rewards=False) if preset else None
     except ConfigError:
         cfg = None
     if cfg is None:
-        return ["train", *tasks.get(tasks.TASKS[0]).BENCHMARKS]
+        return ["train", *tasks.get(tasks.TASKS[0]).benchmarks]
     task = data.task_of(cfg)
-    return ["train", *(s for s in task.BENCHMARKS if hasattr(task, "generate") or data.source(cfg, s)[0])]
+    return ["train", *(s for s in task.benchmarks if task.generate is not None or data.source(cfg, s)[0])]
 
 
 def preview_records(preset: str, split: str, n: int) -> tuple[list[dict], str]:
     """(first n records of the preset's split, a line saying where they come from)."""
-    cfg = config.load(preset, import_rewards=False)  # user code never runs in the studio's process
+    cfg = settings.load(preset, import_rewards=False)  # user code never runs in the studio's process
     path = data.source(cfg, split)[0] or ""
     if not path:  # synthetic: generate only the first n
-        cfg = config.load(preset, [f"data.n_train={n}", f"data.n_eval={n}"], import_rewards=False)
+        cfg = settings.load(preset, [f"data.n_train={n}", f"data.n_eval={n}"], import_rewards=False)
     rows = data.records(cfg, split)
     where = f"`{path}`" if path else f"the synthetic {cfg.data.task} generator (seed {cfg.data.seed})"
     return rows[:n], f"**{split}**: the first {min(n, len(rows))} records from {where}, as the preset reads them."
@@ -123,14 +123,14 @@ def build(launcher: Launcher, presets_dir: Path) -> None:
             task = gr.Dropdown(list(tasks.SYNTHETIC), value=tasks.SYNTHETIC[0], label="Task")
             count = gr.Number(500, label="Records", precision=0, minimum=1)
             seed = gr.Number(0, label="Seed", precision=0)
-            gen_split = gr.Dropdown(["train", *tasks.get(tasks.SYNTHETIC[0]).BENCHMARKS], value="train",
+            gen_split = gr.Dropdown(["train", *tasks.get(tasks.SYNTHETIC[0]).benchmarks], value="train",
                                     label="Split", info="train, or an evaluation split of the task")
             out = gr.Textbox(str(launcher.folders.data / tasks.SYNTHETIC[0]), label="Output folder",
                              info=f"in the studio's data folder ({launcher.folders.data})", elem_id="generate-out")
         go = gr.Button("Generate", variant="primary")
         result = gr.Code(language="shell", label="Output", interactive=False, lines=4)
     preset.change(lambda p: gr.Radio(choices=splits(p), value="train"), preset, split)
-    task.change(lambda t: gr.Dropdown(choices=["train", *tasks.get(t).BENCHMARKS], value="train"), task, gen_split)
+    task.change(lambda t: gr.Dropdown(choices=["train", *tasks.get(t).benchmarks], value="train"), task, gen_split)
     task.input(lambda t: str(launcher.folders.data / t), task, out)
     check_go.click(lambda *a: check(launcher, *a), [check_path, check_task, check_preset], [check_verdict, check_report],
                    api_name="check_data")

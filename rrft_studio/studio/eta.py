@@ -50,7 +50,7 @@ def similar_rate(runs_dir: Path, run_dir: Path, cfg: config.Config, stage: str) 
         rate = info.status.get("step_s", {}).get(stage)
         if info.path == run_dir or not rate:
             continue
-        other = catalog.run_config(info.path)
+        other = runs.read_config(info.path)
         if other is not None and stage in other.run.stages and speed_key(other, stage) == key:
             return float(rate)
     return None
@@ -63,7 +63,7 @@ def eval_seconds(run_dir: Path, cfg: config.Config) -> float | None:
     splits = cfg.eval.splits if cfg.eval.enabled else []
     durations, first = [], []
     for label in ["base", *cfg.run.stages]:
-        start = _mtime(runs.stage_dir(run_dir, "final", label) / "config.json") if label != "base" else None
+        start = _mtime(runs.final_dir(run_dir, label) / "config.json") if label != "base" else None
         for i, split in enumerate(splits):
             end = _mtime(runs.eval_path(run_dir, label, split))
             if end is None:
@@ -71,7 +71,7 @@ def eval_seconds(run_dir: Path, cfg: config.Config) -> float | None:
             if start is not None and end >= start:
                 durations.append(end - start)
             elif label == "base" and i == 0:
-                start_of_run = _mtime(Path(run_dir) / "config.yaml")
+                start_of_run = _mtime(runs.config_path(run_dir))
                 first += [end - start_of_run] if start_of_run and end >= start_of_run else []
             start = end
     durations = durations or first
@@ -87,7 +87,7 @@ def _mtime(path: Path) -> float | None:
 
 def estimate(run_dir: Path, status: dict) -> Estimate | None:
     """The rest of a run: its current stage, the stages after it and the evaluations still to make."""
-    cfg = catalog.run_config(run_dir)
+    cfg = runs.read_config(run_dir)
     if cfg is None:
         return None
     now, step_s = status.get("stage") or "", status.get("step_s") or {}

@@ -24,7 +24,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from .. import config, rewards
+from .. import config, rewards, runs
 from ..config import ConfigError
 
 # config key -> the folders its path may name
@@ -120,7 +120,7 @@ class Folders:
         value = (value or "").strip()
         if value.startswith(BASE_PREFIX):
             run = self.confine(value[len(BASE_PREFIX):], "checkpoint", ("runs",))
-            if not (run / "config.yaml").is_file():
+            if not runs.is_run(run):
                 raise ConfigError(f"checkpoint: '{value}' is not a run in {self.runs}")
             return value
         self.check_model(value, "checkpoint")

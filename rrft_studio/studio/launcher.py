@@ -1,6 +1,6 @@
 """Runs as detached processes of the project's own CLI: launch, stop, resume, and the logs they write.
 
-A launch validates the edited preset with `config.load`, writes it to `RUNS/.studio/presets/<name>.yaml`
+A launch validates the edited preset with `settings.load`, writes it to `RUNS/.studio/presets/<name>.yaml`
 and starts `python -m rrft_studio.cli train <that file> run.runs_dir=RUNS [key=value ...]` in a new session
 (never through a shell), its output going to `RUNS/.studio/logs/`. The process outlives the browser and the
 studio; the run directory it creates is found again by the pid in its status.json. Stop sends SIGTERM to
@@ -26,7 +26,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .. import config, runs
+from .. import config, runs, settings
 from ..config import ConfigError
 from .folders import Folders
 
@@ -89,7 +89,7 @@ class Launcher:
             path.write_text(text)
             try:
                 self.folders.check_config(self.folders.merged(path, list(overrides)))
-                return config.load(path, list(overrides) + self._placed(path, overrides), import_rewards=False)
+                return settings.load(path, list(overrides) + self._placed(path, overrides), import_rewards=False)
             except ConfigError as e:
                 message = re.sub(rf"preset '{re.escape(str(path))}' line (\d+)", r"line \1 of the preset", str(e))
                 message = message.replace(f"'{path}'", "the preset")
@@ -186,7 +186,7 @@ class Launcher:
     def unclaimed(self, max_age_s: float = 3600) -> list[dict]:
         """Recent new-run launches no run directory claims yet: still starting, or failed before creating one."""
         self.reap()
-        statuses = [runs.read_status(d) for d in self.runs_dir.iterdir() if (d / "status.json").is_file()] \
+        statuses = [runs.read_status(d) for d in self.runs_dir.iterdir() if runs.status_path(d).is_file()] \
             if self.runs_dir.is_dir() else []
         claimed = {s.get(key) for s in statuses for key in ("pid", "launcher_pid")}
         now = time.time()

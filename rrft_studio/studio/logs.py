@@ -29,11 +29,12 @@ from pathlib import Path
 import numpy as np
 import orjson
 
-from .. import inference
+from .. import runs
+from ..answers import split_think
 from . import rl_series
 
 CHUNK = 8 << 20  # bytes read at once: bounds the memory a first read of a large file takes
-HEAD = re.compile(rb'\{"stage": "([^"\\]*)", "step": (\d+)[,}]')  # how tracking.py starts a samples line
+HEAD = re.compile(rb'\{"stage": "([^"\\]*)", "step": (\d+)[,}]')  # how train/progress.py starts a samples line
 NOT_METRICS = {"stage", "step", "train_runtime"}
 
 
@@ -215,7 +216,7 @@ class Metrics:
 
 
 class Samples:
-    """samples.jsonl looked up by step without reading it whole, for the Rollouts tab. tracking.py appends one
+    """samples.jsonl looked up by step without reading it whole, for the Rollouts tab. train/progress.py appends one
     line per logged step, steps increasing (a resume first cuts the file back to its checkpoint, which keeps
     the order), so a step's line is found by bisecting the file's bytes: a few dozen line heads read, whatever
     the file's size, and the newest step is the last complete line. A few records shown lately stay parsed."""
@@ -380,7 +381,7 @@ def _start_at(f, pos: int, end: int) -> int | None:
 
 
 def _step_at(f, start: int) -> int:
-    """The step of the line starting at `start` (from its first bytes as tracking.py writes them)."""
+    """The step of the line starting at `start` (from its first bytes as train/progress.py writes them)."""
     f.seek(start)
     head = HEAD.match(f.read(200))
     if head:
@@ -391,7 +392,7 @@ def _step_at(f, start: int) -> int:
 
 
 def _step_of(line: bytes) -> tuple[str, int] | None:
-    """(stage, step) of a samples line: from its first bytes as tracking.py writes them, else parsed whole."""
+    """(stage, step) of a samples line: from its first bytes as train/progress.py writes them, else parsed whole."""
     head = HEAD.match(line, 0, 200)
     if head:
         return head.group(1).decode(), int(head.group(2))
@@ -483,7 +484,7 @@ def _split(record: dict) -> tuple[float, float]:
     completions = record.get("completions") or []
     for c in completions:
         text = c.get("completion", "")
-        parsed = inference.split_think(text)
+        parsed = split_think(text)
         chars = max(len(text), 1)
         think_chars = len(parsed.think or "")
         length = c.get("length", 0)
@@ -495,9 +496,9 @@ def _split(record: dict) -> tuple[float, float]:
 
 class RunLogs:
     def __init__(self, run_dir: Path):
-        self.metrics = Metrics(Path(run_dir) / "metrics.jsonl")
-        self.samples = Samples(Path(run_dir) / "samples.jsonl")  # looked up when the Rollouts tab asks
-        self.spread = Spread(Path(run_dir) / "samples.jsonl")
+        self.metrics = Metrics(runs.metrics_path(run_dir))
+        self.samples = Samples(runs.samples_path(run_dir))  # looked up when the Rollouts tab asks
+        self.spread = Spread(runs.samples_path(run_dir))
         self.lock = threading.Lock()
         self.used = time.monotonic()
         self.memo: dict = {}  # what the monitor computed from these logs, keyed by what it depends on

@@ -28,7 +28,7 @@ import pandas as pd
 
 from .. import runs
 from ..config import ConfigError
-from . import catalog, logs, rl_series
+from . import catalog, eta, logs, rl_series
 from .charts import (BANDS, NOTES, PLOTS, ROLLOUT_KEYS, SERIES_POINTS, SLOTS, TICK_POINTS, band_chart, bands, chart,
                      downsample, frame, markers, plotted)
 from .launcher import Launcher, tail
@@ -64,18 +64,41 @@ def eval_frame(run_dirs: list[Path]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["evaluated", "accuracy", "run"])
 
 
+def run_row(info: catalog.RunInfo) -> list:
+    """One row of the runs table: run, state, stage, step, ETA, accuracy per evaluation, backend, updated."""
+    s = info.status
+    step = f"{s.get('step', 0)}/{s['max_steps']}" if s.get("max_steps") else str(s.get("step", ""))
+    evals = catalog.eval_results(info.path)
+    first_split = next((k.split("/")[1] for k in evals), None)  # one split keeps the row short
+    accuracy = " → ".join(f"{k.split('/')[0]} {100 * v['accuracy']:.0f}%" for k, v in evals.items()
+                          if k.split("/")[1] == first_split)
+    updated = time.strftime("%m-%d %H:%M:%S", time.localtime(s["updated"])) if s.get("updated") else ""
+    return [info.name, info.state, s.get("stage") or "", step, eta_text(info), accuracy, s.get("backend", ""), updated]
+
+
+def eta_text(info: catalog.RunInfo) -> str:
+    """The whole run's time left, for a live run (eta.py); empty otherwise."""
+    if info.state not in ("running", "stopping"):
+        return ""
+    estimate = eta.estimate(info.path, info.status)
+    return estimate.text() if estimate else ""
+
+
+RUN_HEADERS = ["run", "state", "stage", "step", "ETA", "accuracy", "backend", "updated"]
+
+
 def summary(run_dir: Path | None) -> str:
-    if run_dir is None or not (run_dir / "config.yaml").is_file():
+    if run_dir is None or not runs.is_run(run_dir):
         return "No run selected. Launch one from the **Train** tab, or pick one above."
     status = runs.read_status(run_dir)
     info = catalog.RunInfo(run_dir, status, runs.effective_state(status))
-    row = dict(zip(catalog.RUN_HEADERS, catalog.run_row(info)))
+    row = dict(zip(RUN_HEADERS, run_row(info)))
     stage = status.get("stage") or "-"
     points = logs.CACHE.get(run_dir).metrics.count
-    eta = f" · ETA <span id='monitor-eta'>{row['ETA']}</span> (the whole run)" if row["ETA"] else ""
+    left = f" · ETA <span id='monitor-eta'>{row['ETA']}</span> (the whole run)" if row["ETA"] else ""
     error = f"\n\n✗ {status['error']}" if status.get("error") else ""
     return (f"**{run_dir.name}** · <span class='rrft-state-{row['state']}'>{row['state']}</span> · stage {stage} · "
-            f"step {row['step']}{eta} · <span id='monitor-points'>{points}</span> logged steps{error}")
+            f"step {row['step']}{left} · <span id='monitor-points'>{points}</span> logged steps{error}")
 
 
 def banner(run_dir: Path | None) -> str:
@@ -115,7 +138,7 @@ def _metric_lines(path: Path):
 def export_csv(launcher: Launcher, names: list[str]) -> str | None:
     """All metrics of the chosen runs, every logged step, in one CSV (a column per metric), written under
     RUNS/.studio/exports. Streams: a first pass finds the columns, a second writes the rows."""
-    paths = [(n, launcher.runs_dir / n / "metrics.jsonl") for n in names or [] if (launcher.runs_dir / n).is_dir()]
+    paths = [(n, runs.metrics_path(launcher.runs_dir / n)) for n in names or [] if (launcher.runs_dir / n).is_dir()]
     keys = {"run": None}
     for _, path in paths:
         for row in _metric_lines(path):
@@ -260,7 +283,7 @@ def refresh_table(launcher: Launcher, name: str | None, chosen: list[str] | None
         overlay_update = gr.skip() if not value and sent.get("overlay") == names else \
             gr.Dropdown(choices=names, value=value)
         sent["overlay"] = names
-    rows = [catalog.run_row(i) for i in infos if matches(i, filter_text)]
+    rows = [run_row(i) for i in infos if matches(i, filter_text)]
     log = log_text(launcher, launcher.runs_dir / name) if name else ""
     return [run_update, _changed(sent, "rows", rows, rows), overlay_update, _changed(sent, "log", log, log), sent]
 
@@ -345,7 +368,7 @@ def build(launcher: Launcher, tab: gr.Tab, timer: gr.Timer, follow: gr.State | N
         question = gr.Markdown(elem_id="monitor-question")
         yes = gr.Button("Yes, do it", variant="stop", scale=0, min_width=120, elem_id="monitor-yes")
         cancel = gr.Button("Cancel", scale=0, min_width=100, elem_id="monitor-cancel")
-    table = gr.Dataframe(headers=catalog.RUN_HEADERS, interactive=False, max_height=220, elem_id="monitor-runs")
+    table = gr.Dataframe(headers=RUN_HEADERS, interactive=False, max_height=220, elem_id="monitor-runs")
     with gr.Row():
         overlay = gr.Dropdown([], multiselect=True, label="Plot these runs (overlay)", scale=4,
                               elem_id="monitor-overlay")

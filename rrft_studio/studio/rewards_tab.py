@@ -17,7 +17,7 @@ from pathlib import Path
 
 import gradio as gr
 
-from .. import config, runs, workbench
+from .. import config, runs, settings, workbench
 from ..config import ConfigError
 from . import catalog
 from .launcher import Launcher
@@ -111,7 +111,7 @@ def score_pasted(launcher: Launcher, preset: str, completion: str, answer: str) 
         return "✗ pick a preset"
     completion, answer = completion or "", answer or ""
     try:
-        cfg = config.load(preset, import_rewards=False)
+        cfg = settings.load(preset, import_rewards=False)
         if all(":" not in name for name in cfg.grpo.rewards):
             scores = {r["reward"]: r["score"] for r in workbench.explain(cfg, completion, answer)}
         else:

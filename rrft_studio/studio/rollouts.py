@@ -18,7 +18,8 @@ from pathlib import Path
 
 import gradio as gr
 
-from .. import inference
+from .. import runs
+from ..answers import split_think
 from . import catalog, logs, rl_series
 
 FILTERS = ["format failures", "zero-spread groups", "truncated"]
@@ -117,7 +118,7 @@ def user_text(prompt: str) -> str:
 
 
 def _settings(run_dir: Path) -> tuple[list[float], int]:
-    cfg = catalog.run_config(run_dir)
+    cfg = runs.read_config(run_dir)
     return (cfg.grpo.reward_weights, cfg.grpo.max_completion_length) if cfg else ([], 10**9)
 
 
@@ -174,7 +175,7 @@ def cards(group: Group, search: str = "", order: str | None = None) -> str:
     ones holding the searched text outlined."""
     out = []
     for c in ordered(group.completions, order):
-        parsed = inference.split_think(c["completion"])
+        parsed = split_think(c["completion"])
         scores = " · ".join(f"{k.removesuffix('_reward')} {v:.2f}" for k, v in c["rewards"].items() if v is not None)
         sign = "pos" if c["advantage"] > 1e-9 else "neg" if c["advantage"] < -1e-9 else "zero"
         flags = "".join(f" · <span class='rrft-bad'>{f}</span>" for f, on in
@@ -189,7 +190,7 @@ def cards(group: Group, search: str = "", order: str | None = None) -> str:
 
 
 def detail(c: dict) -> str:
-    parsed = inference.split_think(c["completion"])
+    parsed = split_think(c["completion"])
     scores = " · ".join(f"{k.removesuffix('_reward')} {v:.2f}" for k, v in c["rewards"].items() if v is not None)
     think = f"**Thinking**\n```\n{parsed.think}\n```\n" if parsed.think is not None else "*(no `<think>` block)*\n"
     return (f"#{c['n']} · {scores} · total **{c['total']:.2f}** · advantage {c['advantage']:+.2f} · "
@@ -198,7 +199,7 @@ def detail(c: dict) -> str:
 
 
 def runs_with_rollouts(runs_dir: Path) -> list[str]:
-    return [i.name for i in catalog.list_runs(runs_dir) if (i.path / "samples.jsonl").is_file()]
+    return [i.name for i in catalog.list_runs(runs_dir) if runs.samples_path(i.path).is_file()]
 
 
 def enter(runs_dir: Path, name: str | None, s: float | None, *view_args) -> list:

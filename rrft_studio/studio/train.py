@@ -62,7 +62,7 @@ def check(launcher: Launcher, name: str, text: str, overrides: str) -> tuple[str
     summary = (f"<span class='rrft-ok'>✓ valid</span> · stages {stages} · model `{cfg.model.name}` "
                f"({cfg.model.finetune}) · task {cfg.data.task}")
     if cfg.run.processes > 1:
-        from ..distributed import split
+        from ..ranks import split
 
         shares = ", ".join(f"{stage} {b.per_device} x {b.processes} x {b.accumulation}"
                            for stage, b in ((st, split(cfg, st)) for st in cfg.run.stages))

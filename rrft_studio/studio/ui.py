@@ -8,7 +8,7 @@ from pathlib import Path
 
 import gradio as gr
 
-from ..inference import Pool
+from ..serve.inference import Pool
 from . import chat, compare, data, monitor, rewards_tab, rollouts, train
 from .charts import LINK
 from .folders import Folders

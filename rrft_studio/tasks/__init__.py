@@ -1,56 +1,72 @@
-"""Task families: one module per family, each declaring what the rest of the project needs of it.
+"""Task families: the registry, and the checkers that score answers.
 
-A task module declares ``NAME``; ``BENCHMARKS`` (its evaluation splits and the paper's benchmark names);
-``SceneSpec`` (its settings, whose documented fields become its config section ``data.<name>``) and
-``check_options``; ``prompt(problem, style, **context)``; ``REWARD`` and ``SCORERS`` (the names of its
-training reward and of its evaluation scorers in ``CHECKERS``); ``PROMPT_TOKENS`` (a prompt's size for the
-memory preflight); ``DATASET`` (its files in the public dataset); and, for the synthetic families,
-``generate`` and ``split_spec``. Records are read by ``schema.load`` for every family.
+A family is one module (or one package) that declares `FAMILY`, a TaskFamily (family.py): its name, evaluation
+splits and benchmarks, settings, prompts, checkers, the text of the model card, the paper's results and, for
+synthetic data, its generator. The registry holds the modules of this package that declare one, then the
+families other packages register under the entry point group `rrft_studio.tasks` (`toy = mypackage.toy:FAMILY`),
+ordered by their position, then by name. The config's sections, the data, the evaluation, the model card and the
+paper's table read the families from here. Records are read by ``schema.load`` for every family.
 """
 
 from __future__ import annotations
 
 import importlib
 import os
+import pkgutil
 import sys
 from collections.abc import Callable
-from types import ModuleType
+from importlib.metadata import entry_points
 from typing import Any
 
 from . import checks
+from .family import Checker, TaskFamily
 
-TASKS = ("counting", "structure", "spatial", "custom")
-SYNTHETIC = ("counting", "structure", "spatial")
+ENTRY_POINTS = "rrft_studio.tasks"
 
 
-def get(name: str) -> ModuleType:
-    if name not in TASKS:
+def _families() -> dict[str, TaskFamily]:
+    """The families of this package, then the registered ones, by position and name."""
+    found = []
+    for info in pkgutil.iter_modules(__path__):
+        family = getattr(importlib.import_module(f"{__name__}.{info.name}"), "FAMILY", None)
+        if isinstance(family, TaskFamily):
+            found.append(family)
+    for entry in entry_points(group=ENTRY_POINTS):
+        family = entry.load()
+        if not isinstance(family, TaskFamily):
+            raise TypeError(f"entry point {entry.name} = {entry.value} ({ENTRY_POINTS}) is not a TaskFamily")
+        found.append(family)
+    names = [f.name for f in found]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise ValueError(f"task families registered twice: {', '.join(twice)}")
+    return {f.name: f for f in sorted(found, key=lambda f: (f.position, f.name))}
+
+
+FAMILIES = _families()
+TASKS = tuple(FAMILIES)
+SYNTHETIC = tuple(name for name, family in FAMILIES.items() if family.generate is not None)
+
+
+def get(name: str) -> TaskFamily:
+    if name not in FAMILIES:
         raise ValueError(f"unknown task '{name}': choose one of {', '.join(TASKS)}")
-    return importlib.import_module(f"{__name__}.{name}")
+    return FAMILIES[name]
 
 
-def _spatial(name: str) -> Callable[[str, str], float]:
-    def check(text: str, answer: str) -> float:
-        from . import spatial
-
-        return getattr(spatial, name)(text, answer)
-    return check
-
-
-# Checkers by name: f(completion text, true answer) -> score in [0, 1]; never raise.
-CHECKERS: dict[str, Callable[[str, str], float]] = {
+# Checkers by name: f(completion text, true answer) -> score in [0, 1]; never raise. The shared ones, then each
+# family's own.
+CHECKERS: dict[str, Checker] = {
     "exact": checks.exact,  # the answer texts are equal strings
     "match": checks.match_answer,  # as trained: equal strings; math-verify only without an answer tag
     "math_verify": checks.paper_match,  # as the paper evaluates: equal strings, else math-verify equal
     "tolerance": checks.tolerance_score,  # the paper's numeric cosine ramp (5% to 20% relative error)
-    "spatial_exact": _spatial("exact_score"),  # as trained: calls equal as sets, duplicate penalty
-    "spatial_partial": _spatial("partial_score"),  # hierarchical partial credit
-    "spatial_paper": _spatial("paper_score"),  # the same, parsed exactly as the released evaluation parses
+    **{name: check for family in FAMILIES.values() for name, check in family.checkers.items()},
 }
-_resolved: dict[str, Callable[[str, str], float]] = {}
+_resolved: dict[str, Checker] = {}
 
 
-def checker(name: str) -> Callable[[str, str], float]:
+def checker(name: str) -> Checker:
     """A checker by ``CHECKERS`` key or ``package.module:function`` (called as f(text, answer))."""
     if name in CHECKERS:
         return CHECKERS[name]
@@ -59,16 +75,9 @@ def checker(name: str) -> Callable[[str, str], float]:
     return _resolved[name]
 
 
-def checker_names(task: ModuleType, options=None) -> tuple[str, dict[str, str]]:
-    """(training reward, {scorer: checker}) of a task; a custom task reads them from its config section."""
-    if hasattr(task, "checker_names"):
-        return task.checker_names(options)
-    return task.REWARD, task.SCORERS
-
-
 def reward(task: str | None, text: str, answer: str, name: str | None = None) -> float:
-    """The training reward of a row: its named checker, else its task's ``REWARD`` (counting's by default)."""
-    return checker(name or get(task or "counting").REWARD)(text, answer)
+    """The training reward of a row: its named checker, else its task's reward (counting's by default)."""
+    return checker(name or get(task or "counting").reward)(text, answer)
 
 
 def import_callable(name: str, what: str, valid: str) -> Callable:

@@ -29,6 +29,7 @@ from PIL import Image, ImageDraw
 from ..options import doc
 from . import schema
 from .clevr import PALETTE
+from .family import TaskFamily
 
 
 NAME = "counting"
@@ -401,21 +402,12 @@ def generate(out_dir, n: int, seed: int, spec: SceneSpec = SceneSpec(), split: s
     Deterministic: the same (n, seed, spec, split) gives byte-identical JSON and PNGs. Records are
     drawn from one sequential stream, so the first m records of a size-n run equal a size-m run.
     """
-    out = pathlib.Path(out_dir)
-    image_dir = out / "images" / split
-    image_dir.mkdir(parents=True, exist_ok=True)
-    rng = random.Random(seed)
-    records = []
-    for i in schema.progress(n, f"{NAME} {split}"):
+    def sample(rng: random.Random):
         scene = sample_scene(rng, spec)
         problem, answer, cot = make_question(rng, scene, spec)
-        rel = f"images/{split}/{i:06d}.png"
-        render(scene, spec.image_size).save(out / rel, format="PNG")
-        records.append({"id": f"{NAME}-{split}-{i:06d}", "image": rel, "problem": problem,
-                        "answer": answer, "cot": cot})
-    json_path = out / f"{split}.json"
-    schema.write_json_atomic(json_path, records)
-    return json_path
+        return render(scene, spec.image_size), problem, answer, cot
+
+    return schema.write(out_dir, n, seed, split, NAME, sample)
 
 
 load = schema.load  # the Reason-RFT JSON loader, the same for every task family
@@ -440,3 +432,23 @@ def prompt(problem: str, style: str = "cot", **context) -> str:
 def target(record: dict, style: str = "cot") -> str:
     """The SFT assistant text: cot -> think/answer tags; ans -> the answer alone (tasks/schema.py)."""
     return schema.target(record, style, NAME)
+
+
+# The paper's accuracy (%) on BENCHMARKS, by (model, method): its share of the paper's results table.
+PAPER = {
+    ("Qwen2-VL-2B", "zero_shot"): (82.40, 32.00),
+    ("Qwen2-VL-2B", "ans_sft"): (96.20, 39.20),
+    ("Qwen2-VL-2B", "cot_sft"): (85.50, 46.50),
+    ("Qwen2-VL-2B", "rft_zero"): (98.40, 44.80),
+    ("Qwen2-VL-2B", "rft"): (96.80, 51.20),
+    ("Qwen2-VL-7B", "zero_shot"): (98.60, 42.10),
+    ("Qwen2-VL-7B", "rft_zero"): (99.40, 53.00),
+    ("Qwen2-VL-7B", "rft"): (95.60, 51.00),
+}
+
+
+FAMILY = TaskFamily(
+    name=NAME, position=1, about="visual counting", section="synthetic visual-counting scenes (CLEVR-Math-like)",
+    card="visual counting (CLEVR-Math-like scenes: how many, subtract, add)", benchmarks=BENCHMARKS, spec=SceneSpec,
+    check_options=check_options, prompt=prompt, reward=REWARD, scorers=SCORERS, prompt_tokens=PROMPT_TOKENS,
+    dataset=DATASET, generate=generate, split_spec=split_spec, paper=PAPER)

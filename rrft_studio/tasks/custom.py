@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from ..options import doc
 from . import schema
+from .family import TaskFamily
 
 NAME = "custom"
 BENCHMARKS = {"id": "ID test", "ood": "OOD test"}
@@ -67,3 +68,12 @@ def prompt(problem: str, style: str = "cot", *, options=None, **context) -> str:
     if style not in templates:
         raise ValueError(f"custom.prompt: unknown style {style!r}; use one of {', '.join(schema.PROMPT_STYLES)}")
     return templates[style].format(problem=problem)
+
+
+FAMILY = TaskFamily(
+    name=NAME, about="custom (your own records)",
+    section="your own records (data.task=custom): prompt templates and the answer checker",
+    card="custom visual reasoning (your own records, with the prompts and the checker their preset names)",
+    benchmarks=BENCHMARKS, spec=SceneSpec, check_options=check_options, prompt=prompt, reward=SceneSpec().checker,
+    scorers={"paper": SceneSpec().checker, "strict": "exact"}, chosen_checkers=checker_names,
+    prompt_tokens=PROMPT_TOKENS, dataset=DATASET)

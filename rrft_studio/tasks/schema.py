@@ -20,6 +20,7 @@ import hashlib
 import json
 import os
 import pathlib
+import random
 import tempfile
 
 from ..answers import answer_text, compose
@@ -75,6 +76,31 @@ def progress(n: int, what: str):
     from tqdm.auto import tqdm
 
     return tqdm(range(n), desc=what, unit="sample", mininterval=1.0, disable=n < 100, leave=False)
+
+
+def write(out_dir, n: int, seed: int, split: str, name: str, sample) -> pathlib.Path:
+    """Write n records to out_dir/{split}.json and their images to out_dir/images/{split}/: the loop of every
+    synthetic generator. `sample(rng)` draws one record from the seeded stream: (images, problem, answer, cot),
+    images one PIL image, or a dict {part: image} of several (saved as {index}_{part}.png, listed in that order).
+
+    Deterministic: the same (n, seed, sample) gives byte-identical JSON and PNGs. Records are drawn from one
+    sequential stream, so the first m records of a size-n run equal a size-m run.
+    """
+    out = pathlib.Path(out_dir)
+    (out / "images" / split).mkdir(parents=True, exist_ok=True)
+    rng = random.Random(seed)
+    records = []
+    for i in progress(n, f"{name} {split}"):
+        images, problem, answer, cot = sample(rng)
+        parts = images if isinstance(images, dict) else {"": images}
+        paths = [f"images/{split}/{i:06d}{'_' + part if part else ''}.png" for part in parts]
+        for path, image in zip(paths, parts.values()):
+            image.save(out / path, format="PNG")
+        records.append({"id": f"{name}-{split}-{i:06d}", "image": paths if isinstance(images, dict) else paths[0],
+                        "problem": problem, "answer": answer, "cot": cot})
+    json_path = out / f"{split}.json"
+    write_json_atomic(json_path, records)
+    return json_path
 
 
 # ---------------------------------------------------------------- reading files

@@ -103,7 +103,7 @@ def test_compare_results_read_a_sweep_as_one_entry(page, shot, studio):
     the results table, its stages' accuracies as mean ± sd over its runs; a run beside it is a row of its own."""
     import json
 
-    from rrft_studio import sweep
+    from rrft_studio.eval import sweep
 
     run = next(p for p in studio["runs_dir"].iterdir() if (p / "report.json").is_file())
     folder = studio["runs_dir"] / "micro-sweep-seeds"

@@ -1,25 +1,29 @@
 """The Reason-RFT paper's results table (accuracy %, pass@1), and our results laid out the same way.
 
-Columns are the paper's benchmarks; each task's evaluation splits map onto them (tasks/*.BENCHMARKS).
-Where a run's model and method match a row of the paper, that row is printed beside ours.
+Columns are the benchmarks of the task families in order: each family maps its evaluation splits onto the paper's
+benchmarks and declares the paper's results on them (tasks/: TaskFamily.benchmarks and .paper). Where a run's
+model and method match a row of the paper, that row is printed beside ours.
 """
 
 from __future__ import annotations
 
 import statistics
 
-COLUMNS = ("CLEVR-Math", "Super-CLEVR", "GeoMath", "Geometry3K", "TRANCE", "TRANCE-L", "TRANCE-R")
+from .. import tasks
 
-RESULTS = {
-    ("Qwen2-VL-2B", "zero_shot"): (82.40, 32.00, 25.86, 20.63, 3.78, 4.60, 4.67),
-    ("Qwen2-VL-2B", "ans_sft"): (96.20, 39.20, 51.34, 22.50, 77.39, 49.24, 50.33),
-    ("Qwen2-VL-2B", "cot_sft"): (85.50, 46.50, 43.05, 25.25, 64.37, 43.19, 42.86),
-    ("Qwen2-VL-2B", "rft_zero"): (98.40, 44.80, 47.68, 32.50, 42.13, 34.07, 33.41),
-    ("Qwen2-VL-2B", "rft"): (96.80, 51.20, 49.03, 33.13, 74.61, 64.05, 64.08),
-    ("Qwen2-VL-7B", "zero_shot"): (98.60, 42.10, 43.30, 43.88, 13.53, 12.72, 12.78),
-    ("Qwen2-VL-7B", "rft_zero"): (99.40, 53.00, 55.00, 54.75, 67.67, 57.20, 56.15),
-    ("Qwen2-VL-7B", "rft"): (95.60, 51.00, 59.27, 49.25, 79.97, 59.36, 58.61),
-}
+COLUMNS = tuple(benchmark for family in tasks.FAMILIES.values() for benchmark in family.benchmarks.values())
+
+
+def _results() -> dict[tuple[str, str], dict[str, float]]:
+    """(model, method) -> {benchmark: the paper's accuracy}, from every family's share of the table."""
+    out: dict[tuple[str, str], dict[str, float]] = {}
+    for family in tasks.FAMILIES.values():
+        for key, values in family.paper.items():
+            out.setdefault(key, {}).update(zip(family.benchmarks.values(), values))
+    return out
+
+
+RESULTS = _results()
 METHOD_NAMES = {"zero_shot": "zero-shot", "ans_sft": "ANS-SFT", "cot_sft": "CoT-SFT",
                 "rft_zero": "Reason-RFT-Zero", "rft": "Reason-RFT"}
 
@@ -55,7 +59,7 @@ def table(rows: list[tuple[str, dict]], matches: list[tuple[str, str]] = ()) -> 
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     for model, method in dict.fromkeys(matches):
         if (model, method) in RESULTS:
-            paper = dict(zip(COLUMNS, RESULTS[(model, method)]))
+            paper = RESULTS[(model, method)]
             label = f"paper: {model} {METHOD_NAMES[method]}"
-            lines.append(f"| {label} | " + " | ".join(f"{paper[c]:.2f}" for c in used) + " |")
+            lines.append(f"| {label} | " + " | ".join(f"{paper[c]:.2f}" if c in paper else "" for c in used) + " |")
     return "\n".join(lines)

@@ -15,8 +15,9 @@ import functools
 import logging
 from pathlib import Path
 
-from . import data, distributed, models, preflight, rewards, rollout_server, runs, trackers, tracking
-from .config import Config
+from .. import data, models, ranks, rewards, runs
+from ..config import Config
+from . import preflight, progress, rollout_server, trackers
 
 
 def trainer_args(cfg: Config, output_dir: Path, use_cpu: bool, suppress_tokens: list[int] = ()):
@@ -24,7 +25,7 @@ def trainer_args(cfg: Config, output_dir: Path, use_cpu: bool, suppress_tokens: 
     from trl import GRPOConfig
 
     g, vllm = cfg.grpo, rollout_server.trainer_args(cfg)
-    split = distributed.split(cfg, "grpo")  # the step's completions over the processes
+    split = ranks.split(cfg, "grpo")  # the step's completions over the processes
     if suppress_tokens:  # vLLM's SamplingParams has no suppress_tokens: a -100 logit bias does the same
         generation_kwargs = {"logit_bias": {i: -100.0 for i in suppress_tokens}} if vllm["use_vllm"] \
             else {"suppress_tokens": list(suppress_tokens)}
@@ -93,9 +94,9 @@ def run(cfg: Config, run_dir: Path, source: str, backend: str) -> Path | None:
     from trl import GRPOTrainer
 
     # run dir
-    out = runs.stage_dir(run_dir, "final", "grpo")
-    ckpt_dir = runs.stage_dir(run_dir, "checkpoints", "grpo")
-    resume = distributed.share(lambda: runs.resume_point(run_dir, "grpo"))  # the main process rewinds the run
+    out = runs.final_dir(run_dir, "grpo")
+    ckpt_dir = runs.checkpoints_dir(run_dir, "grpo")
+    resume = ranks.share(lambda: runs.resume_point(run_dir, "grpo"))  # the main process rewinds the run
 
     # model
     models.fit_trl_to_device(models.cuda_available(cfg))
@@ -107,7 +108,7 @@ def run(cfg: Config, run_dir: Path, source: str, backend: str) -> Path | None:
 
     # rewards, trainer
     logging.getLogger("trl.trainer.grpo_trainer").addFilter(_FALSE_WARNING)  # once: the same filter
-    tracker = tracking.RunTracker(run_dir, "grpo", samples_every=cfg.grpo.samples_every)
+    tracker = progress.RunTracker(run_dir, "grpo", samples_every=cfg.grpo.samples_every)
     trainer = GRPOTrainer(model=model, reward_funcs=reward_funcs(cfg),
                           args=trainer_args(cfg, ckpt_dir, not models.cuda_available(cfg),
                                             models.vision_token_ids(processor)),
@@ -120,8 +121,8 @@ def run(cfg: Config, run_dir: Path, source: str, backend: str) -> Path | None:
     tracker.trainer = trainer
 
     # train
-    if tracking.fit(trainer, tracker, resume, cfg.grpo.max_steps):
+    if progress.fit(trainer, tracker, resume, cfg.grpo.max_steps):
         return None  # stopped: resumable from the checkpoint just saved
 
     # save
-    return distributed.save_final(trainer, processor, out, cfg, source, backend)
+    return models.save_stage(trainer, processor, out, cfg, source, backend)

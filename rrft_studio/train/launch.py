@@ -7,7 +7,7 @@ run.processes and run.accelerate_config, status `created`), then starts
     accelerate launch --config_file configs/accelerate/<ddp|fsdp2|zero2|zero3>.yaml (or your file)
         --num_processes N --num_machines 1 --main_process_port 0 -m rrft_studio.cli train --resume RUN_DIR
 
-in its own session, and waits. The ranks take the run over (distributed.py: rank 0 writes it). Ctrl-C or
+in its own session, and waits. The ranks take the run over (ranks.py: rank 0 writes it). Ctrl-C or
 SIGTERM here goes to rank 0 alone, which stops every rank at the end of the step with a checkpoint (a second
 one aborts); the exit status is the run's: 0 finished, 128+signal stopped, 1 failed. `train --resume RUN` of a
 run trained on several processes comes here again, with the same count. Several machines use `accelerate
@@ -26,16 +26,16 @@ from pathlib import Path
 
 import yaml
 
-from . import distributed, runs
-from .config import Config, ConfigError
+from .. import ranks, runs
+from ..config import Config, ConfigError
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "accelerate"
+CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "accelerate"
 
 
 def config_file(name: str) -> Path:
     """The accelerate config a run.accelerate_config names (ddp when empty)."""
     name = name or "ddp"
-    path = CONFIGS / f"{name}.yaml" if name in distributed.STRATEGIES else Path(name).expanduser()
+    path = CONFIGS / f"{name}.yaml" if name in ranks.STRATEGIES else Path(name).expanduser()
     if not path.is_file():
         raise ConfigError(f"run.accelerate_config={name}: {path} not found: give an accelerate config file "
                           "(accelerate config --config_file FILE writes one)")
@@ -91,7 +91,7 @@ def command(cfg: Config, run_dir: Path, rewards_dir: str | None = None) -> list[
 def run(cfg: Config, run_dir: Path, rewards_dir: str | None = None) -> int:
     """Start the ranks, pass stop requests to rank 0, and return the run's exit status."""
     cmd = command(cfg, run_dir, rewards_dir)
-    env = {**os.environ, distributed.LAUNCHER_PID: str(os.getpid()), "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, ranks.LAUNCHER_PID: str(os.getpid()), "PYTHONUNBUFFERED": "1"}
     print(f"run directory: {run_dir}\n{cfg.run.processes} processes: {shlex.join(cmd)}", flush=True)
     proc = subprocess.Popen(cmd, env=env, start_new_session=True)  # the terminal's Ctrl-C reaches us alone
     received: list[int] = []

@@ -25,12 +25,12 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import card, runs
-from .config import Config, ConfigError
+from .. import runs
+from ..config import Config, ConfigError
+from . import card
 
 FORMATS = ("merged", "lora", "gguf")
 DTYPES = {"bf16": "bfloat16", "fp16": "float16"}
-PLOTS = ("rewards.png", "length.png", "sft_loss.png")
 
 
 @dataclass
@@ -51,10 +51,10 @@ def resolve(target: str) -> Source:
         stage = runs.last_finished_stage(path, cfg.run.stages)
         if stage is None:
             raise ConfigError(f"run '{path}' has no finished stage to export: wait for it or resume it")
-        return Source(runs.stage_dir(path, "final", stage), path, stage, cfg)
+        return Source(runs.final_dir(path, stage), path, stage, cfg)
     if (path / "config.json").is_file():
         run_dir = runs.run_of(path)
-        stage = path.name if path.parent.name == "final" else None
+        stage = runs.final_stage(path)
         return Source(path, run_dir, stage, runs.load_config(run_dir) if run_dir else None)
     if (path / "adapter_config.json").is_file():
         raise ConfigError(f"'{path}' holds LoRA adapters only: export the run directory (or its final/<stage>), "
@@ -124,11 +124,11 @@ def export(target: str, fmt: str, out: str, dtype: str | None = None, push_to_hu
             write_lora(src, tmp)
         else:
             write_gguf(src, tmp, dtype, converter)
-        for plot in PLOTS if src.run_dir else ():
-            if (src.run_dir / plot).is_file():
-                shutil.copy2(src.run_dir / plot, tmp / plot)
+        for plot in [runs.plot_path(src.run_dir, name) for name in runs.PLOTS] if src.run_dir else []:
+            if plot.is_file():
+                shutil.copy2(plot, tmp / plot.name)
         if src.run_dir:
-            shutil.copy2(src.run_dir / "config.yaml", tmp / "training_config.yaml")
+            shutil.copy2(runs.config_path(src.run_dir), tmp / "training_config.yaml")
         (tmp / "README.md").write_text(card.render(src, fmt, dtype, base_model(src)))
         if out_dir.exists():
             out_dir.rmdir()  # empty, checked above
@@ -191,7 +191,7 @@ def check_lora(src: Source) -> None:
         raise ConfigError(f"run '{src.run_dir}' fine-tuned all weights (model.finetune=full): there are no adapters; "
                           "use --format merged")
     stages = lora_stages(src)
-    missing = [s for s in stages if not (runs.stage_dir(src.run_dir, "final", s) / "lora" / "adapter_config.json").is_file()]
+    missing = [s for s in stages if not (runs.final_dir(src.run_dir, s) / "lora" / "adapter_config.json").is_file()]
     if missing:
         raise ConfigError(f"run '{src.run_dir}' has no adapters in final/{missing[0]}/lora: use --format merged")
 
@@ -219,7 +219,7 @@ def write_lora(src: Source, out: Path) -> None:
 
     adapters = []
     for stage in lora_stages(src):
-        folder = runs.stage_dir(src.run_dir, "final", stage) / "lora"
+        folder = runs.final_dir(src.run_dir, stage) / "lora"
         config = json.loads((folder / "adapter_config.json").read_text())
         adapters.append((config, load_file(str(folder / "adapter_model.safetensors"))))
     config, tensors = combine(adapters)

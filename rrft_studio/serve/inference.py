@@ -8,13 +8,12 @@ which is the one reliable way to give back all of its memory, GPU memory include
 per checkpoint, at most a few at a time, and says what is loaded.
 
 The prompt is built as in training: each user turn holds its image(s) first, then the text
-(`data.user_turn`); earlier turns, with their images, stay in the conversation. `split_think` separates
-`<think>...</think>` from the answer for display.
+(`data.user_turn`); earlier turns, with their images, stay in the conversation.
 
 Checkpoints: a directory with config.json, a hub id, or `base:RUN_DIR` (the model a run started from,
 resolved in the worker, which builds the tiny model if its cache was cleared).
 
-    rrft-studio chat runs/demo-20261124-101500/final/grpo --image scene.png   (the terminal chat: studio/terminal.py)
+    rrft-studio chat runs/demo-20261124-101500/final/grpo --image scene.png   (the terminal chat: serve/terminal.py)
 """
 
 from __future__ import annotations
@@ -32,8 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import data
-from .answers import Parsed, split_think  # noqa: F401  (the studio and chat read completions through these)
+from .. import data
 
 BASE_PREFIX = "base:"
 READY_TIMEOUT_S = 600  # loading a 7B model from a slow disk can take minutes
@@ -79,13 +77,13 @@ def conversation(turns: list[Turn]) -> tuple[list[dict], list[str]]:
 
 def resolve(checkpoint: str) -> tuple[str, int | None]:
     """(path or hub id to load, max_pixels of the run it comes from or None). Runs in the worker."""
-    from . import models, runs
+    from .. import models, runs
 
     run_dir = Path(checkpoint[len(BASE_PREFIX):]) if checkpoint.startswith(BASE_PREFIX) else None
     if run_dir is None:
         # A checkpoint inside a run directory shows images at that run's GRPO pixel budget.
-        parents = [p for p in Path(checkpoint).parents if (p / "config.yaml").is_file()]
-        pixels = runs.load_config(parents[0]).grpo.max_pixels if parents else None
+        owner = runs.run_of(Path(checkpoint))
+        pixels = runs.load_config(owner).grpo.max_pixels if owner else None
         return checkpoint, pixels
     cfg = runs.load_config(run_dir)
     path = runs.read_status(run_dir).get("base_model")  # where the run itself started from
@@ -97,7 +95,7 @@ def resolve(checkpoint: str) -> tuple[str, int | None]:
 
 
 def _load(checkpoint: str, device: str, trust_remote_code: bool, max_pixels: int | None):
-    from . import config, models
+    from .. import config, models
 
     path, run_pixels = resolve(checkpoint)
     cfg = config.Config()
@@ -194,7 +192,7 @@ def serve(checkpoint: str, device: str, trust_remote_code: bool, max_pixels: int
     # which closes this worker itself.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
-    from . import quiet_library_warnings
+    from .. import quiet_library_warnings
 
     quiet_library_warnings()
     try:

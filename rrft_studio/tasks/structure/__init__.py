@@ -9,7 +9,7 @@ project's machines, so this module offers two things:
   Reason-RFT JSON schema (``id``, ``image``, ``problem``, ``answer``, ``cot``) plus PNG diagrams. The
   figures come from ``geometry`` (thirteen kinds, ``KINDS``, each built from coordinates that realise
   the given measures exactly, the answer computed from the construction) and are drawn by
-  ``geometry_draw``. ``make_question`` turns a figure into the record's problem, answer and chain of
+  ``draw``. ``make_question`` turns a figure into the record's problem, answer and chain of
   thought: a share ``choice_fraction`` are multiple choice (answer: the letter, the wrong choices drawn
   from the kind's plausible mistakes); the rest are numeric (an integer, or a decimal rounded as the
   question says).
@@ -35,9 +35,10 @@ import pathlib
 import random
 import re
 
-from . import schema
+from .. import schema
+from ..family import TaskFamily
+from .draw import render
 from .geometry import Figure, SceneSpec, check_spec, fmt, is_exact, sample_figure
-from .geometry_draw import render
 
 
 NAME = "structure"
@@ -146,21 +147,13 @@ def generate(out_dir, n: int, seed: int, spec: SceneSpec = SceneSpec(), split: s
     drawn from one sequential stream, so the first m records of a size-n run equal a size-m run.
     """
     check_spec(spec)
-    out = pathlib.Path(out_dir)
-    image_dir = out / "images" / split
-    image_dir.mkdir(parents=True, exist_ok=True)
-    rng = random.Random(seed)
-    records = []
-    for i in schema.progress(n, f"{NAME} {split}"):
+
+    def sample(rng: random.Random):
         fig = sample_figure(rng, spec)
         problem, answer, cot = make_question(rng, fig, spec)
-        rel = f"images/{split}/{i:06d}.png"
-        render(fig, spec).save(out / rel, format="PNG")
-        records.append({"id": f"{NAME}-{split}-{i:06d}", "image": rel, "problem": problem,
-                        "answer": answer, "cot": cot})
-    json_path = out / f"{split}.json"
-    schema.write_json_atomic(json_path, records)
-    return json_path
+        return render(fig, spec), problem, answer, cot
+
+    return schema.write(out_dir, n, seed, split, NAME, sample)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -199,3 +192,23 @@ def check_options(spec) -> None:
         raise ValueError(f"data.structure.choice_fraction={spec.choice_fraction} is a share: use a value in [0, 1]")
     if spec.image_size < 64:
         raise ValueError(f"data.structure.image_size={spec.image_size} is too small for readable labels: use >= 64")
+
+
+# The paper's accuracy (%) on BENCHMARKS, by (model, method): its share of the paper's results table.
+PAPER = {
+    ("Qwen2-VL-2B", "zero_shot"): (25.86, 20.63),
+    ("Qwen2-VL-2B", "ans_sft"): (51.34, 22.50),
+    ("Qwen2-VL-2B", "cot_sft"): (43.05, 25.25),
+    ("Qwen2-VL-2B", "rft_zero"): (47.68, 32.50),
+    ("Qwen2-VL-2B", "rft"): (49.03, 33.13),
+    ("Qwen2-VL-7B", "zero_shot"): (43.30, 43.88),
+    ("Qwen2-VL-7B", "rft_zero"): (55.00, 54.75),
+    ("Qwen2-VL-7B", "rft"): (59.27, 49.25),
+}
+
+
+FAMILY = TaskFamily(
+    name=NAME, position=2, about="structure perception (geometry)", section="synthetic geometry problems (GeoMath-like)",
+    card="structure perception (GeoMath-like geometry diagrams, multiple choice)", benchmarks=BENCHMARKS, spec=SceneSpec,
+    check_options=check_options, prompt=prompt, reward=REWARD, scorers=SCORERS, prompt_tokens=PROMPT_TOKENS,
+    dataset=DATASET, generate=generate, split_spec=split_spec, paper=PAPER)

@@ -12,15 +12,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from . import data, distributed, models, preflight, runs, trackers, tracking
-from .config import Config
+from .. import data, models, ranks, runs
+from ..config import Config
+from . import preflight, progress, trackers
 
 
 def trainer_args(cfg: Config, output_dir: Path, use_cpu: bool):
     """Our config -> TRL's SFTConfig, in one place."""
     from trl import SFTConfig
 
-    s, split = cfg.sft, distributed.split(cfg, "sft")  # the global batch over the processes
+    s, split = cfg.sft, ranks.split(cfg, "sft")  # the global batch over the processes
     return SFTConfig(
         output_dir=str(output_dir), num_train_epochs=s.epochs, max_steps=s.max_steps,
         learning_rate=s.lr, lr_scheduler_type=s.scheduler, warmup_steps=s.warmup_steps,
@@ -42,9 +43,9 @@ def run(cfg: Config, run_dir: Path, source: str, backend: str) -> Path | None:
     from trl import SFTTrainer
 
     # run dir
-    out = runs.stage_dir(run_dir, "final", "sft")
-    ckpt_dir = runs.stage_dir(run_dir, "checkpoints", "sft")
-    resume = distributed.share(lambda: runs.resume_point(run_dir, "sft"))  # the main process rewinds the run
+    out = runs.final_dir(run_dir, "sft")
+    ckpt_dir = runs.checkpoints_dir(run_dir, "sft")
+    resume = ranks.share(lambda: runs.resume_point(run_dir, "sft"))  # the main process rewinds the run
 
     # model
     models.fit_trl_to_device(models.cuda_available(cfg))
@@ -56,7 +57,7 @@ def run(cfg: Config, run_dir: Path, source: str, backend: str) -> Path | None:
     train = preflight.prepare(cfg, "sft", data.sft_dataset(rows, task, cfg.sft.style, cfg), rows, processor, model, backend)
 
     # trainer
-    tracker = tracking.RunTracker(run_dir, "sft")
+    tracker = progress.RunTracker(run_dir, "sft")
     trainer = SFTTrainer(model=model, args=trainer_args(cfg, ckpt_dir, not models.cuda_available(cfg)),
                          train_dataset=train, processing_class=processor, peft_config=peft_config,
                          callbacks=[tracker])
@@ -66,8 +67,8 @@ def run(cfg: Config, run_dir: Path, source: str, backend: str) -> Path | None:
     models.check_trainers(cfg, backend, {"sft": type(trainer).__name__})
 
     # train
-    if tracking.fit(trainer, tracker, resume, cfg.sft.max_steps):
+    if progress.fit(trainer, tracker, resume, cfg.sft.max_steps):
         return None  # stopped: resumable from the checkpoint just saved
 
     # save
-    return distributed.save_final(trainer, processor, out, cfg, source, backend)
+    return models.save_stage(trainer, processor, out, cfg, source, backend)

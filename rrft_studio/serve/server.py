@@ -27,8 +27,9 @@ from pathlib import Path
 
 from fastapi import Request  # module level: FastAPI reads the handlers' annotations from these globals
 
+from .. import runs
+from ..config import ConfigError
 from .chat_api import ApiError, ChatRequest, Decoder, Limits, joined, parse
-from .config import ConfigError
 
 
 def check_bind(host: str, api_key: str | None) -> None:
@@ -288,7 +289,7 @@ def model_id(checkpoint: str) -> str:
     if checkpoint.startswith(BASE_PREFIX):
         return f"{Path(checkpoint[len(BASE_PREFIX):]).name}/base"
     path = Path(checkpoint)
-    if path.parent.name == "final" and (path.parent.parent / "config.yaml").is_file():
+    if runs.final_stage(path):
         return f"{path.parent.parent.name}/{path.name}"
     return path.name if path.exists() else checkpoint
 
@@ -330,8 +331,9 @@ def serve(target: str, host: str, port: int, api_key: str | None, allow_dirs: li
     limits.allowed_dirs = [Path(f).expanduser().resolve() for f in allow_dirs]
     import uvicorn
 
-    from . import inference, models
-    from .studio.terminal import checkpoint_of
+    from .. import models
+    from . import inference
+    from .terminal import checkpoint_of
 
     checkpoint = target if target.startswith(inference.BASE_PREFIX) else checkpoint_of(target)
     path, run_pixels = inference.resolve(checkpoint)

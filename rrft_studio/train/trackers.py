@@ -26,8 +26,10 @@ import socket
 from pathlib import Path
 from urllib.parse import urlparse
 
-from .answers import completion_text
-from .config import Config, ConfigError
+from .. import config as config_mod
+from .. import runs
+from ..answers import completion_text
+from ..config import Config, ConfigError
 
 NAMES = ("trackio", "tensorboard", "wandb", "mlflow")
 # What `import` proves a tracker is usable: transformers' TensorBoard callback writes through torch's writer.
@@ -116,10 +118,9 @@ def report_args(cfg: Config, output_dir: Path) -> dict:
     """The tracker part of a stage's TRL args. output_dir is <run>/checkpoints/<stage>. The environment is set here,
     before the trainer exists, because transformers' tracker callbacks read it when they are built."""
     names = active(cfg)
-    output_dir = Path(output_dir)
-    run_dir, stage = output_dir.parent.parent, output_dir.name
+    run_dir, stage = runs.stage_of(output_dir)
     if "tensorboard" in names:
-        _setdefault_env("TENSORBOARD_LOGGING_DIR", str(run_dir / "tensorboard" / stage))
+        _setdefault_env("TENSORBOARD_LOGGING_DIR", str(runs.tracker_dir(run_dir, "tensorboard", stage)))
     if "wandb" in names:
         _setdefault_env("WANDB_MODE", "offline")
         _setdefault_env("WANDB_DIR", str(run_dir))
@@ -155,8 +156,6 @@ class Bridge:
     def on_train_begin(self, args, state, control, **kwargs):
         if not state.is_world_process_zero:
             return
-        from . import config as config_mod
-
         tree = {"rrft_studio": config_mod.to_dict(self.cfg)}
         for name in self.names:
             _log_config(name, tree, self._tb_writer(), self.cfg)
@@ -209,8 +208,6 @@ def _prompt_text(prompt) -> str:
 
 
 def _log_config(name: str, tree: dict, tb_writer, cfg: Config) -> None:
-    from . import config as config_mod
-
     if name == "trackio":
         import trackio
 
@@ -294,8 +291,6 @@ def log_report(cfg: Config, run_dir: Path, report: dict) -> None:
     names = active(cfg)
     if not names or not report.get("table"):
         return
-    from . import config as config_mod
-
     columns, rows = parse_markdown_table(report["table"])
     scalars = {f"eval/{k}": float(report[k]) for k in ("chance", "accuracy_base", "accuracy_sft", "accuracy_grpo",
                                                         "format_reward_grpo") if report.get(k) is not None}
@@ -311,7 +306,7 @@ def log_report(cfg: Config, run_dir: Path, report: dict) -> None:
             from torch.utils.tensorboard import SummaryWriter
 
             folder = os.environ.get("TENSORBOARD_LOGGING_DIR") if "TENSORBOARD_LOGGING_DIR" not in _SET_BY_US else None
-            writer = SummaryWriter(log_dir=folder or str(Path(run_dir) / "tensorboard" / "eval"))
+            writer = SummaryWriter(log_dir=folder or str(runs.tracker_dir(run_dir, "tensorboard", "eval")))
             writer.add_text("eval/table", report["table"])
             for key, value in scalars.items():
                 writer.add_scalar(key, value, 0)

@@ -9,8 +9,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from . import evaluate, paper, runs
-from .config import Config
+from .. import runs
+from ..config import Config
+from . import evaluate, paper, sweep
 
 LABELS = {"base": "accuracy_base", "sft": "accuracy_sft", "grpo": "accuracy_grpo"}
 
@@ -26,7 +27,7 @@ def build(run_dir: Path, seconds: float) -> dict:
             report[f"format_{label}"] = round(result["format"], 4)
             report[f"se_{label}"] = round(standard_error([p["correct"] for p in result["predictions"]]), 4)
     report["grpo_minus_sft"] = paired_difference(evaluate.load(run_dir, "sft"), evaluate.load(run_dir, "grpo"))
-    grpo_rows = [r for r in runs.read_jsonl(run_dir / "metrics.jsonl") if r.get("stage") == "grpo"]
+    grpo_rows = [r for r in runs.read_jsonl(runs.metrics_path(run_dir)) if r.get("stage") == "grpo"]
     # The format reward the run trained with: the paper's, else the strict variant.
     key = next((k for k in ("rewards/format_reward/mean", "rewards/format_strict_reward/mean")
                 if any(k in r for r in grpo_rows)), None)
@@ -35,17 +36,15 @@ def build(run_dir: Path, seconds: float) -> dict:
     report.setdefault("chance", None)
     report["reference"] = reference(runs.load_config(run_dir), report["grpo_minus_sft"])
     report["table"] = results_table([run_dir])
-    (Path(run_dir) / "eval").mkdir(exist_ok=True)
-    runs.write_atomic(Path(run_dir) / "eval" / "table.md", report["table"] + "\n")
+    runs.eval_dir(run_dir).mkdir(exist_ok=True)
+    runs.write_atomic(runs.eval_table_path(run_dir), report["table"] + "\n")
     report["plots"] = [str(p) for p in plot(run_dir)]
-    runs.write_atomic(Path(run_dir) / "report.json", json.dumps(report, indent=1))
+    runs.write_atomic(runs.report_path(run_dir), json.dumps(report, indent=1))
     return report
 
 
 def reference(cfg: Config, delta: dict | None) -> dict | None:
     """Where this run's GRPO - SFT falls in the spread of the sweep named by run.compare_to (its first group)."""
-    from . import sweep
-
     if not cfg.run.compare_to or delta is None:
         return None
     try:
@@ -93,8 +92,6 @@ def method_of(cfg: Config) -> str:
 def results_table(run_dirs: list[Path]) -> str:
     """Every evaluated checkpoint of the given runs as a row of the paper's table, the paper's rows beside. A sweep
     folder (sweep.json) is one entry: each stage's mean ± standard deviation over its runs."""
-    from . import sweep
-
     rows, matches, scorers, gains = [], [], set(), []
     for target in run_dirs:
         members = [Path(p["run_dir"]) for p in sweep.load(target)["points"]] if sweep.is_sweep(target) else [target]
@@ -147,18 +144,18 @@ def plot(run_dir: Path) -> list[Path]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = runs.read_jsonl(Path(run_dir) / "metrics.jsonl")
+    rows = runs.read_jsonl(runs.metrics_path(run_dir))
     grpo = [r for r in rows if r.get("stage") == "grpo"]
     sft = [r for r in rows if r.get("stage") == "sft"]
     written = []
     if grpo:
         reward_keys = ["reward"] + sorted({k for r in grpo for k in r if k.startswith("rewards/") and k.endswith("/mean")})
-        written.append(_figure(run_dir / "rewards.png", "GRPO rewards", grpo, [
+        written.append(_figure(runs.plot_path(run_dir, "rewards"), "GRPO rewards", grpo, [
             (reward_keys, "reward"), (["reward_std", "frac_reward_zero_std"], "group spread")], plt))
-        written.append(_figure(run_dir / "length.png", "GRPO completion length", grpo, [
+        written.append(_figure(runs.plot_path(run_dir, "length"), "GRPO completion length", grpo, [
             (["completions/mean_length", "completions/min_length", "completions/max_length"], "tokens")], plt))
     if sft:
-        written.append(_figure(run_dir / "sft_loss.png", "SFT loss", sft, [(["loss"], "loss")], plt))
+        written.append(_figure(runs.plot_path(run_dir, "sft_loss"), "SFT loss", sft, [(["loss"], "loss")], plt))
     return written
 
 

@@ -5,7 +5,8 @@ reward and its length; the summary says which scorer gave its accuracy.
 
 Decoding follows the paper (temperature 0.1, top-p 0.9, top-k 50, at most 768 new tokens); presets may
 shorten max_new_tokens for small models. Chance is the accuracy of always giving the split's most frequent
-answer.
+answer. On several processes a split is sharded: each rank scores an equal share (the last shares padded with a
+repeat that is dropped), and the main process gathers the predictions and writes one result.
 
     rrft-studio eval runs/demo-20261124-101500
 """
@@ -16,8 +17,8 @@ import json
 from collections import Counter
 from pathlib import Path
 
-from . import data, models, rewards, runs
-from .config import Config
+from .. import data, models, ranks, rewards, runs, tasks
+from ..config import Config
 
 
 def chance(rows: list[dict]) -> float:
@@ -58,10 +59,8 @@ def evaluate(checkpoint: str, cfg: Config, rows: list[dict], label: str = "", sp
     import torch
     from PIL import Image
 
-    from . import tasks
-
     task = data.task_of(cfg)
-    _, scorers = tasks.checker_names(task, getattr(cfg.data, task.NAME, None))
+    _, scorers = task.checker_names(getattr(cfg.data, task.name, None))
     score = {name: tasks.checker(check) for name, check in scorers.items()}
     torch.manual_seed(cfg.run.seed)
     model, processor = models.load_for_inference(checkpoint, cfg, cfg.grpo.max_pixels)
@@ -88,13 +87,11 @@ def evaluate(checkpoint: str, cfg: Config, rows: list[dict], label: str = "", sp
 def summarize(checkpoint: str, cfg: Config, rows: list[dict], predictions: list[dict], label: str = "",
               split: str = "id") -> dict:
     """The result of a split from its predictions (one per row, in order; several processes' shares joined)."""
-    from . import tasks
-
     task = data.task_of(cfg)
-    _, scorers = tasks.checker_names(task, getattr(cfg.data, task.NAME, None))
+    _, scorers = task.checker_names(getattr(cfg.data, task.name, None))
     n = max(len(predictions), 1)
     return {
-        "label": label, "split": split, "benchmark": task.BENCHMARKS[split], "task": task.NAME,
+        "label": label, "split": split, "benchmark": task.benchmarks[split], "task": task.name,
         "checkpoint": str(checkpoint), "n": len(predictions), "chance": chance(rows),
         "scorer": cfg.eval.scorer, "scorers": dict(scorers),
         "accuracy": sum(p["correct"] for p in predictions) / n,
@@ -103,6 +100,36 @@ def summarize(checkpoint: str, cfg: Config, rows: list[dict], predictions: list[
         "mean_length": sum(p["length"] for p in predictions) / n,
         "predictions": predictions,
     }
+
+
+def evaluate_sharded(checkpoint: str, cfg: Config, rows: list[dict], label: str, split_name: str,
+                     between_batches=None) -> dict | None:
+    """The split's result on the main process (None on the others): each rank evaluates every world_size-th
+    record, padded to the same count so that every rank runs as many batches (and stop checks)."""
+    if not ranks.active():
+        return evaluate(checkpoint, cfg, rows, label, split_name, between_batches)
+    n = ranks.world_size()
+    mine: list[int | None] = list(range(ranks.rank(), len(rows), n))
+    mine += [None] * (-(-len(rows) // n) - len(mine))  # a pad: rows[0] again, its prediction dropped
+    part = evaluate(checkpoint, cfg, [rows[0 if i is None else i] for i in mine], label, split_name, between_batches)
+    parts = ranks.gather((mine, part["predictions"]))
+    if not ranks.is_main():
+        return None
+    by_index = {i: p for indices, predictions in parts for i, p in zip(indices, predictions) if i is not None}
+    return summarize(checkpoint, cfg, rows, [by_index[i] for i in range(len(rows))], label, split_name)
+
+
+def evaluate_splits(cfg: Config, run_dir: Path, checkpoint: str, label: str, between_batches=None) -> None:
+    """Each configured split once (a resumed run skips what it has), on every rank, written by the main one."""
+    todo = ranks.share(lambda: [split for split in (cfg.eval.splits if cfg.eval.enabled else [])
+                                if load(run_dir, label, split) is None])
+    for split in todo:
+        if ranks.is_main():
+            runs.write_status(run_dir, state="running", stage=f"eval:{label}:{split}")
+        result = evaluate_sharded(checkpoint, cfg, eval_rows(cfg, split), label, split, between_batches)
+        if result is not None:
+            save(result, run_dir)
+            print(summary_line(result), flush=True)
 
 
 def save(result: dict, run_dir: Path) -> Path:

@@ -24,11 +24,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from . import models
-from .config import Config, ConfigError
-
-SERVED_ARCHS = ("qwen2_vl", "qwen2_5_vl")  # vLLM's Qwen2VLForConditionalGeneration and Qwen2_5_VL...
-
+from .. import data, models
+from ..config import Config, ConfigError
 
 def uses_server(cfg: Config) -> bool:
     return cfg.grpo.vllm_mode == "server" and "grpo" in cfg.run.stages
@@ -39,35 +36,13 @@ def url(cfg: Config) -> str:
     return f"http://{f'[{host}]' if ':' in host else host}:{cfg.grpo.vllm_server_port}"
 
 
-def check_config(cfg: Config) -> None:
-    """The combination, with the config (no network)."""
-    from . import models
-
-    if not uses_server(cfg):
-        return
-    if cfg.model.fast_inference:
-        raise ConfigError("grpo.vllm_mode=server sends rollouts to a trl vllm-serve server and model.fast_inference=true "
-                          "runs Unsloth's engine in the training process: choose one, e.g. model.fast_inference=false")
-    if cfg.model.load_in_4bit:
-        raise ConfigError("grpo.vllm_mode=server: the trainer merges LoRA into the weights it sends to vLLM, which "
-                          "4-bit weights cannot take: set model.load_in_4bit=false")
-    if not cfg.grpo.vllm_server_host.strip():
-        raise ConfigError("grpo.vllm_server_host is empty: give the server's host, e.g. grpo.vllm_server_host=127.0.0.1")
-    arch = models.arch_of(cfg)
-    if arch not in SERVED_ARCHS:
-        raise ConfigError(f"grpo.vllm_mode=server: this project serves Qwen2-VL and Qwen2.5-VL through vLLM, and "
-                          f"model.name is a '{arch}' model")
-
-
 def serve_command(cfg: Config) -> str:
     """The `trl vllm-serve` line for this run: its model, port and longest sequence, and for two images per
     prompt (spatial) vLLM's per-prompt image limit (extra arguments go on to `vllm serve`)."""
-    from . import data, models
-
     name = cfg.model.name if cfg.model.name != "tiny" else "<the tiny model's folder>"
     line = (f"trl vllm-serve --model {name} --port {cfg.grpo.vllm_server_port} "
             f"--max_model_len {models.max_seq_length(cfg, cfg.grpo)}")
-    images = getattr(data.task_of(cfg), "IMAGES_PER_SAMPLE", 1)
+    images = data.task_of(cfg).images_per_sample
     return line + (f" --limit-mm-per-prompt '{{\"image\": {images}}}'" if images > 1 else "")
 
 
@@ -124,8 +99,6 @@ def check(cfg: Config, cuda: bool) -> None:
 
 def trainer_args(cfg: Config) -> dict:
     """GRPOConfig's vLLM settings: Unsloth's colocated engine (model.fast_inference), the server, or none."""
-    from . import models
-
     if uses_server(cfg):
         g = cfg.grpo
         return dict(use_vllm=True, vllm_mode="server", vllm_server_host=g.vllm_server_host,

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from ..config import ConfigError
-from ..inference import BASE_PREFIX, Settings, Turn, Worker, WorkerError
+from .inference import BASE_PREFIX, Settings, Turn, Worker, WorkerError
 
 def checkpoint_of(target: str) -> str:
     """A checkpoint to load from what the user typed: a run directory (its last finished stage, else its
@@ -23,7 +23,7 @@ def checkpoint_of(target: str) -> str:
     path = Path(target).expanduser()
     if runs.is_run(path):
         stage = runs.last_finished_stage(path)
-        return str(runs.stage_dir(path, "final", stage)) if stage else f"{BASE_PREFIX}{path}"
+        return str(runs.final_dir(path, stage)) if stage else f"{BASE_PREFIX}{path}"
     if (path / "config.json").is_file():
         return str(path)
     if path.exists() or target.startswith((".", "/", "~")):

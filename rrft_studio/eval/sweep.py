@@ -30,8 +30,8 @@ import sys
 import time
 from pathlib import Path
 
-from . import runs
-from .config import Config
+from .. import runs
+from ..config import Config
 
 AXES = ("method", "samples", "seed", "threads")
 
@@ -79,9 +79,8 @@ def run(cfg: Config, preset: str, overrides: list[str], points: list[dict]) -> P
 
 def result(point: dict, run_dir: Path) -> dict:
     """A finished run as a point: its accuracies ('<label>/<split>'), paired GRPO - SFT and time."""
-    report = json.loads((run_dir / "report.json").read_text())
-    accuracy = {f"{p.parent.name}/{p.stem}": json.loads(p.read_text())["accuracy"]
-                for p in sorted((run_dir / "eval").glob("*/*.json"))}
+    report = json.loads(runs.report_path(run_dir).read_text())
+    accuracy = {key: json.loads(path.read_text())["accuracy"] for key, path in sorted(runs.evaluations(run_dir).items())}
     return {**point, "run_dir": str(run_dir), "accuracy": accuracy, "grpo_minus_sft": report.get("grpo_minus_sft"),
             "seconds": report.get("seconds")}
 

@@ -22,8 +22,8 @@ from pathlib import Path
 from tqdm.auto import tqdm
 from transformers import TrainerCallback
 
-from . import distributed, runs
-from .answers import completion_text
+from .. import ranks, runs
+from ..answers import completion_text
 
 
 class Stopped(Exception):
@@ -48,12 +48,12 @@ class StopRequested:
     @classmethod
     def install(cls) -> None:
         def handler(signum, frame):
-            if cls.flag and distributed.launched() and time.monotonic() - cls.at < 2:
+            if cls.flag and ranks.launched() and time.monotonic() - cls.at < 2:
                 return  # the same Ctrl-C again, passed on by torchrun: not a second request
             if cls.flag:  # a second Ctrl-C: leave now
                 raise KeyboardInterrupt
             cls.flag, cls.signum, cls.at = True, signum, time.monotonic()
-            if distributed.is_main():
+            if ranks.is_main():
                 tqdm.write("stop requested: saving a checkpoint at the end of this step (Ctrl-C again to abort)")
 
         signal.signal(signal.SIGINT, handler)
@@ -68,7 +68,7 @@ class StopRequested:
     @classmethod
     def check_all(cls) -> None:
         """check() with every rank deciding alike (call it at the same point on every rank)."""
-        if distributed.any_rank(cls.flag)[0]:
+        if ranks.any_rank(cls.flag)[0]:
             raise Stopped()
 
 
@@ -85,7 +85,7 @@ def fit(trainer, tracker: "RunTracker", resume: Path | None, max_steps: int) -> 
     if tracker.diverged is not None:
         raise tracker.diverged
     bad = None if tracker.stopped else nonfinite_weight(trainer.model)
-    if distributed.any_rank(bad is not None)[0]:
+    if ranks.any_rank(bad is not None)[0]:
         raise Diverged(tracker.stage, trainer.state.global_step,
                        f"the weight {bad or 'of another process'} is no longer finite")
     return tracker.stopped
@@ -152,7 +152,7 @@ class RunTracker(TrainerCallback):
         if state.global_step >= state.max_steps and args.logging_strategy == "steps":
             control.should_log = True  # the stage's last step is logged, whatever logging_steps says
         bad = nonfinite_weight(model) if model is not None else None
-        diverged, stop = distributed.any_rank(bad is not None, StopRequested.flag)  # every rank alike
+        diverged, stop = ranks.any_rank(bad is not None, StopRequested.flag)  # every rank alike
         if diverged:
             self._diverge(control, state.global_step, f"the weight {bad or 'of another process'} is no longer finite")
             return
@@ -188,7 +188,7 @@ class RunTracker(TrainerCallback):
         row.update(_gpu_memory())
         row.setdefault("step_time", now - self.last)
         self.last = now
-        runs.append_jsonl(self.run_dir / "metrics.jsonl", row)
+        runs.append_jsonl(runs.metrics_path(self.run_dir), row)
         runs.write_status(self.run_dir, state="running", stage=self.stage, step=state.global_step,
                           max_steps=state.max_steps, eta_s=self._eta(state), step_s=self._step_seconds())
         self.bar.set_postfix(_postfix(row), refresh=False)
@@ -237,7 +237,7 @@ class RunTracker(TrainerCallback):
                 "length": len(tokenizer(text, add_special_tokens=False)["input_ids"]),
                 **{k: v[i] for k, v in extra.items() if i < len(v)},
             })
-        runs.append_jsonl(self.run_dir / "samples.jsonl", {"stage": self.stage, "step": step, "time": time.time(),
+        runs.append_jsonl(runs.samples_path(self.run_dir), {"stage": self.stage, "step": step, "time": time.time(),
                                                            "completions": rows})
 
 

@@ -1,15 +1,14 @@
 """Several processes, GPUs or machines through accelerate: which process writes, how a stage's batch is split,
 and how the processes (ranks) agree.
 
-`rrft-studio train PRESET --launcher accelerate --processes N` (launcher.py) or `accelerate launch ... -m
+`rrft-studio train PRESET --launcher accelerate --processes N` (train/launch.py) or `accelerate launch ... -m
 rrft_studio.cli train PRESET` start N copies of the CLI. They make one run: the main process (rank 0) creates
 the run directory and tells the others, and it alone writes in it (config, status, metrics, rollouts,
 evaluations, report, final weights); the trainers add their own per-rank checkpoint parts. A stop request or
-non-finite weights seen by any rank stop every rank at the same step. Evaluation is sharded: each rank scores an
-equal share of the split (the last shares padded with a repeat that is dropped), the main process gathers the
-predictions and writes one result. Each stage keeps the preset's global batch, split as per-device batch x
-processes x accumulation with the per-device batch no larger than the preset's; a process count that does not
-divide the global batch is refused in one line.
+non-finite weights seen by any rank stop every rank at the same step. Evaluation is sharded over the ranks
+(eval/evaluate.py), and weights sharded over them are gathered into one final checkpoint (models.py). Each
+stage keeps the preset's global batch, split as per-device batch x processes x accumulation with the per-device
+batch no larger than the preset's; a process count that does not divide the global batch is refused in one line.
 
     accelerate launch --config_file configs/accelerate/ddp.yaml --num_processes 2 -m rrft_studio.cli train PRESET
 """
@@ -18,18 +17,17 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 from .config import Config, ConfigError
 
 STRATEGIES = ("ddp", "fsdp2", "zero2", "zero3")  # the accelerate configs the project ships (configs/accelerate/)
-LAUNCHER_PID = "RRFT_STUDIO_LAUNCHER_PID"
+LAUNCHER_PID = "RRFT_STUDIO_LAUNCHER_PID"  # set by train/launch.py for the ranks it starts: it created the run
 # what each strategy shards over the processes (the names of preflight's parts); DDP shards nothing
 SHARDED = {"zero2": {"gradients", "AdamW states"},
            "zero3": {"weights", "reference model", "gradients", "AdamW states"},
-           "fsdp2": {"weights", "reference model", "gradients", "AdamW states"}}  # set by launcher.py for the ranks it starts: it created the run
+           "fsdp2": {"weights", "reference model", "gradients", "AdamW states"}}
 
 
 def rank() -> int:
@@ -234,71 +232,6 @@ def adopt(cfg: Config) -> None:
         raise ConfigError(f"run.processes={cfg.run.processes} but accelerate launched {n} processes: launch "
                           f"--num_processes {cfg.run.processes}, or drop run.processes")
     cfg.run.processes = n
-    if not cfg.run.accelerate_config and strategy() in STRATEGIES:  # recorded for a resume through launcher.py
+    if not cfg.run.accelerate_config and strategy() in STRATEGIES:  # recorded for a resume through train/launch.py
         cfg.run.accelerate_config = strategy()
     check(cfg)
-
-
-# ---------------------------------------------------------------- evaluation and the final weights
-
-def evaluate(checkpoint: str, cfg: Config, rows: list[dict], label: str, split_name: str,
-             between_batches=None) -> dict | None:
-    """The split's result on the main process (None on the others): each rank evaluates every world_size-th
-    record, padded to the same count so that every rank runs as many batches (and stop checks)."""
-    from . import evaluate as evaluation
-
-    if not active():
-        return evaluation.evaluate(checkpoint, cfg, rows, label, split_name, between_batches)
-    n = world_size()
-    mine: list[int | None] = list(range(rank(), len(rows), n))
-    mine += [None] * (-(-len(rows) // n) - len(mine))  # a pad: rows[0] again, its prediction dropped
-    part = evaluation.evaluate(checkpoint, cfg, [rows[0 if i is None else i] for i in mine], label, split_name,
-                               between_batches)
-    parts = gather((mine, part["predictions"]))
-    if not is_main():
-        return None
-    by_index = {i: p for indices, predictions in parts for i, p in zip(indices, predictions) if i is not None}
-    return evaluation.summarize(checkpoint, cfg, rows, [by_index[i] for i in range(len(rows))], label, split_name)
-
-
-def _sharded(trainer) -> bool:
-    """Whether no rank holds the whole model (FSDP, ZeRO-3): saving it needs every rank."""
-    if getattr(trainer, "is_fsdp_enabled", False):
-        return True
-    plugin = getattr(trainer.accelerator.state, "deepspeed_plugin", None)
-    return bool(getattr(trainer, "is_deepspeed_enabled", False) and plugin is not None and plugin.zero_stage == 3)
-
-
-def save_final(trainer, processor, out: Path, cfg: Config, source: str, backend: str) -> Path:
-    """final/<stage> as one process saves it (a plain checkpoint, LoRA merged, the adapters in lora/): written
-    by the main process; with sharded weights every rank first takes part in gathering them."""
-    from . import models
-
-    kept = dict(base=source, dtype=models.dtype_of(cfg) if models.keeps_master_weights(cfg) else None)
-    if not active():
-        return models.save_final(trainer.model, processor, out, backend, **kept)
-    if not _sharded(trainer):  # DDP, ZeRO-1/2: every rank holds the same whole model
-        if is_main():
-            models.save_final(trainer.model, processor, out, backend, **kept)
-    else:
-        gathered = Path(out).with_name(f".{Path(out).name}.gathered")
-        trainer.save_model(str(gathered))  # a collective: the shards are gathered, rank 0 writes
-        if is_main():
-            _assemble(gathered, processor, Path(out), cfg, source)
-    barrier()
-    return Path(out)
-
-
-def _assemble(gathered: Path, processor, out: Path, cfg: Config, source: str) -> None:
-    """Gathered weights -> final/<stage>: a whole model as it is; a LoRA adapter merged on the CPU into the
-    stage's starting weights, as models.save_final merges it for one process."""
-    from . import models
-
-    if (gathered / "adapter_config.json").is_file():
-        models.save_final(models.merged_onto(source, gathered, models.dtype_of(cfg)), processor, out, "transformers")
-        shutil.rmtree(gathered)
-        return
-    processor.save_pretrained(gathered)
-    (gathered / "training_args.bin").unlink(missing_ok=True)
-    shutil.rmtree(out, ignore_errors=True)
-    os.replace(gathered, out)

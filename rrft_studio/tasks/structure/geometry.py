@@ -20,7 +20,7 @@ import random
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
 
-from ..options import doc
+from ...options import doc
 
 
 STYLES = ("id", "ood")

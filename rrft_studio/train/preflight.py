@@ -16,7 +16,7 @@ by loading it. It is an estimate: the benchmark (benchmarks/) prints it next to 
 
 On several processes (run.processes, run.accelerate_config) it is the peak of one GPU: each process runs the
 stage's per-device batch and generates its share of the step's completions, and the strategy shards what it
-shards (distributed.SHARDED): ZeRO-2 gradients and optimizer states, ZeRO-3 and FSDP2 the weights (the
+shards (ranks.SHARDED): ZeRO-2 gradients and optimizer states, ZeRO-3 and FSDP2 the weights (the
 reference model's too) as well; DeepSpeed keeps fp32 master weights and moments (12 bytes a trainable
 parameter, sharded), and ZeRO-3 gathers the whole model on each GPU for GRPO's generate.
 
@@ -26,13 +26,13 @@ parameter, sharded), and ZeRO-3 gathers the whole model on each GPU for GRPO's g
 from __future__ import annotations
 
 import json
-import random
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import distributed, launcher
-from .config import Config, ConfigError
+from .. import data, models, ranks, tasks
+from ..config import Config, ConfigError
+from . import launch
 
 GiB = 1024 ** 3
 # Published configs (config.json of the hub checkpoints), so a hub id needs no download.
@@ -56,12 +56,12 @@ PUBLISHED: dict[str, dict] = {
         vision_config=dict(depth=32, hidden_size=1280, intermediate_size=3420, num_heads=16, out_hidden_size=3584,
                            window_size=112, fullatt_block_indexes=[7, 15, 23, 31])),
 }
-# Text of the longest sample when preflight runs without the data (train prints the measured one):
-# the task's prompt, the chat template, and for SFT the target (<think> CoT </think><answer>..</answer>).
-TEMPLATE_TOKENS = 20
+# Text of the longest sample when preflight runs without the data (train prints the measured one): the task's
+# prompt, the chat template (data.TEMPLATE_TOKENS), and for SFT the target (<think> CoT </think><answer>..</answer>).
 TARGET_TOKENS = 256
 CUDA_OVERHEAD = 1.0 * GiB  # CUDA context, cuBLAS workspace, kernels
 FRAGMENTATION = 0.10  # allocator slack on the activations
+CPU_TRAINABLE = 1e9  # parameters: above this, training on a CPU takes days (the demo's model has 4.6 M)
 
 
 @dataclass(frozen=True)
@@ -162,6 +162,24 @@ def model_shape(cfg: Config) -> Shape:
                       f"checkpoint directory, or one of {known}")
 
 
+def check_training_device(cfg: Config) -> None:
+    """Before a run trains: a GPU the driver hides is said, and `auto` does not quietly fall to the CPU for a
+    model far too big to train there (run.device=cpu asks for that explicitly)."""
+    problem = models.cuda_problem(cfg)
+    if problem:
+        raise ConfigError(problem)
+    if cfg.run.device != "auto" or cfg.model.name == "tiny" or models.cuda_available(cfg):
+        return
+    try:
+        params = sum(model_shape(cfg).params())
+    except (ConfigError, ValueError, KeyError):
+        return  # a model whose shape cannot be read here (check_source names a damaged one): its size is unknown
+    if params > CPU_TRAINABLE:
+        raise ConfigError(f"no CUDA GPU is visible, and model.name={cfg.model.name} ({params / 1e9:.1f} B parameters) "
+                          "would take days to train on the CPU: run on a CUDA GPU, or set run.device=cpu to train "
+                          "on the CPU anyway")
+
+
 # ---------------------------------------------------------------- the estimate
 
 @dataclass
@@ -173,37 +191,25 @@ class Estimate:
     note: str
 
 
-def image_tokens(height: int, width: int, max_pixels: int) -> int:
-    """Merged visual tokens of one image after Qwen's resize (multiples of 28, at most max_pixels)."""
-    from transformers.models.qwen2_vl.image_processing_qwen2_vl import smart_resize
-
-    h, w = smart_resize(height, width, factor=28, min_pixels=min(56 * 56, max_pixels), max_pixels=max_pixels)
-    return h * w // (14 * 14 * 4)
-
-
 def default_tokens(cfg: Config, stage: str) -> tuple[int, int]:
     """(image tokens, text tokens) of the longest sample without reading the data: synthetic images have the
     generator's size; real files count as max_pixels (the worst case)."""
-    from . import data, tasks
-
     st, task = getattr(cfg, stage), tasks.get(cfg.data.task)
-    n_images = getattr(task, "IMAGES_PER_SAMPLE", 1)
-    side = getattr(getattr(cfg.data, task.NAME), "image_size", None)
+    n_images = task.images_per_sample
+    side = getattr(getattr(cfg.data, task.name), "image_size", None)
     real = data.source(cfg, "train")[0] is not None or side is None
-    per_image = image_tokens(st.max_pixels, 1, st.max_pixels) if real else image_tokens(side, side, st.max_pixels)
-    text = task.PROMPT_TOKENS + TEMPLATE_TOKENS + (TARGET_TOKENS if stage == "sft" else 0)
+    per_image = data.image_tokens(st.max_pixels, 1, st.max_pixels) if real else data.image_tokens(side, side, st.max_pixels)
+    text = task.prompt_tokens + data.TEMPLATE_TOKENS + (TARGET_TOKENS if stage == "sft" else 0)
     return n_images * per_image, text
 
 
 def _trainable(cfg: Config, st: Any, shape: Shape) -> tuple[int, str, bool]:
     """(trainable parameters, which, whether gradients flow through the vision tower)."""
-    from .models import lora_parts
-
     text, vision = shape.params()
     if cfg.model.finetune == "full":
         n = text + (0 if st.freeze_vision else vision)
         return n, "language model" + ("" if st.freeze_vision else " + vision tower"), not st.freeze_vision
-    parts = lora_parts(cfg.model.lora_layers, st.freeze_vision)
+    parts = models.lora_parts(cfg.model.lora_layers, st.freeze_vision)
     r = cfg.model.lora_r
     n = sum(r * (a + b) * count for tower, kind, _, a, b, count in shape.linears() if parts[tower] and parts[kind])
     return n, f"LoRA r{r} on {'+'.join(k for k, v in parts.items() if v)}", parts["vision"]
@@ -256,7 +262,7 @@ def _training(cfg: Config, stage: str, backend: str, shape: Shape, img: int, tex
     """(optimizer part, [gradients, activations, logits]) of one micro batch of the longest sample."""
     st, grpo = getattr(cfg, stage), stage == "grpo"
     completion = cfg.grpo.max_completion_length if grpo else 0
-    micro, seq = distributed.split(cfg, stage).per_device, img + text + completion
+    micro, seq = ranks.split(cfg, stage).per_device, img + text + completion
     n_train, what, vision_grad = _trainable(cfg, st, shape)
     # fp32 gradients and moments: fp32 master weights (full), peft's fp32 adapters (LoRA), an fp32 model
     optimizer = ("AdamW states", 2 * n_train * 4, f"2 fp32 moments x {n_train / 1e6:,.1f} M trainable ({what}) x 4 bytes")
@@ -298,9 +304,9 @@ def _rollouts(cfg: Config, shape: Shape, img: int, text: int) -> list[tuple[str,
 
 
 def _sharded(cfg: Config, stage: str, parts: list, strategy: str) -> list[tuple[str, float, str]]:
-    """One GPU's share of each part under the strategy (distributed.SHARDED), DeepSpeed's fp32 optimizer, and
+    """One GPU's share of each part under the strategy (ranks.SHARDED), DeepSpeed's fp32 optimizer, and
     ZeRO-3's whole model gathered for GRPO's generate."""
-    n, shards, out = cfg.run.processes, distributed.SHARDED.get(strategy, set()), []
+    n, shards, out = cfg.run.processes, ranks.SHARDED.get(strategy, set()), []
     for name, size, how in parts:
         if name == "AdamW states" and strategy.startswith("zero"):
             trainable = size / 8  # two fp32 moments a trainable parameter
@@ -322,7 +328,7 @@ def estimate(cfg: Config, stage: str, backend: str = "unsloth", shape: Shape | N
     + CUDA context and slack. Gradients are freed (set to None) before the next rollout."""
     shape = shape or model_shape(cfg)
     img, text = tokens or default_tokens(cfg, stage)
-    strategy = (launcher.strategy_of(cfg.run.accelerate_config) if cfg.run.accelerate_config else "ddp")
+    strategy = (launch.strategy_of(cfg.run.accelerate_config) if cfg.run.accelerate_config else "ddp")
     optimizer, training = _training(cfg, stage, backend, shape, img, text)
     fixed = _sharded(cfg, stage, [*_weights(cfg, stage, shape, gpu_total, strategy), optimizer], strategy)
     training = _sharded(cfg, stage, training, strategy)
@@ -379,64 +385,26 @@ def report(cfg: Config, stage: str, backend: str, tokens: tuple[int, int] | None
 
 def backend_for(cfg: Config) -> str:
     """The backend a CUDA run would get: Unsloth for Qwen2-VL / Qwen2.5-VL unless transformers is asked for."""
-    from .models import UNSLOTH_ARCHS, arch_of
-
     if cfg.model.backend != "auto":
         return cfg.model.backend
-    if distributed.wanted(cfg):  # several processes train on transformers + peft (models.choose_backend)
+    if ranks.wanted(cfg):  # several processes train on transformers + peft (models.choose_backend)
         return "transformers"
-    return "unsloth" if arch_of(cfg) in UNSLOTH_ARCHS else "transformers"
+    return "unsloth" if models.arch_of(cfg) in models.UNSLOTH_ARCHS else "transformers"
 
 
 # ---------------------------------------------------------------- longest sample first
 
-def sample_tokens(dataset, rows: list[dict], tokenizer, max_pixels: int) -> list[tuple[int, int]]:
-    """(image tokens, text tokens) of each sample: image sizes from the files' headers, text through the
-    tokenizer over the dataset's prompt (and completion) messages."""
-    from PIL import Image
-
-    from .data import images_of
-
-    columns = [c for c in ("prompt", "completion") if c in dataset.column_names]
-    texts = ["".join(part["text"] for column in columns for message in row[column]
-                     for part in message["content"] if part.get("type") == "text")
-             for row in dataset.select_columns(columns)]
-    tokenizer = getattr(tokenizer, "tokenizer", tokenizer)
-    lengths = [len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]
-    out = []
-    for record, n_text in zip(rows, lengths):
-        n_image = 0
-        for path in images_of(record):
-            with Image.open(path) as image:
-                width, height = image.size
-            n_image += image_tokens(height, width, max_pixels)
-        out.append((n_image, n_text + TEMPLATE_TOKENS))
-    return out
-
-
-def longest_first(tokens: list[tuple[int, int]], first: int, seed: int) -> list[int]:
-    """Indices: the `first` longest samples (longest first), then the rest in a seeded shuffle."""
-    total = [a + b for a, b in tokens]
-    top = sorted(range(len(total)), key=lambda i: -total[i])[:first]
-    chosen = set(top)
-    rest = [i for i in range(len(total)) if i not in chosen]
-    random.Random(seed).shuffle(rest)
-    return top + rest
-
-
 def prepare(cfg: Config, stage: str, train, rows: list[dict], processor, model, backend: str):
     """Before a stage trains: put the longest samples in its first batch (data.longest_first), so an
     out-of-memory shows at step 1, and on CUDA print the memory estimate for its longest sample."""
-    from . import distributed, models
-
     cuda = models.cuda_available(cfg)
     if not (cfg.data.longest_first or cuda):
         return train
     st = getattr(cfg, stage)
-    tokens = sample_tokens(train, rows, processor, st.max_pixels)  # (image, text) per sample
+    tokens = data.sample_tokens(train, rows, processor, st.max_pixels)  # (image, text) per sample
     if cfg.data.longest_first:  # SFT: the first batch of every process
-        first = distributed.split(cfg, "sft").per_device * cfg.run.processes if stage == "sft" else st.prompts_per_step
-        train = train.select(longest_first(tokens, first, cfg.run.seed))
-    if cuda and distributed.is_main():
+        first = ranks.split(cfg, "sft").per_device * cfg.run.processes if stage == "sft" else st.prompts_per_step
+        train = train.select(data.longest_first(tokens, first, cfg.run.seed))
+    if cuda and ranks.is_main():
         print(report(cfg, stage, backend, max(tokens, key=sum), gpu(), shape_of(model.config.to_dict())), flush=True)
     return train
