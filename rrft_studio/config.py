@@ -148,6 +148,9 @@ class SFT:
     gradient_checkpointing: bool = doc(False, "trade compute for memory")
     logging_steps: int = doc(1, "write metrics every N steps", ge=1)
     save_steps: int = doc(100, "checkpoint every N steps (a stop also checkpoints)", ge=1)
+    stop_at_accuracy: float = doc(0.0, "stop Stage 1 at the first check where greedy accuracy on sft.stop_samples held-out training records (the last of Stage 2's) reaches this; 0 = off (run sft.max_steps or the epochs)", ge=0, le=1)
+    stop_every: int = doc(50, "with sft.stop_at_accuracy: check every N steps", ge=1)
+    stop_samples: int = doc(100, "with sft.stop_at_accuracy: held-out records each check decodes", ge=1)
 
 
 @dataclass
@@ -500,6 +503,12 @@ def validate(cfg: Config) -> None:
         _check(d.max_samples > d.sft_samples,
                f"data.max_samples={d.max_samples} leaves GRPO no records: Stage 1 takes the first "
                f"data.sft_samples={d.sft_samples}; raise data.max_samples above it or lower data.sft_samples")
+    if s.stop_at_accuracy > 0:
+        _check("sft" in r.stages and "grpo" in r.stages and not d.grpo_all,
+               "sft.stop_at_accuracy checks Stage 1 on records held out for Stage 2: it needs method=rft (sft then "
+               "grpo, without data.grpo_all); set sft.stop_at_accuracy=0 otherwise")
+        _check(r.processes == 1, "sft.stop_at_accuracy runs in one process: set sft.stop_at_accuracy=0 for "
+               f"run.processes={r.processes}")
     total = g.prompts_per_step * g.num_generations
     _check(total % g.micro_batch == 0,
            f"grpo.micro_batch={g.micro_batch} must divide prompts_per_step x num_generations = {total}")

@@ -105,6 +105,9 @@ INVALID: dict[str, tuple[list[str], list[str]]] = {
     "sft.gradient_checkpointing": (BOOL, []),
     "sft.logging_steps": (SIZE, []),
     "sft.save_steps": (SIZE, []),
+    "sft.stop_at_accuracy": (SHARE, []),
+    "sft.stop_every": (SIZE, ["sft.stop_at_accuracy=0.5"]),
+    "sft.stop_samples": (SIZE, ["sft.stop_at_accuracy=0.5"]),
     "grpo.epochs": (["-1", "0", *NOT_A_NUMBER], []),  # 0 with max_steps=-1 trains nothing
     "grpo.max_steps": (["0", "-2"], []),
     "grpo.lr": (POSITIVE, []),

@@ -173,3 +173,42 @@ def test_rollouts_never_sample_vision_tokens(micro_run, tmp_path):
     assert processor.tokenizer.convert_tokens_to_ids("<|image_pad|>") in banned and len(banned) >= 4
     args = grpo.trainer_args(settings.load(MICRO), tmp_path, True, banned)
     assert args.generation_kwargs["suppress_tokens"] == banned
+
+
+def test_stage_1_checks_its_held_out_accuracy_and_stops_at_the_target(tmp_path, cache_dir):
+    """sft.stop_at_accuracy: every sft.stop_every steps the held-out accuracy (the last of Stage 2's records) is
+    logged; at the target the stage ends there and says so in status.json. The micro model answers nothing right,
+    so a target of 1.0 is never met (the stage runs its steps); the callback itself, given a target its real check
+    meets, stops the trainer."""
+    from transformers import TrainerControl, TrainerState
+
+    from rrft_studio import config, data, models
+    from rrft_studio.train import stopping
+
+    done = cli("train", str(MICRO), f"run.runs_dir={tmp_path}", f"run.cache_dir={cache_dir}", "run.stages=[sft]",
+               "method=custom", "sft.max_steps=3", "sft.stop_at_accuracy=1.0", "sft.stop_every=1",
+               "sft.stop_samples=4", "eval.enabled=false")
+    assert done.returncode == 2 and "needs method=rft" in done.stderr  # no Stage 2: nothing is held out
+    done = cli("train", str(MICRO), f"run.runs_dir={tmp_path}", f"run.cache_dir={cache_dir}", "sft.max_steps=3",
+               "sft.stop_at_accuracy=1.0", "sft.stop_every=1", "sft.stop_samples=4", "grpo.max_steps=1",
+               "eval.enabled=false")
+    assert done.returncode == 0, done.stderr[-3000:]
+    (run_dir,) = tmp_path.iterdir()
+    checks = [r for r in runs.read_jsonl(run_dir / "metrics.jsonl") if "stop_check/accuracy" in r]
+    assert [r["step"] for r in checks] == [1, 2] and all(r["stop_check/accuracy"] == 0.0 for r in checks)
+    assert "sft_stopped" not in runs.read_status(run_dir)  # never met: the stage ran its 3 steps
+    cfg = config.load(MICRO, [f"run.cache_dir={cache_dir}", "sft.stop_at_accuracy=1.0", "sft.stop_samples=4"])
+    held = stopping.held_out(cfg)
+    assert len(held) == 4 and not {r["id"] for r in held} & {r["id"] for r in data.stage_records(cfg, "sft")}
+    model, processor, _ = models.load_for_training(cfg, cfg.sft, models.source(cfg, data.corpus(cfg)), "transformers")
+    model.train()  # as the trainer leaves it
+    callback = stopping.AccuracyStop(cfg, run_dir, processor)
+    score = stopping.accuracy(model, processor, callback.cfg, held)
+    state, control = TrainerState(), TrainerControl()
+    state.global_step, state.max_steps = 50, 400
+    callback.on_step_end(None, state, control, model=model)
+    assert not control.should_training_stop and model.training  # 0.0 < 1.0; the model is back in training mode
+    callback.cfg.sft.stop_at_accuracy = score
+    callback.on_step_end(None, state, control, model=model)
+    assert control.should_training_stop
+    assert runs.read_status(run_dir)["sft_stopped"] == {"step": 50, "accuracy": score, "target": score}

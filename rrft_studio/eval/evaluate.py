@@ -57,13 +57,19 @@ def evaluate(checkpoint: str, cfg: Config, rows: list[dict], label: str = "", sp
     """Score `checkpoint` on `rows` with the task's checker; returns the summary with every prediction.
     `between_batches()` runs before each batch (a training run stops there when asked to)."""
     import torch
+
+    torch.manual_seed(cfg.run.seed)
+    model, processor = models.load_for_inference(checkpoint, cfg, cfg.grpo.max_pixels)
+    return summarize(checkpoint, cfg, rows, predict(model, processor, cfg, rows, split, between_batches), label, split)
+
+
+def predict(model, processor, cfg: Config, rows: list[dict], split: str = "id", between_batches=None) -> list[dict]:
+    """A loaded model's prediction for each row, scored by every checker of the task (`correct`: eval.scorer's)."""
     from PIL import Image
 
     task = data.task_of(cfg)
     _, scorers = task.checker_names(getattr(cfg.data, task.name, None))
     score = {name: tasks.checker(check) for name, check in scorers.items()}
-    torch.manual_seed(cfg.run.seed)
-    model, processor = models.load_for_inference(checkpoint, cfg, cfg.grpo.max_pixels)
     predictions = []
     for start in range(0, len(rows), cfg.eval.batch_size):
         if between_batches is not None:
@@ -81,7 +87,7 @@ def evaluate(checkpoint: str, cfg: Config, rows: list[dict], label: str = "", sp
                 "format": rewards.format_reward([text])[0],
                 "length": length,
             })
-    return summarize(checkpoint, cfg, rows, predictions, label, split)
+    return predictions
 
 
 def summarize(checkpoint: str, cfg: Config, rows: list[dict], predictions: list[dict], label: str = "",

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from .. import data, models, ranks, runs
 from ..config import Config
-from . import preflight, progress, trackers
+from . import preflight, progress, stopping, trackers
 
 
 def trainer_args(cfg: Config, output_dir: Path, use_cpu: bool):
@@ -58,9 +58,10 @@ def run(cfg: Config, run_dir: Path, source: str, backend: str) -> Path | None:
 
     # trainer
     tracker = progress.RunTracker(run_dir, "sft")
+    stop = [stopping.AccuracyStop(cfg, run_dir, processor)] if cfg.sft.stop_at_accuracy > 0 else []
     trainer = SFTTrainer(model=model, args=trainer_args(cfg, ckpt_dir, not models.cuda_available(cfg)),
                          train_dataset=train, processing_class=processor, peft_config=peft_config,
-                         callbacks=[tracker])
+                         callbacks=[tracker, *stop])
     trainer.remove_callback(PrinterCallback)
     trackers.attach(trainer, cfg, run_dir, "sft")
     runs.record_trainer(run_dir, "sft", trainer)
