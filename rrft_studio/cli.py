@@ -165,11 +165,13 @@ def cmd_sweep(args) -> int:
             raise ConfigError(f"{flag} takes whole numbers of at least {least}, e.g. {flag} {least} {least + 1}")
     points = sweep.plan(list(dict.fromkeys(args.methods)), sorted(set(args.samples)), list(dict.fromkeys(args.seeds)),
                         list(dict.fromkeys(args.threads)))
+    if args.into:
+        sweep.joinable(Path(args.into), args.preset, args.overrides)
     for point in points:  # every point's config is checked before the first run starts
         settings.load(args.preset, [*args.overrides, *sweep.overrides_of(point)])
     preflight.check_training_device(cfg)
     models.decide_backend(cfg)  # each run imports its backend in its own process: none here
-    root = sweep.run(cfg, args.preset, args.overrides, points)
+    root = sweep.run(cfg, args.preset, args.overrides, points, Path(args.into) if args.into else None)
     print(sweep.table(sweep.load(root)))
     print(f"sweep: {root / 'sweep.json'}, {root / 'sweep.md'}, {root / 'sweep.png'}")
     return 0
@@ -316,6 +318,8 @@ def parser() -> argparse.ArgumentParser:
                    "1600 3200 6400: accuracy against samples")
     w.add_argument("--methods", nargs="+", default=[], choices=[m for m in config.METHODS if m != "zero_shot"],
                    help="one line per method, e.g. --methods cot_sft rft (default: the preset's method)")
+    w.add_argument("--into", metavar="SWEEP", help="add these runs to an existing sweep folder of the same preset "
+                   "and overrides (more seeds, another thread count, or the rest of a stopped sweep): one table")
     w.set_defaults(func=cmd_sweep)
 
     d = sub.add_parser("data", help="datasets")

@@ -106,6 +106,19 @@ def test_a_seed_sweep_gives_each_run_and_the_spread(tmp_path, cache_dir):
     assert done.returncode == 0, done.stderr[-3000:]
     assert f"| ours: {root.name} grpo (mean ± sd over 2 runs) |" in done.stdout and " ± " in done.stdout
     assert f"| ours: {Path(points[0]['run_dir']).name} grpo |" in done.stdout
+    # --into: more seeds join the same sweep (seed 1 is there already: skipped), one table over all of them
+    done = cli("sweep", str(MICRO), f"run.runs_dir={tmp_path}", f"run.cache_dir={cache_dir}", "eval.max_samples=4",
+               "--seeds", "1", "2", "--threads", "1", "--into", str(root))
+    assert done.returncode == 0, done.stderr[-3000:]
+    record = json.loads((root / "sweep.json").read_text())
+    assert [p["seed"] for p in record["points"]] == [0, 1, 2] and record["spread"][0]["runs"] == 3
+    assert "mean ± sd over 3 runs" in done.stdout and len([p for p in root.iterdir() if p.is_dir()]) == 3
+    done = cli("sweep", str(MICRO), f"run.runs_dir={tmp_path}", "eval.max_samples=8", "--seeds", "3",
+               "--into", str(root))
+    assert done.returncode == 2 and "that sweep ran" in done.stderr and "start a new sweep" in done.stderr
+    done = cli("sweep", str(MICRO), f"run.runs_dir={tmp_path}", "--seeds", "3", "--into", str(tmp_path / "none"))
+    assert done.returncode == 2 and "no sweep.json there" in done.stderr
+    assert len([p for p in root.iterdir() if p.is_dir()]) == 3  # the refusals trained nothing
     done = cli("sweep", str(MICRO), f"run.runs_dir={tmp_path}", "--seeds", "-1")
     assert done.returncode == 2 and "--seeds takes whole numbers of at least 0" in done.stderr
     done = cli("sweep", str(MICRO), f"run.runs_dir={tmp_path}")

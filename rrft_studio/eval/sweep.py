@@ -11,6 +11,7 @@ taken in another order give another model after a few hundred steps): a figure w
       sweep.md, sweep.png          the table and the plot
 
     rrft-studio sweep presets/demo.yaml --seeds 0 1 2 --threads 1 2      # how much a result moves
+    rrft-studio sweep presets/demo.yaml --seeds 3 4 --into runs/demo-sweep-<time>   # more seeds, same table
     rrft-studio sweep presets/counting_2b.yaml --samples 3200 6400 12800  # data efficiency
     rrft-studio sweep presets/demo.yaml data.sft_samples=8000 sft.max_steps=-1 grpo.max_steps=-1 --samples 8400 8800 --methods cot_sft rft
 
@@ -31,7 +32,7 @@ import time
 from pathlib import Path
 
 from .. import runs
-from ..config import Config
+from ..config import Config, ConfigError
 
 AXES = ("method", "samples", "seed", "threads")
 
@@ -53,28 +54,52 @@ def overrides_of(point: dict) -> list[str]:
     return [f"{keys[k]}={point[k]}" for k in keys if k in point]
 
 
-def run(cfg: Config, preset: str, overrides: list[str], points: list[dict]) -> Path:
-    """Train one run per point; return the sweep directory."""
+def run(cfg: Config, preset: str, overrides: list[str], points: list[dict], into: Path | None = None) -> Path:
+    """Train one run per point; return the sweep directory. With `into`, an existing sweep of the same preset
+    and overrides: its runs stay, the points it already has are skipped, the new ones join it."""
     name = cfg.run.name  # config.load defaults it to the preset's file name
-    root = Path(cfg.run.runs_dir).expanduser() / f"{name}-sweep-{time.strftime('%Y%m%d-%H%M%S')}"
-    root.mkdir(parents=True)
-    record = {"preset": str(preset), "overrides": list(overrides), "points": [], "spread": []}
+    if into:
+        root, record = Path(into), load(into)
+        points = [p for p in points if p not in [_axes(q) for q in record["points"]]]
+    else:
+        root = Path(cfg.run.runs_dir).expanduser() / f"{name}-sweep-{time.strftime('%Y%m%d-%H%M%S')}"
+        root.mkdir(parents=True)
+        record = {"preset": str(preset), "overrides": list(overrides), "points": [], "spread": []}
     for point in points:
         tag = label(name, point)
         args = [sys.executable, "-m", "rrft_studio.cli", "train", preset, *overrides, *overrides_of(point),
                 f"run.runs_dir={root}", f"run.name={tag}"]
         env = {**os.environ, **({"OMP_NUM_THREADS": str(point["threads"])} if "threads" in point else {})}
-        print(f"sweep: {tag} ({len(record['points']) + 1} of {len(points)})", flush=True)
+        print(f"sweep: {tag} ({points.index(point) + 1} of {len(points)})", flush=True)
         done = subprocess.run(args, env=env)
         if done.returncode != 0:
             raise SystemExit(f"sweep: the run {tag} failed (exit {done.returncode}); the runs so far are in {root}")
-        (run_dir,) = [p for p in root.iterdir() if p.is_dir() and p.name.startswith(f"{tag}-")]
+        run_dir = max(p for p in root.iterdir() if p.is_dir() and p.name.startswith(f"{tag}-"))  # the latest
         record["points"].append(result(point, run_dir))
         record["spread"] = spread(record["points"])
         runs.write_atomic(root / "sweep.json", json.dumps(record, indent=1))  # what finished, if cut off
         runs.write_atomic(root / "sweep.md", table(record) + "\n")
     plot(record, root / "sweep.png")
     return root
+
+
+def joinable(root: Path, preset: str, overrides: list[str]) -> None:
+    """`--into`: the sweep there trained the same preset with the same overrides, or the new runs would not be
+    the same experiment."""
+    if not is_sweep(root):
+        raise ConfigError(f"--into {root}: no sweep.json there; give a sweep folder (runs/<preset>-sweep-<time>) "
+                          "or leave --into out to start a new sweep")
+    record = load(root)
+    mine = {"preset": Path(str(preset)).resolve(), "overrides": list(overrides)}
+    theirs = {"preset": Path(str(record.get("preset", ""))).resolve(), "overrides": record.get("overrides", [])}
+    if mine != theirs:
+        raise ConfigError(f"--into {root}: that sweep ran {record.get('preset')} with overrides "
+                          f"{theirs['overrides']}, not {preset} with {mine['overrides']}; give the same preset and "
+                          "overrides to add runs to it, or leave --into out to start a new sweep")
+
+
+def _axes(point: dict) -> dict:
+    return {k: point[k] for k in AXES if k in point}
 
 
 def result(point: dict, run_dir: Path) -> dict:
