@@ -30,6 +30,11 @@ from .config import Config, ConfigError
 ZERO_SPREAD_WARN = 0.5  # share of zero-spread groups above which the verdict is "weak"
 TRUNCATION_WARN = 0.2  # share of completions cut at max_completion_length worth a note
 SPREAD_EPS = 1e-6  # rewards closer than this count as equal (TRL: torch.isclose(std, 0))
+# The sampling gap (train/invariants.py): mean |log p sampled - log p scored| over a step's completion tokens,
+# in nats. Float noise is about 1e-6 in fp32 and 1e-2 in bf16; above SAMPLING_GAP_WARN the batch the trainer
+# scores is not the batch that was sampled (padding, images, truncation) or the sampler is another model.
+SAMPLING_GAP = "sampling/sampling_logp_difference"
+SAMPLING_GAP_WARN = 0.05
 
 
 # ---------------------------------------------------------------- scoring
@@ -471,13 +476,19 @@ def format_problem(text: str, strict: bool = False) -> str:
 # ---------------------------------------------------------------- the monitor's banner
 
 def banner(rows: list[dict], threshold: float = 0.9, steps: int = 10) -> list[tuple[str, str]]:
-    """(level, message) warnings for a live GRPO run from its metrics.jsonl rows: the zero-spread share at or
-    above `threshold` for the last `steps` logged steps, or a reward constant over each of those batches
+    """(level, message) warnings for a live GRPO run from its metrics.jsonl rows: a sampling gap above
+    SAMPLING_GAP_WARN at the last step; the zero-spread share at or above `threshold` for the last `steps` logged steps, or a reward constant over each of those batches
     (warning when it is 0, info when it is saturated at another value). Empty when nothing is wrong."""
+    out = []
+    gaps = [r for r in rows if r.get("stage") == "grpo" and f"{SAMPLING_GAP}/mean" in r]
+    if gaps and gaps[-1][f"{SAMPLING_GAP}/mean"] > SAMPLING_GAP_WARN:  # from the first step: a fault, not a trend
+        out.append(("warning", f"the trainer's log-probabilities differ from the sampler's by "
+                    f"{gaps[-1][f'{SAMPLING_GAP}/mean']:.3f} nats a token on average at step {gaps[-1]['step']} "
+                    f"(float noise is below 0.02): the batch it scores is not the batch that was sampled; check the "
+                    "padding side, the images per prompt and grpo.max_prompt_length (docs/training.md)"))
     grpo = [r for r in rows if r.get("stage") == "grpo" and "frac_reward_zero_std" in r][-steps:]
     if len(grpo) < steps:
-        return []
-    out = []
+        return out
     worst = min(r["frac_reward_zero_std"] for r in grpo)
     if worst >= threshold:
         share = "every group" if worst >= 1 else f"at least {_pct(worst)} of groups"

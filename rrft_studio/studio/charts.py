@@ -41,6 +41,8 @@ PLOTS = {
         ("Thinking vs answer tokens (rollouts)", ["think_tokens", "answer_tokens"], "tokens"),
         ("Clipped ratio (cut at max length)", ["completions/clipped_ratio"], "share"),
         ("KL to the reference", ["kl"], "kl"),
+        ("Sampling gap: trainer vs sampler log-probabilities", ["sampling/sampling_logp_difference/mean",
+                                                              "sampling/sampling_logp_difference/max"], "nats"),
         ("Entropy", ["entropy"], "nats"),
         ("Loss", ["loss"], "loss"),
         ("Learning rate", ["learning_rate"], "lr"),

@@ -26,7 +26,7 @@ import numpy as np
 import orjson
 import pandas as pd
 
-from .. import runs
+from .. import runs, workbench
 from ..config import ConfigError
 from . import catalog, eta, logs, rl_series
 from .charts import (BANDS, NOTES, PLOTS, ROLLOUT_KEYS, SERIES_POINTS, SLOTS, TICK_POINTS, band_chart, bands, chart,
@@ -110,7 +110,8 @@ def banner(run_dir: Path | None) -> str:
     if memo and memo[0] == metrics.version:
         return memo[1]
     columns = metrics.stages.get("grpo", {})
-    keys = [k for k in columns if k == "frac_reward_zero_std" or (k.startswith("rewards/") and k.endswith(("/mean", "/std")))]
+    keys = [k for k in columns if k in ("frac_reward_zero_std", f"{workbench.SAMPLING_GAP}/mean")
+            or (k.startswith("rewards/") and k.endswith(("/mean", "/std")))]
     last = {k: columns[k].values()[-BANNER_STEPS:] for k in ["step", *keys]} if columns else {"step": []}
     rows = [{"stage": "grpo", "step": int(step), **{k: float(last[k][i]) for k in keys if not np.isnan(last[k][i])}}
             for i, step in enumerate(last["step"])]

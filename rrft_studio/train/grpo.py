@@ -17,7 +17,7 @@ from pathlib import Path
 
 from .. import data, models, ranks, rewards, runs
 from ..config import Config
-from . import preflight, progress, rollout_server, trackers
+from . import invariants, preflight, progress, rollout_server, trackers
 
 
 def trainer_args(cfg: Config, output_dir: Path, use_cpu: bool, suppress_tokens: list[int] = ()):
@@ -119,6 +119,8 @@ def run(cfg: Config, run_dir: Path, source: str, backend: str) -> Path | None:
     runs.record_trainer(run_dir, "grpo", trainer)
     models.check_trainers(cfg, backend, {"grpo": type(trainer).__name__})
     tracker.trainer = trainer
+    if backend == "transformers":  # Unsloth's trainer computes its loss its own way: not measured there yet
+        invariants.watch(trainer)
 
     # train
     if progress.fit(trainer, tracker, resume, cfg.grpo.max_steps):
