@@ -112,6 +112,7 @@ def test_a_seed_sweep_gives_each_run_and_the_spread(tmp_path, cache_dir):
     assert done.returncode == 0, done.stderr[-3000:]
     record = json.loads((root / "sweep.json").read_text())
     assert [p["seed"] for p in record["points"]] == [0, 1, 2] and record["spread"][0]["runs"] == 3
+    assert record["overrides"] == ["eval.max_samples=4"]  # where the runs went is not part of the experiment
     assert "mean ± sd over 3 runs" in done.stdout and len([p for p in root.iterdir() if p.is_dir()]) == 3
     done = cli("sweep", str(MICRO), f"run.runs_dir={tmp_path}", "eval.max_samples=8", "--seeds", "3",
                "--into", str(root))

@@ -64,7 +64,7 @@ def run(cfg: Config, preset: str, overrides: list[str], points: list[dict], into
     else:
         root = Path(cfg.run.runs_dir).expanduser() / f"{name}-sweep-{time.strftime('%Y%m%d-%H%M%S')}"
         root.mkdir(parents=True)
-        record = {"preset": str(preset), "overrides": list(overrides), "points": [], "spread": []}
+        record = {"preset": str(preset), "overrides": experiment(overrides), "points": [], "spread": []}
     for point in points:
         tag = label(name, point)
         args = [sys.executable, "-m", "rrft_studio.cli", "train", preset, *overrides, *overrides_of(point),
@@ -90,12 +90,21 @@ def joinable(root: Path, preset: str, overrides: list[str]) -> None:
         raise ConfigError(f"--into {root}: no sweep.json there; give a sweep folder (runs/<preset>-sweep-<time>) "
                           "or leave --into out to start a new sweep")
     record = load(root)
-    mine = {"preset": Path(str(preset)).resolve(), "overrides": list(overrides)}
-    theirs = {"preset": Path(str(record.get("preset", ""))).resolve(), "overrides": record.get("overrides", [])}
+    mine = {"preset": Path(str(preset)).resolve(), "overrides": experiment(overrides)}
+    theirs = {"preset": Path(str(record.get("preset", ""))).resolve(),
+              "overrides": experiment(record.get("overrides", []))}
     if mine != theirs:
         raise ConfigError(f"--into {root}: that sweep ran {record.get('preset')} with overrides "
                           f"{theirs['overrides']}, not {preset} with {mine['overrides']}; give the same preset and "
                           "overrides to add runs to it, or leave --into out to start a new sweep")
+
+
+PLACEMENT = ("run.runs_dir=", "run.cache_dir=")  # where a run is written, not what it trains
+
+
+def experiment(overrides: list[str]) -> list[str]:
+    """The overrides that change what is trained (those that only place the runs left out)."""
+    return [o for o in overrides if not o.startswith(PLACEMENT)]
 
 
 def _axes(point: dict) -> dict:
