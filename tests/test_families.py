@@ -113,6 +113,12 @@ def test_a_seed_sweep_gives_each_run_and_the_spread(tmp_path, cache_dir):
     record = json.loads((root / "sweep.json").read_text())
     assert [p["seed"] for p in record["points"]] == [0, 1, 2] and record["spread"][0]["runs"] == 3
     assert record["overrides"] == ["eval.max_samples=4"]  # where the runs went is not part of the experiment
+    # a run that finished in the folder but is not in sweep.json (a concurrent sweep, a cut-off write) is taken
+    (root / "sweep.json").write_text(json.dumps({**record, "points": record["points"][:2]}))
+    done = cli("sweep", str(MICRO), f"run.runs_dir={tmp_path}", "eval.max_samples=4", "--seeds", "2",
+               "--threads", "1", "--into", str(root))
+    assert done.returncode == 0 and "taken as it is" in done.stdout, done.stderr[-3000:]
+    assert json.loads((root / "sweep.json").read_text())["points"] == record["points"]
     assert "mean ± sd over 3 runs" in done.stdout and len([p for p in root.iterdir() if p.is_dir()]) == 3
     done = cli("sweep", str(MICRO), f"run.runs_dir={tmp_path}", "eval.max_samples=8", "--seeds", "3",
                "--into", str(root))

@@ -67,6 +67,11 @@ def run(cfg: Config, preset: str, overrides: list[str], points: list[dict], into
         record = {"preset": str(preset), "overrides": experiment(overrides), "points": [], "spread": []}
     for point in points:
         tag = label(name, point)
+        if finished := _finished_run(root, tag):  # trained by an earlier or concurrent sweep into this folder
+            print(f"sweep: {tag} ({points.index(point) + 1} of {len(points)}): finished in {finished}, taken as it is",
+                  flush=True)
+            _add(record, root, result(point, finished))
+            continue
         args = [sys.executable, "-m", "rrft_studio.cli", "train", preset, *overrides, *overrides_of(point),
                 f"run.runs_dir={root}", f"run.name={tag}"]
         env = {**os.environ, **({"OMP_NUM_THREADS": str(point["threads"])} if "threads" in point else {})}
@@ -75,12 +80,24 @@ def run(cfg: Config, preset: str, overrides: list[str], points: list[dict], into
         if done.returncode != 0:
             raise SystemExit(f"sweep: the run {tag} failed (exit {done.returncode}); the runs so far are in {root}")
         run_dir = max(p for p in root.iterdir() if p.is_dir() and p.name.startswith(f"{tag}-"))  # the latest
-        record["points"].append(result(point, run_dir))
-        record["spread"] = spread(record["points"])
-        runs.write_atomic(root / "sweep.json", json.dumps(record, indent=1))  # what finished, if cut off
-        runs.write_atomic(root / "sweep.md", table(record) + "\n")
+        _add(record, root, result(point, run_dir))
     plot(record, root / "sweep.png")
     return root
+
+
+def _finished_run(root: Path, tag: str) -> Path | None:
+    """The newest run directory of this point in the sweep's folder that finished with a report, if any."""
+    done = [p for p in root.iterdir() if p.is_dir() and p.name.startswith(f"{tag}-") and runs.is_run(p)
+            and runs.read_status(p).get("state") == "finished" and runs.report_path(p).is_file()]
+    return max(done) if done else None
+
+
+def _add(record: dict, root: Path, point: dict) -> None:
+    """One more finished run: sweep.json and sweep.md rewritten (what finished stays if the sweep is cut off)."""
+    record["points"].append(point)
+    record["spread"] = spread(record["points"])
+    runs.write_atomic(root / "sweep.json", json.dumps(record, indent=1))
+    runs.write_atomic(root / "sweep.md", table(record) + "\n")
 
 
 def joinable(root: Path, preset: str, overrides: list[str]) -> None:
