@@ -174,7 +174,7 @@ class GRPO:
     max_completion_length: int = doc(512, "most new tokens per rollout", ge=1)
     max_pixels: int = doc(480000, "images are down-scaled to at most this many pixels", ge=56 * 56, le=MAX_PIXELS)
     freeze_vision: bool = doc(False, "freeze the vision tower and merger (the paper trains the whole model)")
-    rewards: list[str] = doc(["format", "accuracy"], "reward functions: format, format_strict, accuracy, tolerance, spatial_partial, or package.module:function")
+    rewards: list[str] = doc(["format", "accuracy"], "reward functions: format, format_strict, accuracy, tolerance, spatial_partial, consistency (the reasoning leads to the answer given), or package.module:function")
     reward_weights: list[float] = doc([1.0, 1.0], "weight of each reward in the total")
     gradient_checkpointing: bool = doc(False, "trade compute for memory")
     logging_steps: int = doc(1, "write metrics every N steps", ge=1)

@@ -76,12 +76,20 @@ def tolerance_reward(completions: list, answer: list, **kwargs: Any) -> list[flo
     return [checks.tolerance_score(completion_text(c), a) for c, a in zip(completions, answer, strict=True)]
 
 
+def consistency_reward(completions: list, task: list | None = None, **kwargs: Any) -> list[float]:
+    """1 where the reasoning in <think> leads to the answer given (tasks.consistent: counting's equations hold
+    and end on the answer, ...), else 0; right or wrong, the accuracy reward says which."""
+    names = task or [None] * len(completions)
+    return [1.0 if tasks.consistent(t, completion_text(c)) else 0.0 for c, t in zip(completions, names, strict=True)]
+
+
 REWARDS: dict[str, Callable[..., list[float]]] = {
     "format": format_reward,
     "format_strict": format_strict_reward,
     "accuracy": accuracy_reward,
     "tolerance": tolerance_reward,
     "spatial_partial": spatial_partial_reward,
+    "consistency": consistency_reward,
 }
 
 

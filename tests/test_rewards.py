@@ -258,7 +258,7 @@ def test_resolve_module_paths():
 @pytest.mark.parametrize(
     "name, fragments",
     [
-        ("accuracyy", ["'accuracyy'", "accuracy, format", "package.module:function", "did you mean 'accuracy'"]),
+        ("accuracyy", ["'accuracyy'", "accuracy, consistency, format", "package.module:function", "did you mean 'accuracy'"]),
         ("fromat", ["did you mean 'format'"]),
         ("zzz", ["unknown reward 'zzz'", "package.module:function"]),
         ("nonexistent.module:f", ["cannot import module 'nonexistent.module'", "No module named"]),

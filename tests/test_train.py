@@ -45,6 +45,13 @@ def test_run_directory(micro_run):
     for key in ("chance", "accuracy_base", "accuracy_sft", "accuracy_grpo", "format_reward_grpo", "seconds"):
         assert report[key] is not None, key
     assert "accuracy, after GRPO" in done.stdout and str(run_dir) in done.stdout
+    # does the reasoning lead to the answer: each rollout, each GRPO step, each evaluation
+    rollouts = [c for r in runs.read_jsonl(run_dir / "samples.jsonl") for c in r["completions"]]
+    assert rollouts and all("consistent" in c for c in rollouts)
+    steps = [r for r in runs.read_jsonl(run_dir / "metrics.jsonl") if r.get("stage") == "grpo" and "loss" in r]
+    assert all(0 <= r["consistency"] <= 1 for r in steps)
+    result = json.loads((run_dir / "eval/grpo/id.json").read_text())
+    assert "consistency" in result and all("consistent" in p for p in result["predictions"])
 
 
 def test_report_reads_the_strict_format_reward_too(micro_run, tmp_path):

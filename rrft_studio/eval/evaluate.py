@@ -85,6 +85,7 @@ def predict(model, processor, cfg: Config, rows: list[dict], split: str = "id", 
                 "id": r["id"], "answer": r["answer"], "completion": text,
                 "correct": scores[cfg.eval.scorer], "scores": scores,
                 "format": rewards.format_reward([text])[0],
+                "consistent": tasks.consistent(task.name, text),
                 "length": length,
             })
     return predictions
@@ -103,9 +104,19 @@ def summarize(checkpoint: str, cfg: Config, rows: list[dict], predictions: list[
         "accuracy": sum(p["correct"] for p in predictions) / n,
         "accuracy_by_scorer": {name: sum(p["scores"][name] for p in predictions) / n for name in scorers},
         "format": sum(p["format"] for p in predictions) / n,
+        **consistency(predictions),
         "mean_length": sum(p["length"] for p in predictions) / n,
         "predictions": predictions,
     }
+
+
+def consistency(predictions: list[dict]) -> dict:
+    """Does the reasoning lead to the answer (tasks.consistent): the share of all predictions whose reasoning does,
+    and of the right ones (a right answer after reasoning that does not reach it was not reasoned out)."""
+    def agree(rows: list[dict]) -> float | None:
+        return sum(p.get("consistent") is True for p in rows) / len(rows) if rows else None
+
+    return {"consistency": agree(predictions), "consistency_right": agree([p for p in predictions if p["correct"] >= 1])}
 
 
 def evaluate_sharded(checkpoint: str, cfg: Config, rows: list[dict], label: str, split_name: str,
@@ -155,4 +166,6 @@ def summary_line(result: dict) -> str:
     return (f"{result['label'] or result['checkpoint']} on {result['benchmark']} ({result['split']}): "
             f"accuracy {100 * result['accuracy']:.1f}% ({result.get('scorer', 'strict')} scorer) "
             f"(chance {100 * result['chance']:.1f}%), format {result['format']:.2f}, "
-            f"mean length {result['mean_length']:.0f} tokens, n={result['n']}")
+            f"mean length {result['mean_length']:.0f} tokens, n={result['n']}"
+            + (f"; reasoning leads to the answer in {100 * result['consistency_right']:.0f}% of the right ones"
+               if result.get("consistency_right") is not None else ""))

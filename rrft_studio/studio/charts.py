@@ -39,6 +39,7 @@ PLOTS = {
         ("Completion length", ["completions/mean_length", "completions/min_length", "completions/max_length"],
          "tokens"),
         ("Thinking vs answer tokens (rollouts)", ["think_tokens", "answer_tokens"], "tokens"),
+        ("Reasoning that leads to the answer (rollouts)", ["consistency"], "share"),
         ("Clipped ratio (cut at max length)", ["completions/clipped_ratio"], "share"),
         ("KL to the reference", ["kl"], "kl"),
         ("Sampling gap: trainer vs sampler log-probabilities", ["sampling/sampling_logp_difference/mean",

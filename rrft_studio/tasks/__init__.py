@@ -18,6 +18,7 @@ from collections.abc import Callable
 from importlib.metadata import entry_points
 from typing import Any
 
+from .. import answers
 from . import checks
 from .family import Checker, TaskFamily
 
@@ -78,6 +79,16 @@ def checker(name: str) -> Checker:
 def reward(task: str | None, text: str, answer: str, name: str | None = None) -> float:
     """The training reward of a row: its named checker, else its task's reward (counting's by default)."""
     return checker(name or get(task or "counting").reward)(text, answer)
+
+
+def consistent(task: str | None, text: str) -> bool | None:
+    """Whether a completion's reasoning leads to its answer (the family's `consistency`); None where the family has
+    no such check or the completion has no <think> or no answer to compare."""
+    family = get(task or "counting")
+    parsed = answers.split_think(text)
+    if family.consistency is None or not (parsed.think or "").strip() or not answers.has_answer_tag(text):
+        return None
+    return family.consistency(parsed.think, answers.answer_text(text))
 
 
 def import_callable(name: str, what: str, valid: str) -> Callable:

@@ -27,7 +27,7 @@ from typing import Literal
 from PIL import Image, ImageDraw
 
 from ..options import doc
-from . import schema
+from . import consistency, schema
 from .clevr import PALETTE
 from .family import TaskFamily
 
@@ -451,4 +451,5 @@ FAMILY = TaskFamily(
     name=NAME, position=1, about="visual counting", section="synthetic visual-counting scenes (CLEVR-Math-like)",
     card="visual counting (CLEVR-Math-like scenes: how many, subtract, add)", benchmarks=BENCHMARKS, spec=SceneSpec,
     check_options=check_options, prompt=prompt, reward=REWARD, scorers=SCORERS, prompt_tokens=PROMPT_TOKENS,
-    dataset=DATASET, generate=generate, split_spec=split_spec, paper=PAPER)
+    dataset=DATASET, generate=generate, split_spec=split_spec, paper=PAPER,
+    consistency=consistency.arithmetic)

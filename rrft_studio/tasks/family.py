@@ -44,6 +44,8 @@ class TaskFamily:
     chosen_checkers: Callable[[Any], tuple[str, dict[str, str]]] | None = None  # (options) -> (reward, scorers)
     # where its config section chooses them (custom); else `reward` and `scorers`
     position: int = 100  # where it comes in lists and tables (the paper's families: 1 to 3), then by name
+    consistency: Callable[[str, str], bool | None] | None = None  # (reasoning, answer) -> does the reasoning's
+    # last result give that answer (None: nothing to check); tasks/consistency.py
 
     def checker_names(self, options: Any = None) -> tuple[str, dict[str, str]]:
         """(the training reward's checker, {scorer: checker}) for its config section."""

@@ -38,7 +38,7 @@ from PIL import Image, ImageDraw
 
 from ..answers import answer_text, as_str
 from ..options import doc
-from . import schema
+from . import consistency, schema
 from .clevr import PALETTE
 from .family import TaskFamily
 
@@ -630,4 +630,5 @@ FAMILY = TaskFamily(
     images_per_sample=IMAGES_PER_SAMPLE, paper=PAPER,
     checkers={"spatial_exact": exact_score,  # as trained: calls equal as sets, duplicate penalty
               "spatial_partial": partial_score,  # hierarchical partial credit
-              "spatial_paper": paper_score})  # the same, parsed exactly as the released evaluation parses
+              "spatial_paper": paper_score},
+    consistency=consistency.calls)  # the same, parsed exactly as the released evaluation parses

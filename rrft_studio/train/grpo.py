@@ -15,7 +15,8 @@ import functools
 import logging
 from pathlib import Path
 
-from .. import data, models, ranks, rewards, runs
+from .. import data, models, ranks, rewards, runs, tasks
+from ..answers import completion_text
 from ..config import Config
 from . import invariants, preflight, progress, rollout_server, trackers
 
@@ -78,12 +79,18 @@ def reward_funcs(cfg: Config) -> list:
     first = funcs[0]
 
     @functools.wraps(first)
-    def first_with_columns(completions, log_extra=None, **kwargs):
+    def first_with_columns(completions, log_extra=None, log_metric=None, **kwargs):
         if log_extra is not None:
             for column, key in (("id", "id"), ("image", "image_path"), ("answer", "answer")):
                 if key in kwargs:
                     log_extra(column, list(kwargs[key]))
-        return first(completions, log_extra=log_extra, **kwargs)
+            # does each completion's reasoning lead to its answer (tasks.consistent; None: nothing to check)
+            task = kwargs.get("task") or [None] * len(completions)
+            agree = [tasks.consistent(t, completion_text(c)) for c, t in zip(completions, task)]
+            log_extra("consistent", agree)
+            if log_metric is not None:
+                log_metric("consistency", sum(a is True for a in agree) / max(len(agree), 1))
+        return first(completions, log_extra=log_extra, log_metric=log_metric, **kwargs)
 
     return [first_with_columns, *funcs[1:]]
 

@@ -35,7 +35,7 @@ import pathlib
 import random
 import re
 
-from .. import schema
+from .. import consistency, schema
 from ..family import TaskFamily
 from .draw import render
 from .geometry import Figure, SceneSpec, check_spec, fmt, is_exact, sample_figure
@@ -211,4 +211,5 @@ FAMILY = TaskFamily(
     name=NAME, position=2, about="structure perception (geometry)", section="synthetic geometry problems (GeoMath-like)",
     card="structure perception (GeoMath-like geometry diagrams, multiple choice)", benchmarks=BENCHMARKS, spec=SceneSpec,
     check_options=check_options, prompt=prompt, reward=REWARD, scorers=SCORERS, prompt_tokens=PROMPT_TOKENS,
-    dataset=DATASET, generate=generate, split_spec=split_spec, paper=PAPER)
+    dataset=DATASET, generate=generate, split_spec=split_spec, paper=PAPER,
+    consistency=consistency.last_result)
