@@ -169,3 +169,23 @@ def test_chat_gives_the_instruction_once(run_dir):
     turns, _, _ = chat.add_user({"text": "And the red ones?"}, [*turns, Turn("assistant", "3")], True, checkpoint)
     assert [t.text for t in turns[1:]] == ["3", "And the red ones?"]
 
+
+def test_compare_offers_sft_against_grpo(run_dir):
+    """Once both stages are done, what GRPO added: its output beside SFT's (the base model stays a choice)."""
+    (run_dir / "final/grpo").mkdir()
+    (run_dir / "final/grpo/config.json").write_text("{}")
+    assert catalog.default_checkpoints(run_dir.parent) == [str(run_dir / "final/sft"), str(run_dir / "final/grpo")]
+    assert f"base:{run_dir}" in [v for _, v in catalog.checkpoints(run_dir)]
+
+
+def test_compare_marks_identical_answers(run_dir):
+    values = [f"base:{run_dir}", str(run_dir / "final/sft"), str(run_dir / "final/grpo")]
+    text = "<think>x</think><answer>3</answer>"
+    states = {values[0]: {"text": "4", "done": {"tokens": 1}, "error": None},
+              **{v: {"text": text, "done": {"tokens": 9}, "error": None} for v in values[1:]}}
+    scores = compare._all_slots(values, states, "3")[4::5]
+    assert "same text" not in scores[0]
+    assert scores[1].endswith(f" · ≡ **same text as** {run_dir.name} · final/grpo")
+    assert scores[2].endswith(f" · ≡ **same text as** {run_dir.name} · final/sft")
+    states[values[2]]["done"] = None  # still generating: nothing to compare yet
+    assert not any("same text" in s for s in compare._all_slots(values, states, "3")[4::5])

@@ -83,7 +83,10 @@ def test_rollouts_show_images_and_scores(page, shot):
 
 def test_compare_two_answers_side_by_side(page, shot):
     open_tab(page, "Compare")
-    page.wait_for_selector("#compare-checkpoints:has-text('base model')")
+    # The finished run's SFT and GRPO outputs side by side: what GRPO added.
+    page.wait_for_selector("#compare-checkpoints:has-text('after grpo')")
+    chosen = page.locator("#compare-checkpoints .token").all_inner_texts()
+    assert [" ".join(c.split()).rsplit(" · ", 1)[-1] for c in chosen] == ["after sft", "after grpo"], chosen
     page.click("#compare-load")
     page.wait_for_function("document.querySelector('#compare-question textarea').value.length > 0")
     page.wait_for_selector("#compare-image img")
