@@ -21,10 +21,10 @@ def launcher(tmp_path, cache_dir):
 
 def test_pasted_completion_scores_and_why():
     table = rewards_tab.score_pasted(None, DEMO, "<think>3 objects</think> 3", "3")
-    assert "| format | 0.00 | no <answer> tag |" in table
-    assert "| accuracy | 1.00 | compared no <answer> tag: the whole text" in table
+    assert "| format | 0.00 | no &lt;answer&gt; tag |" in table  # escaped: shown as the tag, not taken for HTML
+    assert "| accuracy | 1.00 | compared no &lt;answer&gt; tag: the whole text" in table
     table = rewards_tab.score_pasted(None, DEMO, "<think>\nthree\n</think>\n<answer>\n4\n</answer>", "3")
-    assert "| format | 1.00 |" in table and "compared the <answer> text '4' with the truth '3'" in table
+    assert "| format | 1.00 |" in table and "compared the &lt;answer&gt; text '4' with the truth '3'" in table
 
 
 def test_pasted_completion_with_a_users_reward_runs_in_the_cli(launcher):

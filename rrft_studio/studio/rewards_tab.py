@@ -121,7 +121,8 @@ def score_pasted(launcher: Launcher, preset: str, completion: str, answer: str) 
     lines = ["| reward | score | why |", "|---|---|---|"]
     for name, value in scores.items():
         shown = "n/a" if value is None or math.isnan(value) else f"{value:.2f}"
-        why = workbench.why(name, completion, answer).replace("|", "\\|").replace("\n", " ")
+        # escaped: a tag the explanation names (no <think> tag) is otherwise taken for HTML and dropped
+        why = html.escape(workbench.why(name, completion, answer), quote=False).replace("|", "\\|").replace("\n", " ")
         lines.append(f"| {name} | {shown} | {why} |")
     return "\n".join(lines)
 
