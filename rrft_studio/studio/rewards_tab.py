@@ -152,7 +152,7 @@ def build(launcher: Launcher, presets_dir: Path) -> None:
             preset = gr.Dropdown(choices, value=first, label="Preset", scale=2, elem_id="rewards-preset")
             start = gr.Dropdown(start_points(launcher.runs_dir), value="", label="Starting model", scale=2,
                                 elem_id="rewards-checkpoint", info="a run's Stage-1 output is what its GRPO starts from")
-            n = gr.Slider(1, 128, value=32, step=1, label="Prompts (N)", scale=1)
+            n = gr.Slider(1, 128, value=32, step=1, label="Prompts (N)", scale=1, min_width=200)  # "128" in full
             overrides = gr.Textbox(label="Overrides (key=value ...)", scale=2, placeholder="grpo.temperature=1.2")
             go = gr.Button("Check", variant="primary", scale=1, elem_id="rewards-check")
         verdict = gr.Markdown(elem_id="rewards-verdict")
