@@ -344,9 +344,10 @@ def _plot(dirs: list[Path], stage: str, spec: tuple, smoothing: float, rules: li
         else gr.update(visible=False)
 
 
-def build(launcher: Launcher, tab: gr.Tab, timer: gr.Timer, follow: gr.State | None = None) -> None:
+def build(launcher: Launcher, tab: gr.Tab, timer: gr.Timer, follow: gr.State | None = None) -> gr.Dropdown:
     """Lay out the tab; its plots and table follow `timer`, which the app switches on only while the tab is
-    shown. follow: the Train tab's last launch (its pid), whose run is selected once it exists."""
+    shown. follow: the Train tab's last launch (its pid), whose run is selected once it exists. Returns the run
+    picker (the Rewards tab follows it)."""
     follow = follow if follow is not None else gr.State(0)
     with gr.Row():
         run = gr.Dropdown([], label="Run", scale=4, elem_id="monitor-run",
@@ -415,3 +416,4 @@ def build(launcher: Launcher, tab: gr.Tab, timer: gr.Timer, follow: gr.State | N
     yes.click(lambda p: confirmed(launcher, p), pending, [confirm_row, note, run, overlay, table_sent]).then(
         **table_io).then(**plots_io)
     export.click(lambda names: gr.File(value=export_csv(launcher, names), visible=True), overlay, exported)
+    return run

@@ -99,7 +99,7 @@ def build(runs_dir: Path, presets_dir: Path, device: str = "auto", max_loaded: i
             with tab("Train", "train"):
                 launched = train.build(launcher, presets_dir, tabs["train"], demo)
             with tab("Runs / monitor", "monitor"):
-                monitor.build(launcher, tabs["monitor"], monitor_timer, launched)
+                picked = monitor.build(launcher, tabs["monitor"], monitor_timer, launched)
             # render_children: laid out (hidden) with the page, so opening the tab only fills it: measured with
             # benchmarks/studio_load.py, building the tab on its first opening cost the browser about a second
             with tab("Rollouts", "rollouts", switch=False, render_children=True):  # its opening event switches
@@ -109,7 +109,7 @@ def build(runs_dir: Path, presets_dir: Path, device: str = "auto", max_loaded: i
             with tab("Chat", "chat"):
                 chat.build(runs_dir, pool, tabs["chat"], folders)
             with tab("Rewards", "rewards"):
-                rewards_tab.build(launcher, presets_dir)
+                rewards_tab.build(launcher, presets_dir, picked)
             with tab("Data", "data"):
                 data.build(launcher, presets_dir)
 

@@ -179,3 +179,30 @@ def test_the_rewards_tab_checks_a_preset(page, shot):
     assert "format never matched in 8 samples" in page.inner_text("#rewards-verdict")
     page.wait_for_selector("#rewards-histograms [data-testid=matplotlib] img")  # not the label's (hidden) icon
     shot("rewards")
+
+
+def test_the_rewards_tab_starts_from_the_picked_runs_sft_and_says_which_tag(page, shot, studio):
+    run = next(p for p in sorted(studio["runs_dir"].iterdir()) if p.name.startswith("micro-")
+               and (p / "final" / "sft" / "config.json").is_file())
+    open_tab(page, "Runs / monitor")
+    choose(page, "monitor-run", run.name)
+    page.wait_for_selector(f"#monitor-summary:has-text('{run.name}')")
+    open_tab(page, "Rewards")  # the check starts where the run's GRPO did: its Stage-1 output, not the base model
+    page.wait_for_function(f"document.querySelector('#rewards-checkpoint input').value === '{run.name} · after sft'")
+    # Each slider's maximum is shown in full, inside its box (a narrow box cut "128" to "12").
+    ends = page.evaluate("""() => Array.from(document.querySelectorAll('#tab-rewards [data-testid=max-value]'))
+        .filter(m => m.offsetParent).map(m => { const r = document.createRange(); r.selectNodeContents(m);
+            const text = r.getBoundingClientRect(), box = m.closest('.block').getBoundingClientRect();
+            return [m.innerText, text.right <= box.right && text.left >= box.left]; })""")
+    assert ends == [["128", True]], ends
+    shot("rewards_start")
+
+    page.get_by_role("tab", name="Score a completion").click()
+    page.fill("#rewards-answer textarea, #rewards-answer input", "3")
+    page.fill("#rewards-completion textarea", "3 objects")
+    page.click("#rewards-score")
+    page.wait_for_selector("#rewards-scores table", timeout=120_000)
+    rows = page.locator("#rewards-scores tr").all_inner_texts()
+    assert any(r.split("\t")[:3] == ["format", "0.00", "no <think> tag"] for r in rows), rows
+    assert any("compared no <answer> tag: the whole text" in r for r in rows), rows
+    shot("rewards_score")
