@@ -43,7 +43,16 @@ CSS = """
 
 # A point of a GRPO plot links to LINK + run + "@" + step (charts.py); following it only changes the page's
 # hash, which this script writes into the hidden jump box, whose change opens the Rollouts tab at that step.
+# A slider is released (Gradio's .release, on which Rollouts shows the slider's step) when the mouse lets go
+# of it; this script releases it also after the arrow keys moved it and on Enter in its number box.
 JS = """() => {
+  const keys = ["ArrowLeft", "ArrowRight", "ArrowUp", "ArrowDown", "PageUp", "PageDown", "Home", "End"];
+  document.addEventListener("keyup", (e) => {
+    const box = e.target;
+    if (!(box instanceof HTMLInputElement) || !box.closest(".block")?.querySelector("input[type=range]")) return;
+    if ((box.type === "range" && keys.includes(e.key)) || (box.type === "number" && e.key === "Enter"))
+      box.dispatchEvent(new PointerEvent("pointerup", {bubbles: true}));
+  });
   window.addEventListener("hashchange", () => {
     const prefix = "%s";
     if (!location.hash.startsWith(prefix)) return;
