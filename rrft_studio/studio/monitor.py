@@ -262,7 +262,8 @@ def matches(info: catalog.RunInfo, text: str) -> bool:
 
 def refresh_table(launcher: Launcher, name: str | None, chosen: list[str] | None, sent: dict | None,
                   follow: int | None = None, filter_text: str = "") -> list:
-    """Run pickers, runs table and log: from the status files only, so it is quick with many long runs."""
+    """Run pickers, runs table, log, and the Stop and Resume buttons (off for a finished run): from the status
+    files only, so it is quick with many long runs."""
     launcher.reap()
     sent = dict(sent or {})
     infos = catalog.list_runs(launcher.runs_dir)
@@ -285,7 +286,10 @@ def refresh_table(launcher: Launcher, name: str | None, chosen: list[str] | None
         sent["overlay"] = names
     rows = [run_row(i) for i in infos if matches(i, filter_text)]
     log = log_text(launcher, launcher.runs_dir / name) if name else ""
-    return [run_update, _changed(sent, "rows", rows, rows), overlay_update, _changed(sent, "log", log, log), sent]
+    finished = next((i.state == "finished" for i in infos if i.name == name), False)
+    buttons = _changed(sent, "finished", finished, lambda: gr.update(interactive=not finished))
+    return [run_update, _changed(sent, "rows", rows, rows), overlay_update, _changed(sent, "log", log, log),
+            buttons, buttons, sent]
 
 
 def refresh_plots(launcher: Launcher, name: str | None, chosen: list[str] | None, stage_choice: str,
@@ -395,7 +399,7 @@ def build(launcher: Launcher, tab: gr.Tab, timer: gr.Timer, follow: gr.State | N
 
     table_io = dict(fn=lambda n, c, s, f, t: refresh_table(launcher, n, c, s, f, t),
                     inputs=[run, overlay, table_sent, follow, filter_text],
-                    outputs=[run, table, overlay, log, table_sent], show_progress="hidden")
+                    outputs=[run, table, overlay, log, stop, resume, table_sent], show_progress="hidden")
     plots_io = dict(fn=lambda n, c, st, s, sm, f: refresh_plots(launcher, n, c, st, s, sm, f),
                     inputs=[run, overlay, stage, plots_sent, smoothing, follow],
                     outputs=[status_line, warning, note_plots, *plots, accuracy, plots_sent], show_progress="hidden")
