@@ -206,3 +206,46 @@ def test_the_rewards_tab_starts_from_the_picked_runs_sft_and_says_which_tag(page
     assert any(r.split("\t")[:3] == ["format", "0.00", "no <think> tag"] for r in rows), rows
     assert any("compared no <answer> tag: the whole text" in r for r in rows), rows
     shot("rewards_score")
+
+
+TOASTS = """() => { window.__toasts = []; new MutationObserver(() => document.querySelectorAll('.toast-body')
+    .forEach(t => { if (!window.__toasts.includes(t.innerText)) window.__toasts.push(t.innerText); }))
+    .observe(document.body, {subtree: true, childList: true, characterData: true}); }"""
+
+
+def test_renaming_and_deleting_over_a_slow_connection(page, shot, studio):
+    """The monitor's ticks that left with a run's old name reach the studio after the rename or delete: no
+    error for them. A finished run has nothing to stop or resume."""
+    runs_dir = studio["runs_dir"]
+    original = next(p for p in sorted(runs_dir.iterdir()) if p.name.startswith("micro-") and (p / "final" / "sft").is_dir())
+    for name in ("slow-a", "slow-b"):
+        shutil.copytree(original, runs_dir / name)
+    cdp = page.context.new_cdp_session(page)
+    cdp.send("Network.enable")  # 400 ms each way: an answer arrives after the next tick has left
+    cdp.send("Network.emulateNetworkConditions", {"offline": False, "latency": 400, "downloadThroughput": -1,
+                                                  "uploadThroughput": -1})
+    page.evaluate(TOASTS)
+    open_tab(page, "Runs / monitor")
+    choose(page, "monitor-run", original.name)
+    page.wait_for_selector(f"#monitor-summary:has-text('{original.name}')")
+    page.wait_for_function("document.querySelector('#monitor-stop').disabled && document.querySelector('#monitor-resume').disabled")
+
+    choose(page, "monitor-run", "slow-a")
+    page.wait_for_selector("#monitor-summary:has-text('slow-a')")
+    page.fill("#monitor-new-name textarea, #monitor-new-name input", "slow-c")
+    page.click("#monitor-rename")
+    page.click("#monitor-yes")
+    page.wait_for_selector("#monitor-note:has-text('Renamed slow-a to slow-c')")
+    page.wait_for_timeout(2500)
+    for name in ("slow-b", "slow-c"):
+        choose(page, "monitor-run", name)
+        page.wait_for_selector(f"#monitor-summary:has-text('{name}')")
+        page.click("#monitor-delete")
+        page.click("#monitor-yes")
+        page.wait_for_selector(f"#monitor-note:has-text('Deleted {name}')")
+        page.wait_for_timeout(2500)  # a few ticks
+    assert page.evaluate("window.__toasts") == []
+    page.click("#monitor-run input")  # the runs gone are no longer offered
+    offered = [o.split("\n")[-1] for o in page.get_by_role("option").all_inner_texts()]  # after the chosen one's ✓
+    page.keyboard.press("Escape")
+    assert not [o for o in offered if o.startswith("slow-")] and original.name in offered, offered
