@@ -1,9 +1,9 @@
 """The Chat tab: talk to a checkpoint (or a run's base model) with one or more images per turn, over several
 turns; tokens stream in as the worker process generates them; `<think>` is shown folded, apart from the
 answer. The task's think/answer instruction is appended to the first question, as training worded it, and
-decoding is greedy: the defaults Compare uses, so a checkpoint answers here as it does there. The
-checkpoint offered first is the last finished stage of the newest finished run. The model lives in a worker process (inference.Worker); the panel on the left says what is loaded
-and unloads it, which gives its memory back.
+decoding is greedy: the defaults Compare uses, so a checkpoint answers here as it does there. The checkpoint
+offered first is the last finished stage of the newest finished run. The model lives in a worker process
+(inference.Worker); the panel on the left says what is loaded and unloads it, which gives its memory back.
 """
 
 from __future__ import annotations
