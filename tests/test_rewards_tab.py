@@ -3,6 +3,7 @@ series helpers (smoothing, reward bands, per-step histograms, the banner)."""
 
 import math
 
+import gradio as gr
 import pytest
 
 from conftest import MICRO, ROOT
@@ -21,10 +22,10 @@ def launcher(tmp_path, cache_dir):
 
 def test_pasted_completion_scores_and_why():
     table = rewards_tab.score_pasted(None, DEMO, "<think>3 objects</think> 3", "3")
-    assert "| format | 0.00 | no <answer> tag |" in table
-    assert "| accuracy | 1.00 | compared no <answer> tag: the whole text" in table
+    assert "| format | 0.00 | no &lt;answer&gt; tag |" in table  # escaped: shown as the tag, not taken for HTML
+    assert "| accuracy | 1.00 | compared no &lt;answer&gt; tag: the whole text" in table
     table = rewards_tab.score_pasted(None, DEMO, "<think>\nthree\n</think>\n<answer>\n4\n</answer>", "3")
-    assert "| format | 1.00 |" in table and "compared the <answer> text '4' with the truth '3'" in table
+    assert "| format | 1.00 |" in table and "compared the &lt;answer&gt; text '4' with the truth '3'" in table
 
 
 def test_pasted_completion_with_a_users_reward_runs_in_the_cli(launcher):
@@ -42,6 +43,20 @@ def test_check_shows_verdict_and_histograms(launcher, cache_dir):
 def test_check_refuses_a_checkpoint_outside_the_runs(launcher, tmp_path):
     verdict, _, figure = rewards_tab.check(launcher, str(MICRO), str(tmp_path), 2, "")
     assert verdict.startswith("✗") and "is not a run in" in verdict and figure is None
+
+
+def test_a_run_picked_in_the_monitor_starts_the_check_from_its_sft(tmp_path):
+    runs = tmp_path / "runs"
+    done, early = runs / "demo-20260101-000000", runs / "demo-20260102-000000"
+    for run in (done, early):
+        run.mkdir(parents=True)
+        (run / "config.yaml").write_text("run: {stages: [sft, grpo]}\n")
+    (done / "final" / "sft").mkdir(parents=True)
+    (done / "final" / "sft" / "config.json").write_text("{}")
+    picked = rewards_tab.follow_run(runs, done.name)
+    assert picked.value == str(done) and (f"{done.name} · after sft", str(done)) in picked.choices
+    for name in (early.name, None):  # no Stage-1 output (yet): the starting model stays as chosen
+        assert isinstance(rewards_tab.follow_run(runs, name), type(gr.skip()))
 
 
 def test_smoothing_keeps_the_raw_series_shape():

@@ -169,6 +169,17 @@ def test_a_tick_sends_only_what_changed(live_run):
     assert sum(u != SKIP for u in again[3:-2]) >= 2  # smoothing moved: redrawn at once, however recent
 
 
+def test_stop_and_resume_are_off_for_a_finished_run(live_run):
+    launcher = Launcher(live_run.parent)
+    table = monitor.refresh_table(launcher, live_run.name, [live_run.name], {})
+    off = {"__type__": "update", "interactive": False}
+    assert table[4] == table[5] == off  # Stop and Resume: nothing to stop, nothing left to resume
+    assert monitor.refresh_table(launcher, live_run.name, [live_run.name], table[-1])[4:6] == [SKIP, SKIP]
+    (live_run / "status.json").write_text(json.dumps({"state": "stopped", "step": 2}))
+    table = monitor.refresh_table(launcher, live_run.name, [live_run.name], table[-1])
+    assert table[4] == table[5] == {"__type__": "update", "interactive": True}
+
+
 def test_a_plot_carries_at_most_its_budget(live_run):
     parts = monitor.plotted([live_run], "grpo", ["reward"], points=500)
     ((name, steps, values),) = parts

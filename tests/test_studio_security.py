@@ -16,6 +16,8 @@ import httpx
 import pytest
 
 from conftest import ROOT, free_port
+from rrft_studio.config import ConfigError
+from rrft_studio.studio.folders import Folders
 
 ZEN = "Beautiful is better than ugly"  # what `import this` prints
 PRESET = "method: cot_sft\nmodel:\n  tiny: {hidden_size: 64, num_layers: 2}\n"
@@ -255,3 +257,40 @@ def test_compare_loads_only_the_studio_checkpoints(open_studio):
     with httpx.Client() as client:
         event, message = call(client, open_studio.url, "compare", ["/etc", "base:/tmp"], None, "q", "", True, 8, 0.0, False)
     assert event == "error" and not _model_workers(open_studio.proc.pid), message
+    # Refused before the studio's own check: the picker takes only the checkpoints it lists (none, to this client).
+    assert message["error"] == "Value: '/etc' (type: <class 'str'>) is not in the list of choices: []", message
+
+
+def _confined(tmp_path: Path) -> Folders:
+    """Studio folders under tmp_path, each beside a folder outside them."""
+    for name in ("runs", "presets", "data", "cache", "outside"):
+        (tmp_path / name).mkdir()
+    (tmp_path / "outside" / "train.json").write_text("[]")
+    return Folders.create("runs", "presets", "data", "cache", cwd=tmp_path)
+
+
+def test_a_sibling_folder_that_shares_the_name_is_outside(tmp_path):
+    folders = _confined(tmp_path)
+    (tmp_path / "data-evil").mkdir()
+    (tmp_path / "data-evil" / "train.json").write_text("[]")
+    for value in (str(tmp_path / "data-evil" / "train.json"), "data-evil/train.json", "data/../data-evil"):
+        with pytest.raises(ConfigError, match=f"data.train_file: '{value}' is outside the studio's folders"):
+            folders.confine(value, "data.train_file", ("data",))
+    (tmp_path / "runs-evil" / "r-1").mkdir(parents=True)
+    with pytest.raises(ConfigError, match="is outside the studio's folders"):
+        folders.checkpoint(f"base:{tmp_path / 'runs-evil' / 'r-1'}")
+    assert folders.confine("data/train.json", "data.train_file", ("data",)) == tmp_path / "data" / "train.json"
+
+
+def test_a_link_in_a_studio_folder_that_leads_out_is_outside(tmp_path):
+    folders = _confined(tmp_path)
+    (tmp_path / "data" / "link").symlink_to(tmp_path / "outside")
+    (tmp_path / "data" / "train.json").symlink_to(tmp_path / "outside" / "train.json")
+    for value in ("data/link/train.json", str(tmp_path / "data" / "link"), "data/train.json"):
+        with pytest.raises(ConfigError, match=f"data.train_file: '{value}' is outside the studio's folders"):
+            folders.confine(value, "data.train_file", ("data",))
+    (tmp_path / "outside" / "model").mkdir()
+    (tmp_path / "runs" / "r-1").symlink_to(tmp_path / "outside")
+    for value in (str(tmp_path / "runs" / "r-1" / "model"), f"base:{tmp_path / 'runs' / 'r-1'}"):
+        with pytest.raises(ConfigError, match="is outside the studio's folders"):
+            folders.checkpoint(value)

@@ -136,3 +136,56 @@ def test_a_run_is_renamed_with_its_own_paths_and_deleted(run_dir):
     (new / "status.json").write_text(json.dumps({"state": "stopped"}))
     runs.delete(new)
     assert not new.exists() and other.exists()
+
+
+def _component(blocks, elem_id: str):
+    return next(b for b in blocks.blocks.values() if getattr(b, "elem_id", None) == elem_id)
+
+
+def test_chat_asks_as_compare_does(tmp_path):
+    """Greedy, with the task's instruction: the defaults Compare uses, so a checkpoint answers in Chat as there."""
+    import gradio as gr
+
+    from rrft_studio.serve.inference import Pool
+
+    with gr.Blocks() as page:
+        with gr.Tab("Chat") as chat_tab:
+            chat.build(tmp_path, Pool(), chat_tab)
+        with gr.Tab("Compare") as compare_tab:
+            compare.build(tmp_path, Pool(), compare_tab)
+    compare_instruction = next(b for b in page.blocks.values() if isinstance(b, gr.Checkbox)
+                               and b.label.startswith("Append the task's think/answer instruction") and not b.elem_id)
+    assert _component(page, "chat-instruction").value is True and compare_instruction.value is True
+    assert _component(page, "chat-temperature").value == _component(page, "compare-temperature").value == 0
+
+
+def test_chat_gives_the_instruction_once(run_dir):
+    """The instruction goes with the first question, as Compare words its one question; a follow-up is the
+    user's words alone."""
+    checkpoint = str(run_dir / "final/sft")
+    turns, _, _ = chat.add_user({"text": "How many objects?"}, [], True, checkpoint)
+    assert turns[0].text.startswith("How many objects?") and "<think>" in turns[0].text
+    assert turns[0].text == catalog.prompt_text("How many objects?", True, [checkpoint])
+    turns, _, _ = chat.add_user({"text": "And the red ones?"}, [*turns, Turn("assistant", "3")], True, checkpoint)
+    assert [t.text for t in turns[1:]] == ["3", "And the red ones?"]
+
+
+def test_compare_offers_sft_against_grpo(run_dir):
+    """Once both stages are done, what GRPO added: its output beside SFT's (the base model stays a choice)."""
+    (run_dir / "final/grpo").mkdir()
+    (run_dir / "final/grpo/config.json").write_text("{}")
+    assert catalog.default_checkpoints(run_dir.parent) == [str(run_dir / "final/sft"), str(run_dir / "final/grpo")]
+    assert f"base:{run_dir}" in [v for _, v in catalog.checkpoints(run_dir)]
+
+
+def test_compare_marks_identical_answers(run_dir):
+    values = [f"base:{run_dir}", str(run_dir / "final/sft"), str(run_dir / "final/grpo")]
+    text = "<think>x</think><answer>3</answer>"
+    states = {values[0]: {"text": "4", "done": {"tokens": 1}, "error": None},
+              **{v: {"text": text, "done": {"tokens": 9}, "error": None} for v in values[1:]}}
+    scores = compare._all_slots(values, states, "3")[4::5]
+    assert "same text" not in scores[0]
+    assert scores[1].endswith(f" · ≡ **same text as** {run_dir.name} · final/grpo")
+    assert scores[2].endswith(f" · ≡ **same text as** {run_dir.name} · final/sft")
+    states[values[2]]["done"] = None  # still generating: nothing to compare yet
+    assert not any("same text" in s for s in compare._all_slots(values, states, "3")[4::5])

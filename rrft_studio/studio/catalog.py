@@ -151,15 +151,19 @@ def all_checkpoints(runs_dir: Path) -> list[tuple[str, str]]:
 
 
 def default_checkpoints(runs_dir: Path, n: int = 2) -> list[str]:
-    """A run's base model and the output of its last finished stage (runs.last_finished_stage): the comparison
-    one usually wants. The newest finished run's, else the newest run with any stage done: a run stopped after
-    Stage 1 is not preferred over one that went through."""
+    """The comparison one usually wants: a run's SFT and GRPO outputs where both stages finished (what GRPO
+    added), else its base model and the output of its last finished stage (runs.last_finished_stage). The newest
+    finished run's, else the newest run with any stage done: a run stopped after Stage 1 is not preferred over
+    one that went through."""
     infos = list_runs(runs_dir)
     for info in sorted(infos, key=lambda i: i.state != "finished"):  # stable: newest first within each
         cfg = runs.read_config(info.path)
         stage = runs.last_finished_stage(info.path, list(cfg.run.stages) if cfg else ["sft", "grpo"])
-        if stage is not None:
-            return [f"base:{info.path}", str(runs.final_dir(info.path, stage))][:n]
+        if stage is None:
+            continue
+        if stage == "grpo" and runs.is_done(info.path, "sft"):
+            return [str(runs.final_dir(info.path, "sft")), str(runs.final_dir(info.path, "grpo"))][:n]
+        return [f"base:{info.path}", str(runs.final_dir(info.path, stage))][:n]
     return []
 
 

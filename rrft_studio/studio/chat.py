@@ -1,8 +1,9 @@
 """The Chat tab: talk to a checkpoint (or a run's base model) with one or more images per turn, over several
 turns; tokens stream in as the worker process generates them; `<think>` is shown folded, apart from the
-answer. The task's think/answer instruction can be appended to each question, as training worded it. The
-checkpoint offered first is the last finished stage of the newest finished run. The model lives in a worker process (inference.Worker); the panel on the left says what is loaded
-and unloads it, which gives its memory back.
+answer. The task's think/answer instruction is appended to the first question, as training worded it, and
+decoding is greedy: the defaults Compare uses, so a checkpoint answers here as it does there. The checkpoint
+offered first is the last finished stage of the newest finished run. The model lives in a worker process
+(inference.Worker); the panel on the left says what is loaded and unloads it, which gives its memory back.
 """
 
 from __future__ import annotations
@@ -65,13 +66,15 @@ def _assistant(text: str, done: bool) -> list[dict]:
 
 
 def add_user(message: dict, turns: list[Turn], instruction: bool = False, checkpoint: str | None = None) -> tuple:
-    """Take the typed text and uploaded images as a new user turn (with the task's think/answer instruction
-    appended, in the checkpoint's run's evaluation style, when asked); lock the box while the reply streams."""
+    """Take the typed text and uploaded images as a new user turn (the first one with the task's think/answer
+    instruction appended, in the checkpoint's run's evaluation style, when asked: later questions are the user's
+    words alone); lock the box while the reply streams."""
     files = [f if isinstance(f, str) else f.get("path") for f in (message or {}).get("files", [])]
     text = (message or {}).get("text", "").strip()
     if not text and not files:
         return turns, render(turns), gr.MultimodalTextbox()
-    text = catalog.prompt_text(text or "Describe the image.", instruction, [checkpoint] if checkpoint else [])
+    first = not any(turn.role == "user" for turn in turns)
+    text = catalog.prompt_text(text or "Describe the image.", instruction and first, [checkpoint] if checkpoint else [])
     turns = [*turns, Turn("user", text, [f for f in files if f])]
     return turns, render(turns), gr.MultimodalTextbox(value=None, interactive=False)
 
@@ -110,11 +113,13 @@ def build(runs_dir: Path, pool: Pool, tab: gr.Tab, folders: Folders | None = Non
                                      info="a run's stage or step, its base model, or a hub id / folder")
             trust = gr.Checkbox(False, label="Trust remote code from the model repository",
                                 info="runs Python shipped with the model: only for repositories you trust")
-            instruction = gr.Checkbox(False, label="Append the task's think/answer instruction (as in training)",
-                                      info="the checkpoint's run's prompt wording", elem_id="chat-instruction")
+            instruction = gr.Checkbox(True, label="Append the task's think/answer instruction (as in training)",
+                                      info="to the first question, in the checkpoint's run's prompt wording",
+                                      elem_id="chat-instruction")
             with gr.Accordion("Generation settings", open=True):
                 max_new = gr.Slider(8, 2048, value=256, step=8, label="Max new tokens")
-                temperature = gr.Slider(0, 2, value=0.7, step=0.05, label="Temperature (0 = greedy)")
+                temperature = gr.Slider(0, 2, value=0.0, step=0.05, label="Temperature (0 = greedy)",
+                                        elem_id="chat-temperature")
                 top_p = gr.Slider(0.05, 1, value=0.9, step=0.05, label="Top-p")
                 top_k = gr.Slider(0, 200, value=50, step=1, label="Top-k (0 = off)")
             loaded = gr.Markdown(loaded_markdown(pool), elem_id="chat-loaded")

@@ -120,8 +120,17 @@ def run_side_by_side(pool: Pool, checkpoints: list[str], image: str | None, ques
 
 
 def _all_slots(chosen: list[str], states: dict, truth: str) -> list:
+    """Every column; a finished answer word for word the same as another column's says so in its scores line."""
     padded = chosen + [None] * (SLOTS - len(chosen))
-    return [x for v in padded for x in _slot(v, states.get(v), truth)]
+    done = {v: states[v]["text"] for v in chosen if states.get(v) and states[v]["done"] and not states[v]["error"]}
+    out = []
+    for v in padded:
+        slot = _slot(v, states.get(v), truth)
+        same = [short_name(o) for o in done if v in done and o != v and done[o] == done[v]]
+        if same:
+            slot[4] += " · ≡ **same text as** " + ", ".join(same)
+        out += slot
+    return out
 
 
 BATCH = 8  # prompts per request to a worker, as it batches them: the progress bar moves by this much
@@ -156,7 +165,8 @@ def run_batch(pool: Pool, checkpoints: list[str], n: int, settings: Settings, tr
 
 
 def refresh(runs_dir: Path, pool: Pool, current: list[str] | None):
-    """Checkpoints on disk now (the chosen ones kept, else the newest run's base and last stage), and what is loaded."""
+    """Checkpoints on disk now (the chosen ones kept, else the newest run's SFT and GRPO outputs, or its base and
+    last stage), and what is loaded."""
     choices = catalog.all_checkpoints(runs_dir)
     values = {v for _, v in choices}
     kept = [c for c in current or [] if c in values] or catalog.default_checkpoints(runs_dir)

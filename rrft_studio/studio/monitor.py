@@ -209,10 +209,13 @@ def confirmed(launcher: Launcher, pending: dict | None) -> tuple:
             note = f"Renamed {pending['run']} to {value}."
     except (ConfigError, OSError) as e:
         return hidden, f"✗ {e}", gr.skip(), gr.skip(), {}
-    names = [i.name for i in runs.list_runs(launcher.runs_dir)]  # a picker takes only a value among its choices
+    names = [i.name for i in runs.list_runs(launcher.runs_dir)]
     value = value or (names[0] if names else None)
-    return (hidden, note, gr.Dropdown(choices=names, value=value),
-            gr.Dropdown(choices=names, value=[value] if value else []), {})
+    # A picker takes only a value among its choices, and the page's events that left before this answer arrives
+    # still carry the old name: it stays a choice until the page has moved off it (refresh_table drops it).
+    kept = [*names, pending["run"]]
+    return (hidden, note, gr.Dropdown(choices=kept, value=value),
+            gr.Dropdown(choices=kept, value=[value] if value else []), {})
 
 
 def log_text(launcher: Launcher, run_dir: Path) -> str:
@@ -263,30 +266,38 @@ def matches(info: catalog.RunInfo, text: str) -> bool:
 
 def refresh_table(launcher: Launcher, name: str | None, chosen: list[str] | None, sent: dict | None,
                   follow: int | None = None, filter_text: str = "") -> list:
-    """Run pickers, runs table and log: from the status files only, so it is quick with many long runs."""
+    """Run pickers, runs table, log, and the Stop and Resume buttons (off for a finished run): from the status
+    files only, so it is quick with many long runs."""
     launcher.reap()
     sent = dict(sent or {})
     infos = catalog.list_runs(launcher.runs_dir)
-    names = [i.name for i in infos]
+    names, given = [i.name for i in infos], name
     name, moved = _follow(infos, RENAMED.get(name, name) if name not in names else name, follow, sent)
-    # A value is sent only when it had to change: a tick must not undo what the user is picking.
-    if name in names and not moved:
+    # A value is sent only when it had to change: a tick must not undo what the user is picking. A run gone
+    # (deleted, renamed) stays a choice in the answer that moves the page off it: events the page sent before
+    # that answer arrived carry its name, and a picker takes only a value among its choices.
+    if name == given and name in names and not moved:
         run_update = _changed(sent, "run", names, lambda: gr.Dropdown(choices=names))
     else:
+        shown = [*names, *([given] if given and given not in names else [])]
         name = name if name in names else (names[0] if names else None)
-        run_update = gr.skip() if name is None and sent.get("run") == names else gr.Dropdown(choices=names, value=name)
-        sent["run"] = names
+        run_update = gr.skip() if name is None and sent.get("run") == shown else gr.Dropdown(choices=shown, value=name)
+        sent["run"] = shown
     kept = [c for c in chosen or [] if c in names]
     if kept and kept == list(chosen) and not moved:
         overlay_update = _changed(sent, "overlay", names, lambda: gr.Dropdown(choices=names))
     else:
+        shown = [*names, *(c for c in chosen or [] if c not in names)]
         value = [name] if moved else (kept or ([name] if name else []))
-        overlay_update = gr.skip() if not value and sent.get("overlay") == names else \
-            gr.Dropdown(choices=names, value=value)
-        sent["overlay"] = names
+        overlay_update = gr.skip() if not value and sent.get("overlay") == shown else \
+            gr.Dropdown(choices=shown, value=value)
+        sent["overlay"] = shown
     rows = [run_row(i) for i in infos if matches(i, filter_text)]
     log = log_text(launcher, launcher.runs_dir / name) if name else ""
-    return [run_update, _changed(sent, "rows", rows, rows), overlay_update, _changed(sent, "log", log, log), sent]
+    finished = next((i.state == "finished" for i in infos if i.name == name), False)
+    buttons = _changed(sent, "finished", finished, lambda: gr.update(interactive=not finished))
+    return [run_update, _changed(sent, "rows", rows, rows), overlay_update, _changed(sent, "log", log, log),
+            buttons, buttons, sent]
 
 
 def refresh_plots(launcher: Launcher, name: str | None, chosen: list[str] | None, stage_choice: str,
@@ -345,9 +356,10 @@ def _plot(dirs: list[Path], stage: str, spec: tuple, smoothing: float, rules: li
         else gr.update(visible=False)
 
 
-def build(launcher: Launcher, tab: gr.Tab, timer: gr.Timer, follow: gr.State | None = None) -> None:
+def build(launcher: Launcher, tab: gr.Tab, timer: gr.Timer, follow: gr.State | None = None) -> gr.Dropdown:
     """Lay out the tab; its plots and table follow `timer`, which the app switches on only while the tab is
-    shown. follow: the Train tab's last launch (its pid), whose run is selected once it exists."""
+    shown. follow: the Train tab's last launch (its pid), whose run is selected once it exists. Returns the run
+    picker (the Rewards tab follows it)."""
     follow = follow if follow is not None else gr.State(0)
     with gr.Row():
         run = gr.Dropdown([], label="Run", scale=4, elem_id="monitor-run",
@@ -393,12 +405,15 @@ def build(launcher: Launcher, tab: gr.Tab, timer: gr.Timer, follow: gr.State | N
     table_sent, plots_sent = gr.State({}), gr.State({})  # what this page was last sent
     pending = gr.State(None)  # the rename or delete waiting for its confirmation
 
+    # Each in one queue, whatever starts it (a tick, the tab, a pick, a rename or delete): in the order sent.
     table_io = dict(fn=lambda n, c, s, f, t: refresh_table(launcher, n, c, s, f, t),
                     inputs=[run, overlay, table_sent, follow, filter_text],
-                    outputs=[run, table, overlay, log, table_sent], show_progress="hidden")
+                    outputs=[run, table, overlay, log, stop, resume, table_sent], show_progress="hidden",
+                    concurrency_id="monitor-table")
     plots_io = dict(fn=lambda n, c, st, s, sm, f: refresh_plots(launcher, n, c, st, s, sm, f),
                     inputs=[run, overlay, stage, plots_sent, smoothing, follow],
-                    outputs=[status_line, warning, note_plots, *plots, accuracy, plots_sent], show_progress="hidden")
+                    outputs=[status_line, warning, note_plots, *plots, accuracy, plots_sent], show_progress="hidden",
+                    concurrency_id="monitor-plots")
     # Two events side by side: the table is quick, the plots may first read a large file.
     for trigger in (tab.select, timer.tick):  # on the tab's opening at once, not at the timer's first tick
         trigger(**table_io)
@@ -413,6 +428,8 @@ def build(launcher: Launcher, tab: gr.Tab, timer: gr.Timer, follow: gr.State | N
     rename.click(lambda n, to: ask(launcher, n, "rename", to or ""), [run, new_name], [confirm_row, question, pending, note])
     delete.click(lambda n: ask(launcher, n, "delete"), run, [confirm_row, question, pending, note])
     cancel.click(lambda: (gr.update(visible=False), None), None, [confirm_row, pending])
+    # The plots first: a tick that left with the old name is answered before the table's answer drops it.
     yes.click(lambda p: confirmed(launcher, p), pending, [confirm_row, note, run, overlay, table_sent]).then(
-        **table_io).then(**plots_io)
+        **plots_io).then(**table_io)
     export.click(lambda names: gr.File(value=export_csv(launcher, names), visible=True), overlay, exported)
+    return run

@@ -2,7 +2,8 @@
 
 "Check a model" runs `rrft-studio rewards check PRESET --checkpoint ... --n N --json FILE` as a subprocess
 (the model loads there, not in the studio's process) and shows the verdict, the per-reward table and one
-histogram per reward over the model's own samples. "Score a completion" scores a pasted completion against
+histogram per reward over the model's own samples; it starts from the Stage-1 output of the run picked in the
+monitor, where that run has one (what the run's GRPO starts from). "Score a completion" scores a pasted completion against
 an answer with the preset's rewards, in this process (the rewards are pure functions), and says why each
 score is what it is: which tag is missing, which answer texts were compared.
 """
@@ -32,6 +33,14 @@ def start_points(runs_dir: Path) -> list[tuple[str, str]]:
         if runs.is_done(info.path, "sft"):
             out.append((f"{info.path.name} · after sft", str(info.path)))
     return out
+
+
+def follow_run(runs_dir: Path, name: str | None):
+    """The starting model once a run is picked in the monitor: that run's Stage-1 output where it finished
+    (what its GRPO starts from); left as it is otherwise."""
+    points = start_points(runs_dir)
+    value = str(runs_dir / name) if name else None
+    return gr.Dropdown(choices=points, value=value) if value in {v for _, v in points} else gr.skip()
 
 
 def check_args(preset: str, checkpoint: str, n: int, overrides: str, out: Path) -> list[str]:
@@ -121,7 +130,8 @@ def score_pasted(launcher: Launcher, preset: str, completion: str, answer: str) 
     lines = ["| reward | score | why |", "|---|---|---|"]
     for name, value in scores.items():
         shown = "n/a" if value is None or math.isnan(value) else f"{value:.2f}"
-        why = workbench.why(name, completion, answer).replace("|", "\\|").replace("\n", " ")
+        # escaped: a tag the explanation names (no <think> tag) is otherwise taken for HTML and dropped
+        why = html.escape(workbench.why(name, completion, answer), quote=False).replace("|", "\\|").replace("\n", " ")
         lines.append(f"| {name} | {shown} | {why} |")
     return "\n".join(lines)
 
@@ -139,8 +149,9 @@ def _score_by_cli(launcher: Launcher, preset: str, completion: str, answer: str)
     return json.loads(out.read_text())["samples"][0]["rewards"]
 
 
-def build(launcher: Launcher, presets_dir: Path) -> None:
-    """The tab's contents (call inside a gr.Tab)."""
+def build(launcher: Launcher, presets_dir: Path, followed: gr.Dropdown | None = None) -> None:
+    """The tab's contents (call inside a gr.Tab). followed: the monitor's run picker, whose run's Stage-1 output
+    becomes the starting model."""
     choices = catalog.presets(presets_dir, launcher.runs_dir)
     first = choices[0][1] if choices else None
     with gr.Tab("Check a model"):
@@ -151,7 +162,7 @@ def build(launcher: Launcher, presets_dir: Path) -> None:
             preset = gr.Dropdown(choices, value=first, label="Preset", scale=2, elem_id="rewards-preset")
             start = gr.Dropdown(start_points(launcher.runs_dir), value="", label="Starting model", scale=2,
                                 elem_id="rewards-checkpoint", info="a run's Stage-1 output is what its GRPO starts from")
-            n = gr.Slider(1, 128, value=32, step=1, label="Prompts (N)", scale=1)
+            n = gr.Slider(1, 128, value=32, step=1, label="Prompts (N)", scale=1, min_width=200)  # "128" in full
             overrides = gr.Textbox(label="Overrides (key=value ...)", scale=2, placeholder="grpo.temperature=1.2")
             go = gr.Button("Check", variant="primary", scale=1, elem_id="rewards-check")
         verdict = gr.Markdown(elem_id="rewards-verdict")
@@ -170,3 +181,5 @@ def build(launcher: Launcher, presets_dir: Path) -> None:
     score.click(lambda *a: score_pasted(launcher, *a), [score_preset, completion, answer], scores,
                 api_name="score_completion")
     start.focus(lambda: gr.Dropdown(choices=start_points(launcher.runs_dir)), None, start)
+    if followed is not None:
+        followed.change(lambda name: follow_run(launcher.runs_dir, name), followed, start, show_progress="hidden")

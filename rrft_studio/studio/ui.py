@@ -43,7 +43,16 @@ CSS = """
 
 # A point of a GRPO plot links to LINK + run + "@" + step (charts.py); following it only changes the page's
 # hash, which this script writes into the hidden jump box, whose change opens the Rollouts tab at that step.
+# A slider is released (Gradio's .release, on which Rollouts shows the slider's step) when the mouse lets go
+# of it; this script releases it also after the arrow keys moved it and on Enter in its number box.
 JS = """() => {
+  const keys = ["ArrowLeft", "ArrowRight", "ArrowUp", "ArrowDown", "PageUp", "PageDown", "Home", "End"];
+  document.addEventListener("keyup", (e) => {
+    const box = e.target;
+    if (!(box instanceof HTMLInputElement) || !box.closest(".block")?.querySelector("input[type=range]")) return;
+    if ((box.type === "range" && keys.includes(e.key)) || (box.type === "number" && e.key === "Enter"))
+      box.dispatchEvent(new PointerEvent("pointerup", {bubbles: true}));
+  });
   window.addEventListener("hashchange", () => {
     const prefix = "%s";
     if (!location.hash.startsWith(prefix)) return;
@@ -99,7 +108,7 @@ def build(runs_dir: Path, presets_dir: Path, device: str = "auto", max_loaded: i
             with tab("Train", "train"):
                 launched = train.build(launcher, presets_dir, tabs["train"], demo)
             with tab("Runs / monitor", "monitor"):
-                monitor.build(launcher, tabs["monitor"], monitor_timer, launched)
+                picked = monitor.build(launcher, tabs["monitor"], monitor_timer, launched)
             # render_children: laid out (hidden) with the page, so opening the tab only fills it: measured with
             # benchmarks/studio_load.py, building the tab on its first opening cost the browser about a second
             with tab("Rollouts", "rollouts", switch=False, render_children=True):  # its opening event switches
@@ -109,7 +118,7 @@ def build(runs_dir: Path, presets_dir: Path, device: str = "auto", max_loaded: i
             with tab("Chat", "chat"):
                 chat.build(runs_dir, pool, tabs["chat"], folders)
             with tab("Rewards", "rewards"):
-                rewards_tab.build(launcher, presets_dir)
+                rewards_tab.build(launcher, presets_dir, picked)
             with tab("Data", "data"):
                 data.build(launcher, presets_dir)
 

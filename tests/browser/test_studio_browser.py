@@ -81,9 +81,30 @@ def test_rollouts_show_images_and_scores(page, shot):
     shot("rollouts")
 
 
+def test_rollouts_step_follows_the_keys(page, studio):
+    """The step shown is the slider's: arrow keys on the slider and Enter in its number box show their step."""
+    run = next(p for p in sorted(studio["runs_dir"].iterdir()) if p.name.startswith("micro-")
+               and (p / "samples.jsonl").is_file())  # steps 1 and 2 logged
+    open_tab(page, "Rollouts")
+    choose(page, "rollouts-run", run.name)
+    page.wait_for_selector("#rollouts-summary:has-text('step 2 ·')")
+    page.focus("#rollouts-step input[type=range]")
+    page.keyboard.press("ArrowLeft")
+    page.wait_for_selector("#rollouts-summary:has-text('step 1 ·')")
+    page.click("#rollouts-next")  # on from the step shown, which is the slider's
+    page.wait_for_selector("#rollouts-summary:has-text('step 2 ·')")
+    assert page.input_value("#rollouts-step input[type=range]") == "2"
+    page.fill("#rollouts-step input[type=number]", "1")
+    page.press("#rollouts-step input[type=number]", "Enter")
+    page.wait_for_selector("#rollouts-summary:has-text('step 1 ·')")
+
+
 def test_compare_two_answers_side_by_side(page, shot):
     open_tab(page, "Compare")
-    page.wait_for_selector("#compare-checkpoints:has-text('base model')")
+    # The finished run's SFT and GRPO outputs side by side: what GRPO added.
+    page.wait_for_selector("#compare-checkpoints:has-text('after grpo')")
+    chosen = page.locator("#compare-checkpoints .token").all_inner_texts()
+    assert [" ".join(c.split()).rsplit(" · ", 1)[-1] for c in chosen] == ["after sft", "after grpo"], chosen
     page.click("#compare-load")
     page.wait_for_function("document.querySelector('#compare-question textarea').value.length > 0")
     page.wait_for_selector("#compare-image img")

@@ -179,3 +179,73 @@ def test_the_rewards_tab_checks_a_preset(page, shot):
     assert "format never matched in 8 samples" in page.inner_text("#rewards-verdict")
     page.wait_for_selector("#rewards-histograms [data-testid=matplotlib] img")  # not the label's (hidden) icon
     shot("rewards")
+
+
+def test_the_rewards_tab_starts_from_the_picked_runs_sft_and_says_which_tag(page, shot, studio):
+    run = next(p for p in sorted(studio["runs_dir"].iterdir()) if p.name.startswith("micro-")
+               and (p / "final" / "sft" / "config.json").is_file())
+    open_tab(page, "Runs / monitor")
+    choose(page, "monitor-run", run.name)
+    page.wait_for_selector(f"#monitor-summary:has-text('{run.name}')")
+    open_tab(page, "Rewards")  # the check starts where the run's GRPO did: its Stage-1 output, not the base model
+    page.wait_for_function(f"document.querySelector('#rewards-checkpoint input').value === '{run.name} · after sft'")
+    # Each slider's maximum is shown in full, inside its box (a narrow box cut "128" to "12").
+    ends = page.evaluate("""() => Array.from(document.querySelectorAll('#tab-rewards [data-testid=max-value]'))
+        .filter(m => m.offsetParent).map(m => { const r = document.createRange(); r.selectNodeContents(m);
+            const text = r.getBoundingClientRect(), box = m.closest('.block').getBoundingClientRect();
+            return [m.innerText, text.right <= box.right && text.left >= box.left]; })""")
+    assert ends == [["128", True]], ends
+    shot("rewards_start")
+
+    page.get_by_role("tab", name="Score a completion").click()
+    page.fill("#rewards-answer textarea, #rewards-answer input", "3")
+    page.fill("#rewards-completion textarea", "3 objects")
+    page.click("#rewards-score")
+    page.wait_for_selector("#rewards-scores table", timeout=120_000)
+    rows = page.locator("#rewards-scores tr").all_inner_texts()
+    assert any(r.split("\t")[:3] == ["format", "0.00", "no <think> tag"] for r in rows), rows
+    assert any("compared no <answer> tag: the whole text" in r for r in rows), rows
+    shot("rewards_score")
+
+
+TOASTS = """() => { window.__toasts = []; new MutationObserver(() => document.querySelectorAll('.toast-body')
+    .forEach(t => { if (!window.__toasts.includes(t.innerText)) window.__toasts.push(t.innerText); }))
+    .observe(document.body, {subtree: true, childList: true, characterData: true}); }"""
+
+
+def test_renaming_and_deleting_over_a_slow_connection(page, shot, studio):
+    """The monitor's ticks that left with a run's old name reach the studio after the rename or delete: no
+    error for them. A finished run has nothing to stop or resume."""
+    runs_dir = studio["runs_dir"]
+    original = next(p for p in sorted(runs_dir.iterdir()) if p.name.startswith("micro-") and (p / "final" / "sft").is_dir())
+    for name in ("slow-a", "slow-b"):
+        shutil.copytree(original, runs_dir / name)
+    cdp = page.context.new_cdp_session(page)
+    cdp.send("Network.enable")  # 400 ms each way: an answer arrives after the next tick has left
+    cdp.send("Network.emulateNetworkConditions", {"offline": False, "latency": 400, "downloadThroughput": -1,
+                                                  "uploadThroughput": -1})
+    page.evaluate(TOASTS)
+    open_tab(page, "Runs / monitor")
+    choose(page, "monitor-run", original.name)
+    page.wait_for_selector(f"#monitor-summary:has-text('{original.name}')")
+    page.wait_for_function("document.querySelector('#monitor-stop').disabled && document.querySelector('#monitor-resume').disabled")
+
+    choose(page, "monitor-run", "slow-a")
+    page.wait_for_selector("#monitor-summary:has-text('slow-a')")
+    page.fill("#monitor-new-name textarea, #monitor-new-name input", "slow-c")
+    page.click("#monitor-rename")
+    page.click("#monitor-yes")
+    page.wait_for_selector("#monitor-note:has-text('Renamed slow-a to slow-c')")
+    page.wait_for_timeout(2500)
+    for name in ("slow-b", "slow-c"):
+        choose(page, "monitor-run", name)
+        page.wait_for_selector(f"#monitor-summary:has-text('{name}')")
+        page.click("#monitor-delete")
+        page.click("#monitor-yes")
+        page.wait_for_selector(f"#monitor-note:has-text('Deleted {name}')")
+        page.wait_for_timeout(2500)  # a few ticks
+    assert page.evaluate("window.__toasts") == []
+    page.click("#monitor-run input")  # the runs gone are no longer offered
+    offered = [o.split("\n")[-1] for o in page.get_by_role("option").all_inner_texts()]  # after the chosen one's ✓
+    page.keyboard.press("Escape")
+    assert not [o for o in offered if o.startswith("slow-")] and original.name in offered, offered

@@ -16,13 +16,15 @@ TAGS = re.compile(r"</?(think|answer)>")
 
 
 def first_eval_prompt(run_dir):
-    """(image path, prompt) of the run's first eval record, worded as in training (instruction appended)."""
+    """(image path, question, prompt) of the run's first eval record: the prompt worded as in training (the
+    instruction appended)."""
     from rrft_studio import data, runs
     from rrft_studio.studio import catalog
 
     cfg = runs.load_config(run_dir)
     record = catalog.eval_records(cfg)[0]
-    return str(data.images_of(record)[0]), data.task_of(cfg).prompt(record["problem"], cfg.eval.style)
+    prompt = data.task_of(cfg).prompt(record["problem"], cfg.eval.style)
+    return str(data.images_of(record)[0]), record["problem"], prompt
 
 
 def set_slider(page, label: str, value: float) -> None:
@@ -40,15 +42,19 @@ def grid_rows(page, grid) -> list[list[str]]:
 
 
 def test_chat_folds_thinking_apart_from_the_answer(page, shot, think_run):
-    image, prompt = first_eval_prompt(think_run)
+    image, question, prompt = first_eval_prompt(think_run)
     open_tab(page, "Chat")
     choose(page, "chat-checkpoint", f"{think_run.name} · after sft")
-    set_slider(page, "Temperature (0 = greedy)", 0)
+    # As Compare asks: greedy, the instruction appended to the question as in training, without touching a setting.
+    assert page.is_checked("#chat-instruction input")
+    assert page.input_value("#chat-temperature input[type=number]") == "0"
     page.set_input_files("#chat-input input[type=file]", image)
     page.wait_for_selector("#chat-input img")
-    page.fill("#chat-input textarea", prompt)
+    page.fill("#chat-input textarea", question)
     page.keyboard.press("Enter")
     page.wait_for_selector("#chat-footnote:has-text('tokens/s')", timeout=120_000)
+    asked = page.locator("#chat-bot [data-testid=user]").last.inner_text()
+    assert " ".join(asked.split()) == " ".join(prompt.split()), asked
 
     bots = page.locator("#chat-bot [data-testid=bot]")
     assert bots.count() == 2, f"expected a thinking block and an answer, got {bots.all_inner_texts()}"
