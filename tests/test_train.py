@@ -48,6 +48,7 @@ def test_run_directory(micro_run):
     # does the reasoning lead to the answer: each rollout, each GRPO step, each evaluation
     rollouts = [c for r in runs.read_jsonl(run_dir / "samples.jsonl") for c in r["completions"]]
     assert rollouts and all("consistent" in c for c in rollouts)
+    assert all(1 <= c["length"] <= 16 for c in rollouts)  # tokens sampled, at most grpo.max_completion_length
     steps = [r for r in runs.read_jsonl(run_dir / "metrics.jsonl") if r.get("stage") == "grpo" and "loss" in r]
     assert all(0 <= r["consistency"] <= 1 for r in steps)
     result = json.loads((run_dir / "eval/grpo/id.json").read_text())

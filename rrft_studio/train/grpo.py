@@ -88,6 +88,8 @@ def reward_funcs(cfg: Config) -> list:
             task = kwargs.get("task") or [None] * len(completions)
             agree = [tasks.consistent(t, completion_text(c)) for c, t in zip(completions, task)]
             log_extra("consistent", agree)
+            if kwargs.get("completion_ids") is not None:  # the sampled tokens (the text re-tokenised may differ)
+                log_extra("tokens", [len(ids) for ids in kwargs["completion_ids"]])
             if log_metric is not None:
                 log_metric("consistency", sum(a is True for a in agree) / max(len(agree), 1))
         return first(completions, log_extra=log_extra, log_metric=log_metric, **kwargs)

@@ -228,13 +228,15 @@ class RunTracker(TrainerCallback):
         tokenizer = getattr(processor, "tokenizer", processor)
         prompts = [prompt_text(p, processor) for p in logs["prompt"]]
         rows = []
+        tokens = extra.pop("tokens", [])
         for i, completion in enumerate(completions):
             text = completion_text(completion)
             rows.append({
                 "prompt": prompts[i], "completion": text,
                 "rewards": {k: v[i] for k, v in rewards.items()},
                 "advantage": logs["advantages"][i],
-                "length": len(tokenizer(text, add_special_tokens=False)["input_ids"]),
+                # the tokens sampled; re-tokenising the text counts a completion cut mid-word as longer
+                "length": tokens[i] if i < len(tokens) else len(tokenizer(text, add_special_tokens=False)["input_ids"]),
                 **{k: v[i] for k, v in extra.items() if i < len(v)},
             })
         runs.append_jsonl(runs.samples_path(self.run_dir), {"stage": self.stage, "step": step, "time": time.time(),
