@@ -251,6 +251,14 @@ def markers(run_dirs: list[Path], stage: str, resumes: list[dict]) -> list[dict]
 
 # ---------------------------------------------------------------- charts
 
+def restamped(plot: AltairPlotData, stamp: int) -> AltairPlotData:
+    """The same chart with a new stamp in its spec's usermeta: the page draws it again (it skips a spec it
+    already drew)."""
+    spec = orjson.loads(plot.plot)
+    spec["usermeta"] = {"drawn": stamp}
+    return AltairPlotData(chart=plot.chart, plot=orjson.dumps(spec).decode())
+
+
 def _axis_x(title: str = "step") -> dict:
     # steps are whole: no more ticks than steps in the shown domain (zoomed too), each labelled as an integer
     ticks = {"expr": "max(1, min(ceil(width / 40), span(domain('x'))))"}

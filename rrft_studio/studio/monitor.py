@@ -29,8 +29,8 @@ import pandas as pd
 from .. import runs, workbench
 from ..config import ConfigError
 from . import catalog, eta, logs, rl_series
-from .charts import (BANDS, NOTES, PLOTS, ROLLOUT_KEYS, SERIES_POINTS, SLOTS, TICK_POINTS, band_chart, bands, chart,
-                     downsample, frame, markers, plotted)
+from .charts import (BANDS, NOTES, PLOTS, ROLLOUT_KEYS, SERIES_POINTS, SLOTS, TICK_POINTS, AltairPlotData, band_chart,
+                     bands, chart, downsample, frame, markers, plotted, restamped)
 from .launcher import Launcher, tail
 
 __all__ = ["PLOTS", "downsample", "frame", "plotted", "build"]  # the plots' helpers live in charts.py
@@ -41,6 +41,27 @@ BANNER_THRESHOLD, BANNER_STEPS = 0.9, 10  # zero-spread share, for this many log
 # and a click on another tab waited behind it (benchmarks/studio_load.py). A change of run, stage, overlay or
 # smoothing redraws at once.
 LIVE_REDRAW_S = 5.0
+# A Vega chart drawn while its tab is hidden (the answer to a tick that arrived after a switch to Rollouts) gets
+# no width, and Gradio's resize observer does not draw it again. When the monitor shows again, this script looks
+# for a plot whose canvas is much narrower than its box and, if it finds one, asks for every plot again through
+# the hidden redraw box (its change redraws them, see redraw()).
+REDRAW_JS = """() => {
+  const collapsed = () => Array.from(document.querySelectorAll('.rrft-plot')).some((plot) => {
+    const box = plot.querySelector('.altair'), canvas = plot.querySelector('canvas');
+    return plot.offsetParent && box && canvas && canvas.getBoundingClientRect().width < box.offsetWidth / 2;
+  });
+  let tries = 0;
+  const look = () => {
+    const tab = document.querySelector('#tab-monitor');
+    if (!tab || !tab.offsetParent) { if (++tries < 40) setTimeout(look, 50); return; }
+    if (!collapsed()) return;
+    const box = document.querySelector('#monitor-redraw textarea, #monitor-redraw input');
+    if (!box) return;
+    box.value = String(Date.now());
+    box.dispatchEvent(new Event('input', {bubbles: true}));
+  };
+  setTimeout(look, 100);
+}"""
 
 
 def think_answer_rows(run_dir: Path, stage: str = "grpo") -> list[dict]:
@@ -340,6 +361,19 @@ def refresh_plots(launcher: Launcher, name: str | None, chosen: list[str] | None
     return [*updates, sent]
 
 
+def redraw(launcher: Launcher, name: str | None, chosen: list[str] | None, stage_choice: str, sent: dict | None,
+           smoothing: float = 0.0, follow: int | None = None) -> list:
+    """refresh_plots with every plot sent again, each spec made new (the page draws a plot again only when its
+    spec changed): for the plots a hidden tab left without a width."""
+    sent = {k: v for k, v in (sent or {}).items() if not k.startswith("plot")}
+    out = refresh_plots(launcher, name, chosen, stage_choice, sent, smoothing, follow)
+    stamp = time.time_ns()
+    for update in out[3:3 + SLOTS]:
+        if isinstance(update, dict) and isinstance(update.get("value"), AltairPlotData):
+            update["value"] = restamped(update["value"], stamp)
+    return out
+
+
 def _plot(dirs: list[Path], stage: str, spec: tuple, smoothing: float, rules: list[dict], count: int) -> dict:
     """One plot slot's update (gr.update: a plain dict; a component instance per update costs Gradio a
     signature inspection or two)."""
@@ -402,6 +436,7 @@ def build(launcher: Launcher, tab: gr.Tab, timer: gr.Timer, follow: gr.State | N
                           y_lim=[0, 1], visible=False, elem_id="monitor-eval")
     with gr.Accordion("Log of the run's process", open=False):
         log = gr.Code(language=None, lines=14, max_lines=14, interactive=False, elem_id="monitor-log")
+    redraw_box = gr.Textbox(visible="hidden", elem_id="monitor-redraw")  # REDRAW_JS writes it
     table_sent, plots_sent = gr.State({}), gr.State({})  # what this page was last sent
     pending = gr.State(None)  # the rename or delete waiting for its confirmation
 
@@ -418,6 +453,8 @@ def build(launcher: Launcher, tab: gr.Tab, timer: gr.Timer, follow: gr.State | N
     for trigger in (tab.select, timer.tick):  # on the tab's opening at once, not at the timer's first tick
         trigger(**table_io)
         trigger(**plots_io)
+    tab.select(None, None, None, js=REDRAW_JS)
+    redraw_box.change(**{**plots_io, "fn": lambda n, c, st, s, sm, f: redraw(launcher, n, c, st, s, sm, f)})
     run.input(lambda n: [n], run, overlay).then(**plots_io).then(**table_io)
     for control in (stage, smoothing):  # quick changes one after another: the last counts
         control.change(**plots_io, trigger_mode="always_last")
