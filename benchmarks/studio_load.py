@@ -397,7 +397,7 @@ def _server_s(page, since: float) -> float:
     return sum(m["duration"] or 0 for m in rec["messages"] if m["event_id"] in ours and m["msg"] == "process_completed")
 
 
-PLOTS_DRAWN = """(n) => Array.from({length: n}, (_, i) => document.querySelector('#monitor-plot-' + i))
+PLOTS_DRAWN = """(slots) => slots.map((i) => document.querySelector('#monitor-plot-' + i))
     .every(el => el && el.offsetParent !== null && el.querySelector('canvas, svg'))"""
 TABLE_ROWS = """(n) => { const g = document.querySelector('#monitor-runs [role=grid]');
     return g && Number(g.getAttribute('aria-rowcount')) === n + 1; }"""
@@ -418,14 +418,16 @@ def measure(url: str, runs: list[Path], live: LiveRun, studio: Studio, tick_s: f
         page.wait_for_selector("#tab-train", state="attached")
         from rrft_studio.studio.monitor import PLOTS
 
-        # Every GRPO plot but GPU memory, which these runs do not log (no CUDA wrote them): it stays hidden.
-        drawn = [spec for spec in PLOTS["grpo"] if not any(k.startswith("gpu_memory") for k in spec[1])]
+        # Every GRPO plot but those of what these runs do not log, which stay hidden: GPU memory (no CUDA wrote
+        # them), the sampling gap (no vLLM) and the reasoning check (their rollouts carry none).
+        unlogged = ("gpu_memory", "sampling/", "consistency")
+        drawn = [i for i, spec in enumerate(PLOTS["grpo"]) if not any(k.startswith(unlogged) for k in spec[1])]
         out["plots"] = len(drawn)
         since, started = page.evaluate("performance.now()"), time.perf_counter()
         page.get_by_role("tab", name="Runs / monitor").click()
         page.wait_for_function(TABLE_ROWS, arg=len(runs), polling="raf")
         out["table_s"] = time.perf_counter() - started
-        page.wait_for_function(PLOTS_DRAWN, arg=len(drawn), polling="raf")
+        page.wait_for_function(PLOTS_DRAWN, arg=drawn, polling="raf")
         out["plots_s"] = time.perf_counter() - started
         out["open_server_s"] = _server_s(page, since)  # the table's event and the plots' (side by side)
         time.sleep(2)

@@ -13,7 +13,7 @@ import pytest
 
 from conftest import ROOT
 from rrft_studio.serve.inference import Turn
-from rrft_studio.studio import catalog, chat, compare, monitor, rollouts
+from rrft_studio.studio import catalog, charts, chat, compare, monitor, rollouts
 
 
 def _write_jsonl(path, rows):
@@ -189,3 +189,48 @@ def test_compare_marks_identical_answers(run_dir):
     assert scores[2].endswith(f" · ≡ **same text as** {run_dir.name} · final/sft")
     states[values[2]]["done"] = None  # still generating: nothing to compare yet
     assert not any("same text" in s for s in compare._all_slots(values, states, "3")[4::5])
+
+
+def _overlay_runs(tmp_path):
+    """Two runs with long names, each logging reward and KL with the rows' time and tokens."""
+    dirs = []
+    for i, name in enumerate(["a-long-run-name-for-the-legend-20260101-000000", "another-long-run-name-20260102-000000"]):
+        run = tmp_path / "runs" / name
+        run.mkdir(parents=True)
+        (run / "config.yaml").write_text("run: {stages: [grpo]}\n")
+        (run / "status.json").write_text(json.dumps({"state": "finished", "step": 3}))
+        _write_jsonl(run / "metrics.jsonl", [
+            {"stage": "grpo", "step": s, "time": 1000.0 + 120 * s, "num_tokens": 500.0 * s, "reward": s + i, "kl": 0.1 * s}
+            for s in (1, 2, 3)])
+        dirs.append(run)
+    return dirs
+
+
+def test_overlaid_runs_get_a_colour_each_and_their_whole_names(tmp_path):
+    dirs = _overlay_runs(tmp_path)
+    spec = json.loads(monitor._plot(dirs, "grpo", ("Reward", ["reward", "kl"], "reward"), 0.0, [], 1)["value"].plot)
+    line = spec["layer"][0]["encoding"]
+    names = [d.name for d in dirs]
+    assert line["color"]["field"] == "run" and line["color"]["scale"]["domain"] == names
+    colours = line["color"]["scale"]["range"]
+    assert len(set(colours)) == 2  # one per run, whatever its metric
+    assert line["color"]["legend"]["labelLimit"] == 0 and line["color"]["legend"]["orient"] == "bottom"  # whole names
+    assert line["strokeDash"]["field"] == "metric" and line["strokeDash"]["scale"]["domain"] == ["reward", "kl"]
+    assert {(v["run"], v["metric"]) for v in spec["data"]["values"]} == {(n, m) for n in names for m in ("reward", "kl")}
+    assert spec["height"] > charts.PLOT_HEIGHT  # the legends' lines are added, not taken from the plot
+
+
+def test_the_x_axis_is_the_step_the_time_or_the_tokens(tmp_path):
+    dirs = _overlay_runs(tmp_path)[:1]
+
+    def plotted_on(axis):
+        spec = json.loads(monitor._plot(dirs, "grpo", ("KL", ["kl"], "kl"), 0.0, [], 1, axis)["value"].plot)
+        x = spec["layer"][0]["encoding"]["x"]
+        return x["field"], x["title"], spec["data"]["values"][0].get(x["field"])
+
+    assert plotted_on("step") == ("step", "step", [1, 2, 3])
+    assert plotted_on("time") == ("x", "minutes since the run started", [0.0, 2.0, 4.0])
+    assert plotted_on("tokens") == ("x", "tokens seen", [500.0, 1000.0, 1500.0])
+    spec = json.loads(monitor._plot(dirs, "grpo", ("KL", ["kl"], "kl"), 0.0, [], 1, "time")["value"].plot)
+    assert spec["data"]["values"][0]["step"] == [1, 2, 3]  # a point still links to its step's rollouts
+    assert spec["layer"][0]["params"][0]["bind"] == "scales"  # zoom and pan on the x axis

@@ -9,13 +9,17 @@ its smoothed line (rl_series.smooth: TensorBoard's debiased moving average), com
 bucket means with the weight per bucket that matches the weight per step when a series is longer than a plot.
 The "run" view puts the stages one after the other on one step axis, a rule where each stage starts; a
 resumed stage has a rule where it resumed (status.json's resumes). In GRPO plots every point links to that
-step's rollouts: a click opens the Rollouts tab there (the page's script reads the link, see ui.py).
+step's rollouts: a click opens the Rollouts tab there (the page's script reads the link, see ui.py). The x
+axis is the step, the minutes since the run started, or the tokens seen (AXES), each step placed between the
+logged rows' time or num_tokens. Overlaid runs get a colour each and their metrics a dash each, in legends
+under the plot that show whole run names.
 """
 
 from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import orjson
@@ -81,6 +85,14 @@ SERIES_POINTS = 1_000  # at most, per series: a minimum and a maximum per pixel 
 DIGITS = 5  # significant digits sent: more than a plot can show
 PLOT_HEIGHT = 170
 LINK = "#rrft-rollouts="  # a point's link: LINK + run + "@" + step
+# The x axis a plot can take (wandb's choice): the logged step, the time since the run's first logged line, or
+# the tokens the stage has trained on (TRL's cumulative num_tokens; in the run view, the stages' added up).
+AXES = {"step": "step", "time": "minutes since the run started", "tokens": "tokens seen"}
+# Overlaid runs: a colour per run, a dash per metric. One run: a colour per metric.
+PALETTE = ["#2563eb", "#dc2626", "#16a34a", "#d97706", "#7c3aed", "#0891b2", "#db2777", "#65a30d", "#475569",
+           "#ea580c"]
+DASHES = [[1, 0], [6, 3], [2, 2], [8, 3, 2, 3], [1, 3], [12, 4]]
+LEGEND_ROW = 16  # pixels a legend line adds to a plot's height
 
 
 # ---------------------------------------------------------------- series
@@ -185,12 +197,64 @@ def stage_starts(run: logs.RunLogs) -> list[tuple[int, str]]:
     return out
 
 
+class Part(NamedTuple):
+    """One plotted series: its name ("<run> · <metric>" when overlaid, "<metric>" alone; "<name> (smoothed)" for
+    a smoothed one), its steps and values, its run and metric, and its x values on the chosen axis (None: the
+    steps)."""
+    name: str
+    steps: np.ndarray
+    values: np.ndarray
+    run: str
+    metric: str
+    x: np.ndarray | None = None
+
+    @property
+    def smoothed(self) -> bool:
+        return self.name.endswith(" (smoothed)")
+
+
+def axis_map(run: logs.RunLogs, stage: str, axis: str) -> tuple[np.ndarray, np.ndarray]:
+    """(steps, x) where the rows log the axis' column: minutes since the run's first logged time, or the tokens
+    seen (cumulative). In the run view each stage follows the one before on both. Kept with the logs."""
+    memo = run.memo.get(("axis", stage, axis))
+    if memo is not None and memo[0] == run.metrics.version:
+        return memo[1]
+    if stage == "run":
+        parts, tokens = [], 0.0
+        for first, name in stage_starts(run):
+            steps, x = axis_map(run, name, axis)
+            parts.append((steps + first, x + tokens if axis == "tokens" else x))
+            tokens += float(x.max()) if axis == "tokens" and len(x) else 0.0
+        out = (np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])) if parts \
+            else (np.empty(0), np.empty(0))
+    else:
+        steps, x = run.metrics.series(stage, "time" if axis == "time" else "num_tokens")
+        steps, first = np.unique(steps, return_index=True)  # a step logged twice (a summary line): its first
+        x = x[first]
+        if axis == "time":
+            starts = [np.nanmin(c["time"].values()) for c in run.metrics.stages.values() if "time" in c
+                      and np.isfinite(c["time"].values()).any()]
+            x = (x - min(starts)) / 60.0
+        keep = np.isfinite(x)
+        out = (steps[keep], x[keep])
+    run.memo[("axis", stage, axis)] = (run.metrics.version, out)
+    return out
+
+
+def on_axis(run: logs.RunLogs, stage: str, axis: str, steps: np.ndarray) -> np.ndarray | None:
+    """The steps' places on the axis (interpolated between logged rows); None where the run logs no such
+    column."""
+    known, x = axis_map(run, stage, axis)
+    return _rounded(np.interp(steps, known, x)) if len(known) else None
+
+
 def plotted(run_dirs: list[Path], stage: str, keys: list[str], points: int = TICK_POINTS,
-            smoothing: float = 0.0) -> list[tuple]:
-    """(series name, steps, values) of the given keys for each run, named by run when overlaid, downsampled
-    to at most `points` in all (and SERIES_POINTS a series); with smoothing, each followed by its smoothed
-    series, named "<name> (smoothed)". A run's series is kept with its logs until they change, so a tick with
-    one run writing among several recomputes that run's only."""
+            smoothing: float = 0.0, axis: str = "step") -> list[Part]:
+    """The given keys' series for each run, named by run when overlaid, downsampled to at most `points` in all
+    (and SERIES_POINTS a series); with smoothing, each followed by its smoothed series, named "<name>
+    (smoothed)". On another axis than the step, each carries its x values; a run without that axis' column
+    has none of its series. A run's series is kept with its logs until they change, so a tick with one run
+    writing among several recomputes that run's only."""
     found = [(run_dir, run, key) for run_dir in run_dirs for run in [logs.CACHE.get(run_dir)]
              for key in wanted(run, stage, keys)]
     each = max(16, min(SERIES_POINTS, points // max(len(found) * (2 if smoothing else 1), 1)))
@@ -206,35 +270,41 @@ def plotted(run_dirs: list[Path], stage: str, keys: list[str], points: int = TIC
             smooth = smoothed(x, y, smoothing, each // 2) if smoothing and len(y) else None
             memo = run.memo[(stage, key, each)] = (version, [(a.astype(np.int64), _rounded(b))
                                                             for a, b in [line, *([smooth] if smooth else [])]])
-        if len(memo[1][0][0]):
-            name = f"{run_dir.name} · {label(key)}" if len(run_dirs) > 1 else label(key)
-            out.append((name, *memo[1][0]))
-            if len(memo[1]) > 1:
-                out.append((f"{name} (smoothed)", *memo[1][1]))
+        if not len(memo[1][0][0]):
+            continue
+        name = f"{run_dir.name} · {label(key)}" if len(run_dirs) > 1 else label(key)
+        for suffix, (steps, values) in zip(["", " (smoothed)"], memo[1]):
+            x = None if axis == "step" else on_axis(run, stage, axis, steps)
+            if axis == "step" or x is not None:
+                out.append(Part(name + suffix, steps, values, run_dir.name, label(key), x))
     return out
 
 
-def bands(run_dirs: list[Path], stage: str) -> list[dict]:
+def bands(run_dirs: list[Path], stage: str, axis: str = "step") -> list[dict]:
     """Per logged rollout step of each run (the lines spread through samples.jsonl): the quantiles of the sum
-    of its rewards over the step's completions (rl_series.reward_bands)."""
+    of its rewards over the step's completions (rl_series.reward_bands); on another axis, each row's x."""
     out = []
     for run_dir in run_dirs:
-        for row in logs.CACHE.get(run_dir).spread.think_answer(stage, SERIES_POINTS):
-            if "q50" in row:
-                out.append({"run": run_dir.name, "step": row["step"],
-                            **{k: round(row[k], 4) for k in ("mean", "q10", "q25", "q50", "q75", "q90")}})
+        run = logs.CACHE.get(run_dir)
+        rows = [{"run": run_dir.name, "step": row["step"],
+                 **{k: round(row[k], 4) for k in ("mean", "q10", "q25", "q50", "q75", "q90")}}
+                for row in run.spread.think_answer(stage, SERIES_POINTS) if "q50" in row]
+        if rows and axis != "step":
+            x = on_axis(run, stage, axis, np.array([r["step"] for r in rows], dtype=float))
+            rows = [{**r, "x": float(v)} for r, v in zip(rows, x)] if x is not None else []
+        out += rows
     return out
 
 
 def frame(run_dirs: list[Path], stage: str, keys: list[str], points: int = TICK_POINTS) -> pd.DataFrame:
     """The plotted points in long format (step, value, series)."""
-    parts = [pd.DataFrame({"step": x, "value": y, "series": name})
-             for name, x, y in plotted(run_dirs, stage, keys, points)]
+    parts = [pd.DataFrame({"step": p.steps, "value": p.values, "series": p.name})
+             for p in plotted(run_dirs, stage, keys, points)]
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame({"step": [], "value": [], "series": []})
 
 
-def markers(run_dirs: list[Path], stage: str, resumes: list[dict]) -> list[dict]:
-    """Vertical rules: where each stage starts (run view) and where a stage resumed, on the plot's step axis."""
+def markers(run_dirs: list[Path], stage: str, resumes: list[dict], axis: str = "step") -> list[dict]:
+    """Vertical rules: where each stage starts (run view) and where a stage resumed, on the plot's x axis."""
     if len(run_dirs) != 1:
         return []
     run = logs.CACHE.get(run_dirs[0])
@@ -246,15 +316,37 @@ def markers(run_dirs: list[Path], stage: str, resumes: list[dict]) -> list[dict]
             out.append({"x": offsets[r["stage"]] + r["step"], "label": f"resumed ({r['stage']})"})
         elif r.get("stage") == stage:
             out.append({"x": r["step"], "label": "resumed"})
+    if out and axis != "step":
+        x = on_axis(run, stage, axis, np.array([m["x"] for m in out], dtype=float))
+        out = [{**m, "x": float(v)} for m, v in zip(out, x)] if x is not None else []
     return out
 
 
 # ---------------------------------------------------------------- charts
 
-def _axis_x(title: str = "step") -> dict:
-    # steps are whole: no more ticks than steps in the shown domain (zoomed too), each labelled as an integer
-    ticks = {"expr": "max(1, min(ceil(width / 40), span(domain('x'))))"}
-    return {"field": "step", "type": "quantitative", "title": title, "axis": {"tickCount": ticks, "format": ",d"}}
+def restamped(plot: AltairPlotData, stamp: int) -> AltairPlotData:
+    """The same chart with a new stamp in its spec's usermeta: the page draws it again (it skips a spec it
+    already drew)."""
+    spec = orjson.loads(plot.plot)
+    spec["usermeta"] = {"drawn": stamp}
+    return AltairPlotData(chart=plot.chart, plot=orjson.dumps(spec).decode())
+
+
+def _axis_x(title: str = "step", field: str = "step") -> dict:
+    if field == "step":  # steps are whole: no more ticks than steps in the shown domain (zoomed too), as integers
+        ticks = {"expr": "max(1, min(ceil(width / 40), span(domain('x'))))"}
+        return {"field": "step", "type": "quantitative", "title": title, "axis": {"tickCount": ticks, "format": ",d"}}
+    axis = {"format": "~s" if "tokens" in title else ",~r", "tickCount": {"expr": "ceil(width / 70)"}}
+    return {"field": field, "type": "quantitative", "title": title, "axis": axis}
+
+
+def _legend(columns: int, orient: str = "bottom") -> dict:
+    """A legend under (or over) the plot, its names whole, wrapping into `columns`."""
+    return {"orient": orient, "columns": columns, "labelLimit": 0, "symbolType": "stroke", "direction": "horizontal"}
+
+
+def _scale(domain: list, colours: list) -> dict:
+    return {"domain": domain, "range": [colours[i % len(colours)] for i in range(len(domain))]}
 
 
 def _rules(rules: list[dict]) -> list[dict]:
@@ -268,55 +360,69 @@ def _rules(rules: list[dict]) -> list[dict]:
              "encoding": {"x": x, "text": {"field": "label"}}}]
 
 
-def _links(runs: list[str]) -> list[dict]:
+def _links(runs: bool, x: dict) -> list[dict]:
     """Points that open the step's rollouts when clicked (their link is read by the page's script)."""
     return [{"transform": [{"filter": "datum.role === 'raw'"},
                            {"calculate": f"'{LINK}' + datum.run + '@' + datum.step", "as": "href"}],
              "mark": {"type": "point", "size": 50, "filled": True, "opacity": 0.01, "cursor": "pointer"},
-             "encoding": {"x": {"field": "step", "type": "quantitative"}, "y": {"field": "value", "type": "quantitative"},
+             "encoding": {"x": {"field": x["field"], "type": "quantitative"}, "y": {"field": "value", "type": "quantitative"},
                           "href": {"field": "href"},
-                          "tooltip": [{"field": "series"}, {"field": "step", "title": "step (click: its rollouts)"},
-                                      {"field": "value"}]}}] if runs else []
+                          "tooltip": [{"field": "run"}, {"field": "metric"},
+                                      {"field": "step", "title": "step (click: its rollouts)"}, {"field": "value"}]}}] \
+        if runs else []
 
 
-def chart(title: str, y_title: str, parts: list[tuple], rules: list[dict] = (), runs: dict[str, str] | None = None,
+def chart(title: str, y_title: str, parts: list[Part], rules: list[dict] = (), links: bool = False,
           x_title: str = "step") -> AltairPlotData:
-    """A Vega-Lite line chart of the series, drawn on a canvas; each series travels as two arrays (flattened
-    in the browser), and the step axis zooms and pans with the mouse. A "(smoothed)" series draws its raw
-    series faint; `runs` (series name -> run) makes the points links to their rollouts."""
-    smooth = any(name.endswith(" (smoothed)") for name, _, _ in parts)
-    names = list(dict.fromkeys(name.removesuffix(" (smoothed)") for name, _, _ in parts))
-    values = [{"series": name.removesuffix(" (smoothed)"), "role": "smoothed" if name.endswith(" (smoothed)") else "raw",
-               "run": (runs or {}).get(name, ""), "step": x, "value": y} for name, x, y in parts]
+    """A Vega-Lite line chart of the series, drawn on a canvas; each series travels as two arrays (three on
+    another axis than the step: its x too; flattened in the browser), and the x axis zooms (wheel) and pans
+    (drag) with the mouse, a double click resetting it. One run: a colour per metric; overlaid runs: a colour
+    per run (legend under the plot) and a dash per metric (legend over it), names whole. A "(smoothed)" series draws
+    its raw series faint; `links` makes the points links to their step's rollouts."""
+    smooth = any(p.smoothed for p in parts)
+    on_x = any(p.x is not None for p in parts)
+    runs = list(dict.fromkeys(p.run for p in parts))
+    metrics = list(dict.fromkeys(p.metric for p in parts))
+    values = [{"series": p.name.removesuffix(" (smoothed)"), "role": "smoothed" if p.smoothed else "raw",
+               "run": p.run, "metric": p.metric, "step": p.steps, "value": p.values,
+               **({"x": p.x} if on_x else {})} for p in parts]
+    overlaid = len(runs) > 1
+    by, names = ("run", runs) if overlaid else ("metric", metrics)
+    encoding = {"color": {"field": by, "type": "nominal", "title": None, "scale": _scale(names, PALETTE),
+                          "legend": _legend(1 if overlaid else 3) if len(names) > 1 else None}}
+    legend_rows = math.ceil(len(names) / (1 if overlaid else 3)) if len(names) > 1 else 0
+    if overlaid and len(metrics) > 1:
+        encoding["strokeDash"] = {"field": "metric", "type": "nominal", "title": None, "scale": _scale(metrics, DASHES),
+                                  "legend": _legend(3, "top")}  # over the plot: two legends under it sit side by side
+        legend_rows += math.ceil(len(metrics) / 3)
     opacity = {"condition": {"test": "datum.role === 'smoothed'", "value": 1.0}, "value": 0.3 if smooth else 1.0}
+    x = _axis_x(x_title, "x" if on_x else "step")
     spec = {
-        "$schema": "https://vega.github.io/schema/vega-lite/v5.json", "height": PLOT_HEIGHT, "title": title,
-        "data": {"values": values},
-        "transform": [{"flatten": ["step", "value"]}],
+        "$schema": "https://vega.github.io/schema/vega-lite/v5.json", "height": PLOT_HEIGHT + LEGEND_ROW * legend_rows,
+        "title": title, "data": {"values": values},
+        "transform": [{"flatten": ["step", "value", *(["x"] if on_x else [])]}],
         "layer": [{
             "mark": {"type": "line", "clip": True, "strokeWidth": 1.2},
             "params": [{"name": "zoom", "select": {"type": "interval", "encodings": ["x"]}, "bind": "scales"}],
             "encoding": {
-                "x": _axis_x(x_title),
+                "x": x,
                 "y": {"field": "value", "type": "quantitative", "title": y_title or None, "scale": {"zero": False},
                       "axis": {"format": ",~r"}},  # no trailing zeros (a constant series read 2.000000), no 1e+2
-                "color": {"field": "series", "type": "nominal", "title": None,
-                          "legend": {"orient": "bottom", "columns": 3, "labelLimit": 160},
-                          "scale": {"domain": names, "range": names}},  # the theme replaces the range by its colours
-                "opacity": opacity, "detail": {"field": "role"},
+                **encoding, "opacity": opacity, "detail": {"field": "role"},
             },
-        }, *_rules(list(rules)), *_links(list((runs or {}).values()))],
+        }, *_rules(list(rules)), *_links(links, x)],
     }
     return AltairPlotData(chart="line", plot=orjson.dumps(spec, option=orjson.OPT_SERIALIZE_NUMPY).decode())
 
 
-def band_chart(title: str, y_title: str, rows: list[dict], rules: list[dict] = (), links: bool = True) -> AltairPlotData:
-    """Per-step quantile bands (10–90%, 25–75%) and the median of each run's rollout rewards; every point links
-    to its step's rollouts."""
+def band_chart(title: str, y_title: str, rows: list[dict], rules: list[dict] = (), links: bool = True,
+               x_title: str = "step") -> AltairPlotData:
+    """Per-step quantile bands (10–90%, 25–75%) and the median of each run's rollout rewards, a colour per run;
+    every point links to its step's rollouts."""
     names = list(dict.fromkeys(r["run"] for r in rows))
-    color = {"field": "run", "type": "nominal", "title": None, "legend": {"orient": "bottom"} if len(names) > 1 else None,
-             "scale": {"domain": names, "range": names}}
-    x = _axis_x()
+    color = {"field": "run", "type": "nominal", "title": None, "legend": _legend(1) if len(names) > 1 else None,
+             "scale": _scale(names, PALETTE)}
+    x = _axis_x(x_title, "x" if rows and "x" in rows[0] else "step")
 
     def area(low: str, high: str, opacity: float) -> dict:
         return {"mark": {"type": "area", "opacity": opacity, "clip": True},
@@ -329,8 +435,8 @@ def band_chart(title: str, y_title: str, rows: list[dict], rules: list[dict] = (
                                  "tooltip": [{"field": "run"}, {"field": "step", "title": "step (click: its rollouts)"},
                                              {"field": "q10"}, {"field": "q50"}, {"field": "q90"}, {"field": "mean"}]}}]
     spec = {
-        "$schema": "https://vega.github.io/schema/vega-lite/v5.json", "height": PLOT_HEIGHT, "title": title,
-        "data": {"values": rows},
+        "$schema": "https://vega.github.io/schema/vega-lite/v5.json", "title": title, "data": {"values": rows},
+        "height": PLOT_HEIGHT + (LEGEND_ROW * len(names) if len(names) > 1 else 0),
         "layer": [area("q10", "q90", 0.18), area("q25", "q75", 0.3),
                   {"mark": {"type": "line", "strokeWidth": 1.4, "clip": True},
                    "params": [{"name": "zoom", "select": {"type": "interval", "encodings": ["x"]}, "bind": "scales"}],

@@ -29,8 +29,8 @@ import pandas as pd
 from .. import runs, workbench
 from ..config import ConfigError
 from . import catalog, eta, logs, rl_series
-from .charts import (BANDS, NOTES, PLOTS, ROLLOUT_KEYS, SERIES_POINTS, SLOTS, TICK_POINTS, band_chart, bands, chart,
-                     downsample, frame, markers, plotted)
+from .charts import (AXES, BANDS, NOTES, PLOTS, ROLLOUT_KEYS, SERIES_POINTS, SLOTS, TICK_POINTS, AltairPlotData,
+                     band_chart, bands, chart, downsample, frame, markers, plotted, restamped)
 from .launcher import Launcher, tail
 
 __all__ = ["PLOTS", "downsample", "frame", "plotted", "build"]  # the plots' helpers live in charts.py
@@ -41,6 +41,27 @@ BANNER_THRESHOLD, BANNER_STEPS = 0.9, 10  # zero-spread share, for this many log
 # and a click on another tab waited behind it (benchmarks/studio_load.py). A change of run, stage, overlay or
 # smoothing redraws at once.
 LIVE_REDRAW_S = 5.0
+# A Vega chart drawn while its tab is hidden (the answer to a tick that arrived after a switch to Rollouts) gets
+# no width, and Gradio's resize observer does not draw it again. When the monitor shows again, this script looks
+# for a plot whose canvas is much narrower than its box and, if it finds one, asks for every plot again through
+# the hidden redraw box (its change redraws them, see redraw()).
+REDRAW_JS = """() => {
+  const collapsed = () => Array.from(document.querySelectorAll('.rrft-plot')).some((plot) => {
+    const box = plot.querySelector('.altair'), canvas = plot.querySelector('canvas');
+    return plot.offsetParent && box && canvas && canvas.getBoundingClientRect().width < box.offsetWidth / 2;
+  });
+  let tries = 0;
+  const look = () => {
+    const tab = document.querySelector('#tab-monitor');
+    if (!tab || !tab.offsetParent) { if (++tries < 40) setTimeout(look, 50); return; }
+    if (!collapsed()) return;
+    const box = document.querySelector('#monitor-redraw textarea, #monitor-redraw input');
+    if (!box) return;
+    box.value = String(Date.now());
+    box.dispatchEvent(new Event('input', {bubbles: true}));
+  };
+  setTimeout(look, 100);
+}"""
 
 
 def think_answer_rows(run_dir: Path, stage: str = "grpo") -> list[dict]:
@@ -301,7 +322,7 @@ def refresh_table(launcher: Launcher, name: str | None, chosen: list[str] | None
 
 
 def refresh_plots(launcher: Launcher, name: str | None, chosen: list[str] | None, stage_choice: str,
-                  sent: dict | None, smoothing: float = 0.0, follow: int | None = None) -> list:
+                  sent: dict | None, smoothing: float = 0.0, follow: int | None = None, axis: str = "step") -> list:
     """Summary, banner, plot note, one update per plot slot and the eval bars: each only if it changed."""
     sent, now = dict(sent or {}), time.monotonic()
     infos = catalog.list_runs(launcher.runs_dir) if follow else []
@@ -312,7 +333,7 @@ def refresh_plots(launcher: Launcher, name: str | None, chosen: list[str] | None
     dirs = [d for d in dirs if runs.is_run(d)]
     loaded = [logs.CACHE.get(d) for d in dirs]
     shown = stage_choice if stage_choice != "auto" else (loaded[0].metrics.last_stage or "sft") if loaded else "sft"
-    smoothing = float(smoothing or 0)
+    smoothing, axis = float(smoothing or 0), axis if axis in AXES else "step"
     text, warning = summary(run_dir), banner(run_dir) if run_dir and runs.is_run(run_dir) else ""
     resumes = runs.read_status(dirs[0]).get("resumes", []) if len(dirs) == 1 else []
     updates = [_changed(sent, "summary", text, text),
@@ -325,14 +346,14 @@ def refresh_plots(launcher: Launcher, name: str | None, chosen: list[str] | None
             updates.append(_changed(sent, f"plot{slot}", None, lambda: gr.update(visible=False)))
             continue
         reads_samples = any(k in ROLLOUT_KEYS or k == BANDS for k in spec[1])
-        what = (spec[0], shown, tuple(d.name for d in dirs), smoothing, repr(resumes))
+        what = (spec[0], shown, tuple(d.name for d in dirs), smoothing, repr(resumes), axis)
         data = tuple((r.metrics.version, r.spread.version if reads_samples else None) for r in loaded)
         last = sent.get(f"plot{slot}")  # (what, data, when) this page was last sent
         if last and last[0] == what and (last[1] == data or now - last[2] < LIVE_REDRAW_S):
             updates.append(gr.skip())  # unchanged, or new lines of a live run drawn a moment ago
             continue
         sent[f"plot{slot}"] = (what, data, now)
-        updates.append(_plot(dirs, shown, spec, smoothing, markers(dirs, shown, resumes), len(specs)))
+        updates.append(_plot(dirs, shown, spec, smoothing, markers(dirs, shown, resumes, axis), len(specs), axis))
     evals = eval_frame(dirs)
     order = list(dict.fromkeys(evals["evaluated"]))  # base, then each stage, as the run made them
     updates.append(_changed(sent, "evals", evals.to_json(), lambda: gr.update(value=evals, sort=order,
@@ -340,19 +361,32 @@ def refresh_plots(launcher: Launcher, name: str | None, chosen: list[str] | None
     return [*updates, sent]
 
 
-def _plot(dirs: list[Path], stage: str, spec: tuple, smoothing: float, rules: list[dict], count: int) -> dict:
+def redraw(launcher: Launcher, name: str | None, chosen: list[str] | None, stage_choice: str, sent: dict | None,
+           smoothing: float = 0.0, follow: int | None = None, axis: str = "step") -> list:
+    """refresh_plots with every plot sent again, each spec made new (the page draws a plot again only when its
+    spec changed): for the plots a hidden tab left without a width."""
+    sent = {k: v for k, v in (sent or {}).items() if not k.startswith("plot")}
+    out = refresh_plots(launcher, name, chosen, stage_choice, sent, smoothing, follow, axis)
+    stamp = time.time_ns()
+    for update in out[3:3 + SLOTS]:
+        if isinstance(update, dict) and isinstance(update.get("value"), AltairPlotData):
+            update["value"] = restamped(update["value"], stamp)
+    return out
+
+
+def _plot(dirs: list[Path], stage: str, spec: tuple, smoothing: float, rules: list[dict], count: int,
+          axis: str = "step") -> dict:
     """One plot slot's update (gr.update: a plain dict; a component instance per update costs Gradio a
     signature inspection or two)."""
     title, keys, y_title = spec
+    x_title = "step (stages one after the other)" if stage == "run" and axis == "step" else AXES[axis]
     if keys == [BANDS]:
-        rows = bands(dirs, stage)
-        return gr.update(value=band_chart(title, y_title, rows, rules), visible=True) if rows \
+        rows = bands(dirs, stage, axis)
+        return gr.update(value=band_chart(title, y_title, rows, rules, x_title=x_title), visible=True) if rows \
             else gr.update(visible=False)
-    parts = plotted(dirs, stage, keys, TICK_POINTS // count, smoothing)
-    links = {name: dirs[0].name if len(dirs) == 1 else name.split(" · ")[0] for name, _, _ in parts} \
-        if stage == "grpo" else None  # series -> run: its points open that step's rollouts
-    x_title = "step (stages one after the other)" if stage == "run" else "step"
-    return gr.update(value=chart(title, y_title, parts, rules, links, x_title), visible=True) if parts \
+    parts = plotted(dirs, stage, keys, TICK_POINTS // count, smoothing, axis)
+    # in GRPO plots a point opens its step's rollouts
+    return gr.update(value=chart(title, y_title, parts, rules, stage == "grpo", x_title), visible=True) if parts \
         else gr.update(visible=False)
 
 
@@ -389,6 +423,8 @@ def build(launcher: Launcher, tab: gr.Tab, timer: gr.Timer, follow: gr.State | N
                          elem_id="monitor-stage")
         smoothing = gr.Slider(0, 0.99, value=0, step=0.01, label="Smoothing (raw kept, faint)", scale=2,
                               elem_id="monitor-smoothing")
+        axis = gr.Radio(list(AXES), value="step", label="X axis (wheel: zoom, drag: pan, double click: reset)",
+                        scale=2, elem_id="monitor-axis")
         export = gr.Button("Export metrics (CSV)", size="md", scale=1)
     exported = gr.File(label="Metrics", visible=False)
     note_plots = gr.Markdown(elem_id="monitor-plot-note")
@@ -402,6 +438,7 @@ def build(launcher: Launcher, tab: gr.Tab, timer: gr.Timer, follow: gr.State | N
                           y_lim=[0, 1], visible=False, elem_id="monitor-eval")
     with gr.Accordion("Log of the run's process", open=False):
         log = gr.Code(language=None, lines=14, max_lines=14, interactive=False, elem_id="monitor-log")
+    redraw_box = gr.Textbox(visible="hidden", elem_id="monitor-redraw")  # REDRAW_JS writes it
     table_sent, plots_sent = gr.State({}), gr.State({})  # what this page was last sent
     pending = gr.State(None)  # the rename or delete waiting for its confirmation
 
@@ -410,16 +447,18 @@ def build(launcher: Launcher, tab: gr.Tab, timer: gr.Timer, follow: gr.State | N
                     inputs=[run, overlay, table_sent, follow, filter_text],
                     outputs=[run, table, overlay, log, stop, resume, table_sent], show_progress="hidden",
                     concurrency_id="monitor-table")
-    plots_io = dict(fn=lambda n, c, st, s, sm, f: refresh_plots(launcher, n, c, st, s, sm, f),
-                    inputs=[run, overlay, stage, plots_sent, smoothing, follow],
+    plots_io = dict(fn=lambda n, c, st, s, sm, f, a: refresh_plots(launcher, n, c, st, s, sm, f, a),
+                    inputs=[run, overlay, stage, plots_sent, smoothing, follow, axis],
                     outputs=[status_line, warning, note_plots, *plots, accuracy, plots_sent], show_progress="hidden",
                     concurrency_id="monitor-plots")
     # Two events side by side: the table is quick, the plots may first read a large file.
     for trigger in (tab.select, timer.tick):  # on the tab's opening at once, not at the timer's first tick
         trigger(**table_io)
         trigger(**plots_io)
+    tab.select(None, None, None, js=REDRAW_JS)
+    redraw_box.change(**{**plots_io, "fn": lambda n, c, st, s, sm, f, a: redraw(launcher, n, c, st, s, sm, f, a)})
     run.input(lambda n: [n], run, overlay).then(**plots_io).then(**table_io)
-    for control in (stage, smoothing):  # quick changes one after another: the last counts
+    for control in (stage, smoothing, axis):  # quick changes one after another: the last counts
         control.change(**plots_io, trigger_mode="always_last")
     overlay.input(**plots_io, trigger_mode="always_last")
     filter_text.change(**table_io, trigger_mode="always_last")

@@ -39,6 +39,9 @@ CSS = """
 .rrft-card.rrft-adv-zero { border-left-color: #9ca3af; }
 .rrft-card.rrft-found { outline: 2px solid #2563eb; }
 .rrft-card-scores { color: var(--body-text-color-subdued); }
+/* Vega places the pointer from the canvas' border box: padding on the canvas put every tooltip and click on a
+   point 6 pixels up and left of where the point is drawn */
+.rrft-plot .altair canvas { padding: 0 !important; }
 """
 
 # A point of a GRPO plot links to LINK + run + "@" + step (charts.py); following it only changes the page's

@@ -249,3 +249,21 @@ def test_renaming_and_deleting_over_a_slow_connection(page, shot, studio):
     offered = [o.split("\n")[-1] for o in page.get_by_role("option").all_inner_texts()]  # after the chosen one's ✓
     page.keyboard.press("Escape")
     assert not [o for o in offered if o.startswith("slow-")] and original.name in offered, offered
+
+
+PLOT_WIDTHS = """() => Array.from(document.querySelectorAll('.rrft-plot')).filter(p => p.offsetParent)
+    .map(p => [p.id, p.querySelector('.altair').offsetWidth, p.querySelector('canvas').getBoundingClientRect().width])"""
+
+
+def test_plots_drawn_while_rollouts_showed_get_their_width_back(page, shot, studio):
+    """A switch to Rollouts while the monitor's plots are being drawn, and back: each plot has its full width
+    and its lines (a plot drawn, or resized, in the hidden tab was left without a width)."""
+    open_tab(page, "Runs / monitor")
+    page.wait_for_selector("#monitor-plot-0 canvas", state="attached")  # the first drawn, the others on their way
+    open_tab(page, "Rollouts")
+    page.wait_for_timeout(1500)
+    open_tab(page, "Runs / monitor")
+    page.wait_for_function(f"({PLOT_WIDTHS})().length > 1 && ({PLOT_WIDTHS})().every(([, box, drawn]) => drawn > 0.9 * box)",
+                           timeout=15_000)
+    assert page.evaluate(LINE_PIXELS, "#monitor-plot-0"), "plot 0 has no line drawn"
+    shot("monitor_back_from_rollouts")
