@@ -34,3 +34,25 @@ def test_readme_names_every_grpo_setting_of_the_demo():
     preset = yaml.safe_load((ROOT / "presets" / "demo.yaml").read_text())
     wanted = {f"grpo.{k}" for k in preset["grpo"]} | {"sft.max_steps", "data.sft_samples"}
     assert wanted <= set(_readme_settings()), sorted(wanted - set(_readme_settings()))
+
+
+def test_the_demo_page_quotes_the_committed_sweep_and_run():
+    """docs/demo.md's figures are the committed artifacts': the sweep's table verbatim (docs/demo/seeds.json, the
+    spread over seeds and thread counts) and the last lines `make demo` printed (docs/demo/report.json), which
+    README quotes too."""
+    import json
+
+    from rrft_studio.eval import report, sweep
+
+    text = (ROOT / "docs" / "demo.md").read_text()
+    record = sweep.load(ROOT / "docs" / "demo" / "seeds.json")
+    assert sweep.table(record) in text, "docs/demo.md's sweep table is not docs/demo/seeds.json's: paste sweep.md"
+    assert record["preset"] == "presets/demo.yaml" and record["overrides"] == []
+    run = json.loads((ROOT / "docs" / "demo" / "report.json").read_text())
+    printed = [line for line in report.text(run).splitlines()
+               if line.startswith(("accuracy, ", "GRPO - SFT", "spread over seeds"))]
+    assert len(printed) == 5, printed  # base, after SFT, after GRPO, the paired gain, its place in the spread
+    readme = (ROOT / "README.md").read_text()
+    for line in printed:
+        assert line in text, f"docs/demo.md does not quote the demo run's line {line!r} (docs/demo/report.json)"
+        assert line in readme, f"README.md does not quote the demo run's line {line!r} (docs/demo/report.json)"
