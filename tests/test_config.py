@@ -116,4 +116,6 @@ def test_rft_needs_records_left_for_grpo():
     with pytest.raises(ConfigError, match="data.max_samples=4000 leaves GRPO no records.*data.sft_samples=6400"):
         settings.load(demo, ["data.max_samples=4000"])
     settings.load(demo, ["data.max_samples=8800"])
-    settings.load(demo, ["data.max_samples=4000", "method=cot_sft"])  # one stage takes them all
+    settings.load(demo, ["data.max_samples=4000", "method=cot_sft", "sft.stop_at_accuracy=0"])  # one stage takes all
+    with pytest.raises(ConfigError, match="sft.stop_at_accuracy checks Stage 1 on records held out for Stage 2"):
+        settings.load(demo, ["method=cot_sft"])  # the demo's stopping rule needs a Stage 2 to hold records out

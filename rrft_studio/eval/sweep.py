@@ -13,7 +13,7 @@ taken in another order give another model after a few hundred steps): a figure w
     rrft-studio sweep presets/demo.yaml --seeds 0 1 2 --threads 1 2      # how much a result moves
     rrft-studio sweep presets/demo.yaml --seeds 3 4 --into runs/demo-sweep-<time>   # more seeds, same table
     rrft-studio sweep presets/counting_2b.yaml --samples 3200 6400 12800  # data efficiency
-    rrft-studio sweep presets/demo.yaml data.sft_samples=8000 sft.max_steps=-1 grpo.max_steps=-1 --samples 8400 8800 --methods cot_sft rft
+    rrft-studio sweep presets/demo.yaml data.sft_samples=8000 sft.max_steps=-1 sft.stop_at_accuracy=0 grpo.max_steps=-1 --samples 8400 8800 --methods cot_sft rft
 
 With several methods, each point is `method=M data.max_samples=N`: rft's Stage 1 keeps data.sft_samples and
 Stage 2 gets the rest, cot_sft trains on all N (the paper's data-efficiency comparison). The spread groups the
