@@ -135,7 +135,7 @@ def _count_rollout(current: dict, args, kwargs, out) -> None:
 
 
 def instrument(trainer, clock: Clock, stage: str) -> None:
-    """Wrap the trainer's own methods on this instance (TRL 1.14.2 names, kept by Unsloth's patches)."""
+    """Wrap the trainer's own methods on this instance (TRL 1.15.0 names, kept by Unsloth's patches)."""
     trainer.add_callback(clock.callback())
     if stage == "sft":
         trainer.training_step = clock.timed("training_step", trainer.training_step, _count_inputs)

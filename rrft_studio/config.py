@@ -41,7 +41,7 @@ SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constan
 SCHEDULERS_LEFT_OUT = {"cosine_with_min_lr": "needs min_lr", "cosine_warmup_with_min_lr": "needs min_lr",
                        "warmup_stable_decay": "needs num_decay_steps", "reduce_lr_on_plateau": "needs evaluation during training",
                        "greedy": "needs evaluation during training"}
-# TRL 1.14.2's GRPOConfig.loss_type values (a test reads them from the installed TRL)
+# TRL 1.15.0's GRPOConfig.loss_type values (a test reads them from the installed TRL)
 LOSS_TYPES = ("grpo", "dr_grpo", "dapo", "bnpo", "cispo", "sapo", "luspo", "vespo")
 
 

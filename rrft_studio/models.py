@@ -360,7 +360,9 @@ def max_seq_length(cfg: Config, stage: Any) -> int:
 
 
 def load_for_training(cfg: Config, stage: Any, path: str, backend: str):
-    """(model, processor, peft_config or None) for a stage; the TRL trainer applies peft_config."""
+    """(model, processor, peft_config or None) for a stage; the TRL trainer applies peft_config. TRL is fitted to
+    the device first (fit_trl_to_device): every trainer is built from a model loaded here."""
+    fit_trl_to_device(cuda_available(cfg))
     if backend == "unsloth":
         return _load_unsloth(cfg, stage, path)
     from transformers import AutoModelForImageTextToText

@@ -108,7 +108,6 @@ def run(cfg: Config, run_dir: Path, source: str, backend: str) -> Path | None:
     resume = ranks.share(lambda: runs.resume_point(run_dir, "grpo"))  # the main process rewinds the run
 
     # model
-    models.fit_trl_to_device(models.cuda_available(cfg))
     model, processor, peft_config = models.load_for_training(cfg, cfg.grpo, source, backend)
 
     # data
