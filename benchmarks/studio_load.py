@@ -420,7 +420,7 @@ def measure(url: str, runs: list[Path], live: LiveRun, studio: Studio, tick_s: f
 
         # Every GRPO plot but those of what these runs do not log, which stay hidden: GPU memory (no CUDA wrote
         # them), the sampling gap (no vLLM) and the reasoning check (their rollouts carry none).
-        unlogged = ("gpu_memory", "sampling/", "consistency")
+        unlogged = ("gpu_memory", "sampling/", "consistency", "dynamic_sampling/")  # not in the synthetic runs
         drawn = [i for i, spec in enumerate(PLOTS["grpo"]) if not any(k.startswith(unlogged) for k in spec[1])]
         out["plots"] = len(drawn)
         since, started = page.evaluate("performance.now()"), time.perf_counter()

@@ -174,6 +174,8 @@ class GRPO:
     max_completion_length: int = doc(512, "most new tokens per rollout", ge=1)
     max_pixels: int = doc(480000, "images are down-scaled to at most this many pixels", ge=56 * 56, le=MAX_PIXELS)
     freeze_vision: bool = doc(False, "freeze the vision tower and merger (the paper trains the whole model)")
+    dynamic_sampling: bool = doc(False, "DAPO's dynamic sampling: groups whose rewards are all equal are set aside and more prompts drawn, so each step trains on groups that differ (train/dynamic_sampling.py; not the paper's method)")
+    dynamic_sampling_draws: int = doc(3, "with grpo.dynamic_sampling: at most N extra batches of prompts drawn a step; where they run out, the step's own zero-spread groups fill the batch", ge=1, le=32)
     rewards: list[str] = doc(["format", "accuracy"], "reward functions: format, format_strict, accuracy, tolerance, spatial_partial, consistency (the reasoning leads to the answer given), or package.module:function")
     reward_weights: list[float] = doc([1.0, 1.0], "weight of each reward in the total")
     gradient_checkpointing: bool = doc(False, "trade compute for memory")
@@ -509,6 +511,12 @@ def validate(cfg: Config) -> None:
                "grpo, without data.grpo_all); set sft.stop_at_accuracy=0 otherwise")
         _check(r.processes == 1, "sft.stop_at_accuracy runs in one process: set sft.stop_at_accuracy=0 for "
                f"run.processes={r.processes}")
+    if g.dynamic_sampling:
+        _check(g.scale_rewards != "batch", "grpo.dynamic_sampling joins groups from several draws, and "
+               "grpo.scale_rewards=batch scales each draw by its own batch: set grpo.scale_rewards=group or none")
+        _check(g.prompts_per_step % r.processes == 0,
+               f"grpo.dynamic_sampling: each process refills its own whole groups, and grpo.prompts_per_step="
+               f"{g.prompts_per_step} does not divide among run.processes={r.processes}: make it a multiple")
     total = g.prompts_per_step * g.num_generations
     _check(total % g.micro_batch == 0,
            f"grpo.micro_batch={g.micro_batch} must divide prompts_per_step x num_generations = {total}")

@@ -494,7 +494,8 @@ def banner(rows: list[dict], threshold: float = 0.9, steps: int = 10) -> list[tu
         share = "every group" if worst >= 1 else f"at least {_pct(worst)} of groups"
         out.append(("warning", f"{share} had zero spread in each of the last {steps} steps "
                     f"(to step {grpo[-1]['step']}): their advantages are zero and GRPO is barely learning; raise "
-                    "grpo.temperature or grpo.num_generations, or stop Stage 1 earlier (rrft-studio rewards check)"))
+                    "grpo.temperature or grpo.num_generations, stop Stage 1 earlier (rrft-studio rewards check), or "
+                    "set grpo.dynamic_sampling=true"))
     names = sorted({k[len("rewards/"):-len("/std")] for r in grpo for k in r
                     if k.startswith("rewards/") and k.endswith("/std")})
     for name in names:

@@ -40,6 +40,8 @@ PLOTS = {
         ("Reward: total and per function", ["reward", "rewards/*"], "reward"),
         ("Rollout rewards: median, 25–75%, 10–90%", [BANDS], "reward"),
         ("Reward spread: std, share of zero-spread groups", ["reward_std", "frac_reward_zero_std"], ""),
+        ("Dynamic sampling: prompts drawn and kept a step", ["dynamic_sampling/drawn", "dynamic_sampling/kept"],
+         "prompts"),
         ("Completion length", ["completions/mean_length", "completions/min_length", "completions/max_length"],
          "tokens"),
         ("Thinking vs answer tokens (rollouts)", ["think_tokens", "answer_tokens"], "tokens"),

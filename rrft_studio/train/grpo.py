@@ -18,7 +18,7 @@ from pathlib import Path
 from .. import data, models, ranks, rewards, runs, tasks
 from ..answers import completion_text
 from ..config import Config
-from . import invariants, preflight, progress, rollout_server, trackers
+from . import dynamic_sampling, invariants, preflight, progress, rollout_server, trackers
 
 
 def trainer_args(cfg: Config, output_dir: Path, use_cpu: bool, suppress_tokens: list[int] = ()):
@@ -129,6 +129,8 @@ def run(cfg: Config, run_dir: Path, source: str, backend: str) -> Path | None:
     tracker.trainer = trainer
     if backend == "transformers":  # Unsloth's trainer computes its loss its own way: not measured there yet
         invariants.watch(trainer)
+    if cfg.grpo.dynamic_sampling:
+        dynamic_sampling.install(trainer, cfg.run.seed, cfg.grpo.dynamic_sampling_draws)
 
     # train
     if progress.fit(trainer, tracker, resume, cfg.grpo.max_steps):

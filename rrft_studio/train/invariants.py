@@ -70,7 +70,10 @@ def watch(trainer) -> bool:
         out = generate(*args, generation_config=config, logits_processor=LogitsProcessorList([recorder]), **kwargs)
         prompts, mask = kwargs["input_ids"], kwargs["attention_mask"]
         logps = recorder.finish(out[:, -1]).to(out.device)
-        sampled.clear()  # one generation batch at a time: the steps that follow score these
+        step = trainer.state.global_step
+        if sampled.get("step") != step:  # one step's generations at a time (dynamic sampling makes several)
+            sampled.clear()
+            sampled["step"] = step
         for row in range(len(out)):
             completion = out[row, prompts.size(1):].tolist()
             end = next((i + 1 for i, t in enumerate(completion) if t in eos), len(completion))

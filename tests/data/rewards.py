@@ -35,3 +35,9 @@ def short_reward(completions, **kwargs) -> list[float]:
 
 def text_reward(completions, **kwargs) -> list:
     return ["good"] * len(completions)
+
+
+def odd_records_reward(completions, id, **kwargs) -> list[float]:
+    """Dynamic sampling's tests: the same reward for every completion of an even-numbered record (a group with
+    no spread), the completion's length for an odd-numbered one."""
+    return [length_reward([c])[0] if int(i.rsplit("-", 1)[1]) % 2 else 0.0 for c, i in zip(completions, id)]
