@@ -54,3 +54,40 @@ def test_the_consistency_reward_pays_reasoning_that_leads_to_the_answer_right_or
     reward = rewards.resolve("consistency")
     assert reward([[{"role": "assistant", "content": t}] for t in texts], task=["counting"] * 4) == [1.0, 0.0, 0.0, 0.0]
     assert reward(texts) == [1.0, 0.0, 0.0, 0.0]  # no task column: counting's check
+
+
+SCENE = "I count the objects by shape: 1 cube, 1 sphere, 3 cylinders. 1 + 1 + 3 = 5."  # the record's own reasoning
+
+
+@pytest.mark.parametrize("reasoning, reference, expected", [
+    # the example: consistent arithmetic, right total, false counts
+    ("I count the objects by shape: 3 cubes, 1 sphere, 1 cylinder. 3 + 1 + 1 = 5.", SCENE, False),
+    (SCENE, SCENE, True),
+    ("I count the objects by shape: 1 cube, 1 sphere, 3 cylinders, 1 bus. 1 + 1 + 3 + 1 = 6.", SCENE, False),
+    ("There are 4 objects. The rubber cubes: 2. 4 - 2 = 2.", "There are 4 objects. The rubber cubes: 1. 4 - 1 = 3.", False),
+    ("There are 4 objects. The rubber cubes: 1. 4 - 1 = 3.", "There are 4 objects. The rubber cubes: 1. 4 - 1 = 3.", True),
+    ("There are 6 objects. Adding 3: 6 + 3 = 9.", "There is 1 object. Adding 3: 1 + 3 = 4.", False),
+    ("There is 1 object. Adding 3: 1 + 3 = 4.", "There is 1 object. Adding 3: 1 + 3 = 4.", True),
+    ("I look at the picture.", SCENE, None),  # no count stated: nothing to check
+])
+def test_counting_checks_the_stated_counts_against_the_scene(reasoning, reference, expected):
+    assert consistency.claims_true(reasoning, reference) is expected
+
+
+def test_claims_are_checked_only_with_a_reference_and_reasoning():
+    text = compose("I count the objects by shape: 3 cubes, 1 sphere, 1 cylinder. 3 + 1 + 1 = 5.", "5")
+    assert tasks.claims_true("counting", text, SCENE) is False
+    assert tasks.claims_true("counting", text, None) is None  # a record that does not state its scene
+    assert tasks.claims_true("counting", "<answer>5</answer>", SCENE) is None
+    assert tasks.claims_true("structure", text, SCENE) is None  # a family without the check
+
+
+def test_eval_reports_right_answers_reasoned_from_true_counts():
+    from rrft_studio.eval import evaluate
+
+    rows = [{"correct": 1, "consistent": True, "claims_true": True}, {"correct": 1, "consistent": True, "claims_true": False},
+            {"correct": 1, "consistent": False, "claims_true": True}, {"correct": 0, "consistent": True, "claims_true": True},
+            {"correct": 1, "consistent": None, "claims_true": None}]
+    summary = evaluate.consistency(rows)
+    assert summary["consistency_right"] == 2 / 4 and summary["grounded_right"] == 1 / 3
+    assert evaluate.consistency([{"correct": 1, "consistent": True}])["grounded_right"] is None

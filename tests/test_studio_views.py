@@ -234,3 +234,25 @@ def test_the_x_axis_is_the_step_the_time_or_the_tokens(tmp_path):
     spec = json.loads(monitor._plot(dirs, "grpo", ("KL", ["kl"], "kl"), 0.0, [], 1, "time")["value"].plot)
     assert spec["data"]["values"][0]["step"] == [1, 2, 3]  # a point still links to its step's rollouts
     assert spec["layer"][0]["params"][0]["bind"] == "scales"  # zoom and pan on the x axis
+
+
+def test_reasoning_badge_in_rollouts_and_compare(run_dir):
+    """A rollout whose reasoning was checked against its answer (samples.jsonl's `consistent`) carries a badge in the
+    group view, a flag in the table when it does not lead there, and a line in the detail; Compare checks each
+    column's finished answer the same way (a counting run: the sum in <think> against the answer)."""
+    record = rollouts.step_record(run_dir, 1)
+    first, _ = rollouts.groups(record, [1.0, 1.0], 10)
+    first.completions[0]["consistent"], first.completions[1]["consistent"] = True, False
+    view = rollouts.cards(first)
+    assert view.count("reasoning ✓") == 1 and view.count("reasoning ✗") == 1
+    assert 'class="rrft-bad rrft-reasoning"' in view
+    assert [row[-2] for row in rollouts.table(first, [])] == ["", "format ✗, truncated, reasoning ✗"]
+    assert "reasoning ✓ (the reasoning's last result is the answer given)" in rollouts.detail(first.completions[0])
+    first.completions[0].pop("consistent")
+    assert "reasoning" not in rollouts.cards(first).split("rrft-card")[1]  # nothing checked, no badge
+
+    values = [str(run_dir / "final/sft"), str(run_dir / "final/grpo")]
+    states = {values[0]: {"text": "<think>2 + 1 = 3</think><answer>3</answer>", "done": {"tokens": 9}, "error": None},
+              values[1]: {"text": "<think>2 + 1 = 3</think><answer>4</answer>", "done": {"tokens": 9}, "error": None}}
+    first_line, second_line = compare._all_slots(values, states, "3")[4::5][:2]
+    assert "reasoning ✓" in first_line and "reasoning ✗" in second_line

@@ -86,6 +86,7 @@ def predict(model, processor, cfg: Config, rows: list[dict], split: str = "id", 
                 "correct": scores[cfg.eval.scorer], "scores": scores,
                 "format": rewards.format_reward([text])[0],
                 "consistent": tasks.consistent(task.name, text),
+                "claims_true": tasks.claims_true(task.name, text, r.get("cot")),
                 "length": length,
             })
     return predictions
@@ -113,10 +114,15 @@ def summarize(checkpoint: str, cfg: Config, rows: list[dict], predictions: list[
 def consistency(predictions: list[dict]) -> dict:
     """Does the reasoning lead to the answer (tasks.consistent): the share of all predictions whose reasoning does,
     and of the right ones (a right answer after reasoning that does not reach it was not reasoned out)."""
-    def agree(rows: list[dict]) -> float | None:
-        return sum(p.get("consistent") is True for p in rows) / len(rows) if rows else None
+    def agree(rows: list[dict], key: str = "consistent") -> float | None:
+        return sum(p.get(key) is True for p in rows) / len(rows) if rows else None
 
-    return {"consistency": agree(predictions), "consistency_right": agree([p for p in predictions if p["correct"] >= 1])}
+    right = [p for p in predictions if p["correct"] >= 1]
+    checked = [p for p in right if p.get("claims_true") is not None]  # records whose reasoning states the scene
+    grounded = [{"grounded": p.get("consistent") is True and p["claims_true"]} for p in checked]
+    return {"consistency": agree(predictions), "consistency_right": agree(right),
+            # of the right answers: reasoned out (leads to the answer) from counts true of the scene
+            "grounded_right": agree(grounded, "grounded") if checked else None}
 
 
 def evaluate_sharded(checkpoint: str, cfg: Config, rows: list[dict], label: str, split_name: str,
@@ -168,4 +174,6 @@ def summary_line(result: dict) -> str:
             f"(chance {100 * result['chance']:.1f}%), format {result['format']:.2f}, "
             f"mean length {result['mean_length']:.0f} tokens, n={result['n']}"
             + (f"; reasoning leads to the answer in {100 * result['consistency_right']:.0f}% of the right ones"
-               if result.get("consistency_right") is not None else ""))
+               if result.get("consistency_right") is not None else "")
+            + (f", from facts true of the scene in {100 * result['grounded_right']:.0f}%"
+               if result.get("grounded_right") is not None else ""))

@@ -23,6 +23,7 @@ from ..eval import report
 from ..serve.inference import Pool, Settings, Turn, WorkerError
 from . import catalog
 from .chat import loaded_markdown, short_name
+from .rollouts import REASONING
 from .folders import Folders
 
 SLOTS = 4
@@ -87,8 +88,10 @@ def _slot(value: str | None, state: dict | None, truth: str) -> list:
         return [gr.Column(visible=True), head, parsed.think or "", parsed.answer, note]
     names, task = run_settings(value)
     scores = " · ".join(f"{reward_label(k)} **{v:.2g}**" for k, v in score(text, truth, names, task).items())
+    checked = tasks.consistent(task, text)
+    reasoning = f" · {REASONING[checked]}" if checked is not None else ""  # does its reasoning lead to its answer
     return [gr.Column(visible=True), head, parsed.think if parsed.think is not None else "(no <think> block)",
-            parsed.answer or "(empty)", f"{scores} · {lengths(text, state['done']['tokens'])}"]
+            parsed.answer or "(empty)", f"{scores}{reasoning} · {lengths(text, state['done']['tokens'])}"]
 
 
 def run_side_by_side(pool: Pool, checkpoints: list[str], image: str | None, question: str, truth: str,

@@ -149,10 +149,24 @@ def load_step(run_dir: Path, step: int | None, filters: list[str], search: str =
     return shown, line
 
 
+REASONING = {True: "reasoning ✓", False: "reasoning ✗"}  # does the <think> lead to the answer (tasks.consistent)
+REASONING_TITLE = {True: "the reasoning's last result is the answer given",
+                   False: "the reasoning's last result is not the answer given"}
+
+
+def reasoning_badge(consistent: bool | None) -> str:
+    """An HTML badge for a completion whose reasoning was checked against its answer; '' where nothing was checked."""
+    if consistent is None:
+        return ""
+    return (f"<span class=\"{'rrft-ok' if consistent else 'rrft-bad'} rrft-reasoning\" "
+            f"title=\"{html.escape(REASONING_TITLE[consistent])}\">{REASONING[consistent]}</span>")
+
+
 def table(group: Group, filters: list[str], search: str = "", order: str | None = None) -> list[list]:
     rows = []
     for c in ordered(keep(group, filters, search), order):
-        flags = ", ".join(f for f, on in (("format ✗", c["format_failure"]), ("truncated", c["truncated"])) if on)
+        flags = ", ".join(f for f, on in (("format ✗", c["format_failure"]), ("truncated", c["truncated"]),
+                                          (REASONING[False], c.get("consistent") is False)) if on)
         preview = " ".join(c["completion"].split())[:90]
         rows.append([c["n"], *(f"{v:.2f}" if v is not None else "-" for v in c["rewards"].values()),
                      f"{c['total']:.2f}", f"{c['advantage']:+.2f}", c.get("length", ""), flags, preview])
@@ -180,6 +194,8 @@ def cards(group: Group, search: str = "", order: str | None = None) -> str:
         sign = "pos" if c["advantage"] > 1e-9 else "neg" if c["advantage"] < -1e-9 else "zero"
         flags = "".join(f" · <span class='rrft-bad'>{f}</span>" for f, on in
                         (("format ✗", c["format_failure"]), ("truncated", c["truncated"])) if on)
+        badge = reasoning_badge(c.get("consistent"))
+        flags += f" · {badge}" if badge else ""
         found = " rrft-found" if search and found_text(c, search) else ""
         out.append(f"<div class='rrft-card rrft-adv-{sign}{found}'><div><b>#{c['n']}</b> · total "
                    f"<b>{c['total']:.2f}</b> · advantage <b>{c['advantage']:+.2f}</b> · {c.get('length', '?')} tokens"
@@ -193,8 +209,10 @@ def detail(c: dict) -> str:
     parsed = split_think(c["completion"])
     scores = " · ".join(f"{k.removesuffix('_reward')} {v:.2f}" for k, v in c["rewards"].items() if v is not None)
     think = f"**Thinking**\n```\n{parsed.think}\n```\n" if parsed.think is not None else "*(no `<think>` block)*\n"
+    checked = c.get("consistent")
+    reasoning = f" · {REASONING[checked]} ({REASONING_TITLE[checked]})" if checked is not None else ""
     return (f"#{c['n']} · {scores} · total **{c['total']:.2f}** · advantage {c['advantage']:+.2f} · "
-            f"{c.get('length', '?')} tokens\n\n{think}\n**Answer:** `{parsed.answer or '(empty)'}`\n\n"
+            f"{c.get('length', '?')} tokens{reasoning}\n\n{think}\n**Answer:** `{parsed.answer or '(empty)'}`\n\n"
             f"**Raw completion**\n```\n{c['completion']}\n```")
 
 

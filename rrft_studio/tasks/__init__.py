@@ -91,6 +91,16 @@ def consistent(task: str | None, text: str) -> bool | None:
     return family.consistency(parsed.think, answers.answer_text(text))
 
 
+def claims_true(task: str | None, text: str, reference: str | None) -> bool | None:
+    """Whether the facts a completion's reasoning states are those of its record's scene (the family's
+    `claims_true`, against the record's own reasoning); None without a reference, a check or a <think>."""
+    family = get(task or "counting")
+    parsed = answers.split_think(text)
+    if family.claims_true is None or not reference or not (parsed.think or "").strip():
+        return None
+    return family.claims_true(parsed.think, reference)
+
+
 def import_callable(name: str, what: str, valid: str) -> Callable:
     """``package.module:function`` imported (a module beside the preset, in the working directory, included);
     ValueError with one line naming what is wrong otherwise. ``what`` names it in messages."""

@@ -9,6 +9,12 @@ not lead to it (a fixed preamble, a sum that does not add up) is what it finds.
   answer, the last choice letter the reasoning names.
 - `calls` (spatial): the function calls the reasoning names last (`The transformation is ...`, else every call
   it names) are those of the answer, as a set.
+
+A step further where the record knows its scene (the synthetic counting generator writes each record's reasoning
+from the scene's facts, its `cot`): `claims_true` (counting) says whether the counts the reasoning states (`3
+cubes`, `There are 5 objects`, `The brown spheres: 1`, `Adding 2`) are those of the scene, as the record's
+reasoning states them. "I count the objects by shape: 3 cubes, 1 sphere, 1 cylinder. 3 + 1 + 1 = 5." for a scene
+of one cube, one sphere and three cylinders is consistent (the sum holds and gives the answer) and not true.
 """
 
 from __future__ import annotations
@@ -82,3 +88,36 @@ def calls(reasoning: str, answer: str) -> bool | None:
     if not given or not named:
         return None
     return named == given
+
+
+_COUNT = re.compile(r"\b(\d+) ([a-z]+)")  # "3 cubes", "5 objects"
+_NAMED = re.compile(r"\bThe ([a-z][a-z ]*?): (\d+)")  # "The brown spheres: 1"
+_ADDED = re.compile(r"\bAdding (\d+)")
+
+
+def _singular(word: str) -> str:
+    return word[:-2] if word.endswith("ses") else word[:-1] if word.endswith("s") else word
+
+
+def _claims(reasoning: str) -> dict[str, int]:
+    """The counts a counting reasoning states, by what they count (nouns in the singular)."""
+    text = reasoning.replace("There is 1 object", "There are 1 objects")
+    out = {_singular(noun): int(n) for n, noun in _COUNT.findall(text)}
+    out.update({f"the {name.strip()}": int(n) for name, n in _NAMED.findall(text)})
+    out.update({"added": int(n) for n in _ADDED.findall(text)})
+    return out
+
+
+def claims_true(reasoning: str, reference: str) -> bool | None:
+    """Are the counts `reasoning` states those `reference` (the record's reasoning, written from its scene)
+    states? A count of something the reference does not count is false where both count by shape (the reference
+    names every shape in the scene); None where the reasoning states no count the reference can check."""
+    stated, truth = _claims(reasoning), _claims(reference)
+    by_shape = "by shape" in reasoning and "by shape" in reference
+    checked = []
+    for key, n in stated.items():
+        if key in truth:
+            checked.append(truth[key] == n)
+        elif by_shape and key not in ("object", "added") and not key.startswith("the ") and n > 0:
+            checked.append(False)  # a shape the scene does not have
+    return all(checked) if checked else None

@@ -452,4 +452,4 @@ FAMILY = TaskFamily(
     card="visual counting (CLEVR-Math-like scenes: how many, subtract, add)", benchmarks=BENCHMARKS, spec=SceneSpec,
     check_options=check_options, prompt=prompt, reward=REWARD, scorers=SCORERS, prompt_tokens=PROMPT_TOKENS,
     dataset=DATASET, generate=generate, split_spec=split_spec, paper=PAPER,
-    consistency=consistency.arithmetic)
+    consistency=consistency.arithmetic, claims_true=consistency.claims_true)

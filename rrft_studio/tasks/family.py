@@ -46,6 +46,8 @@ class TaskFamily:
     position: int = 100  # where it comes in lists and tables (the paper's families: 1 to 3), then by name
     consistency: Callable[[str, str], bool | None] | None = None  # (reasoning, answer) -> does the reasoning's
     # last result give that answer (None: nothing to check); tasks/consistency.py
+    claims_true: Callable[[str, str], bool | None] | None = None  # (reasoning, the record's own reasoning) -> are
+    # the facts the reasoning states those of the scene (records written from a known scene); tasks/consistency.py
 
     def checker_names(self, options: Any = None) -> tuple[str, dict[str, str]]:
         """(the training reward's checker, {scorer: checker}) for its config section."""
