@@ -48,8 +48,41 @@ class Recorder(LogitsProcessor):
         return torch.cat(self.steps, dim=1) if self.steps else torch.zeros(len(last), 0)
 
 
-def _key(prompt: torch.Tensor, prompt_mask: torch.Tensor, completion: list[int]) -> tuple:
-    return tuple(prompt[prompt_mask.bool()].tolist()), tuple(completion)
+def _key(prompt: torch.Tensor, prompt_mask: torch.Tensor, completion: list[int], images: tuple = ()) -> tuple:
+    """A sampled completion: its prompt's tokens, its images (two scenes with the same question have the same
+    tokens: their image placeholders are alike) and its tokens."""
+    return tuple(prompt[prompt_mask.bool()].tolist()), images, tuple(completion)
+
+
+def _fingerprints(pixel_values: torch.Tensor | None, grid: torch.Tensor | None, per_row: list[int]) -> list[tuple]:
+    """Per row, a fingerprint of each of its images (the sum of its pixel values), from a batch's concatenated
+    patches, the images' (t, h, w) grids and the number of images of each row."""
+    if pixel_values is None or grid is None:
+        return [()] * len(per_row)
+    patches = grid.prod(-1).tolist()
+    sums = [round(p.double().sum().item(), 3) for p in torch.split(pixel_values, patches)]
+    out, at = [], 0
+    for n in per_row:
+        out.append(tuple(sums[at:at + n]))
+        at += n
+    return out
+
+
+def _images_per_row(model, input_ids: torch.Tensor, grid: torch.Tensor | None) -> list[int]:
+    """How many images each row of a generation batch holds: its image tokens, matched against the images' sizes
+    in order (Qwen's image placeholder token, merge_size x merge_size patches a token)."""
+    if grid is None:
+        return [0] * len(input_ids)
+    config = model.config
+    merge = getattr(getattr(config, "vision_config", None), "spatial_merge_size", 2) ** 2
+    tokens = [int(t) // merge for t in grid.prod(-1).tolist()]
+    out, at = [], 0
+    for row in (input_ids == config.image_token_id).sum(-1).tolist():
+        n = 0
+        while row > 0 and at < len(tokens):
+            row, at, n = row - tokens[at], at + 1, n + 1
+        out.append(n)
+    return out
 
 
 def watch(trainer) -> bool:
@@ -69,6 +102,8 @@ def watch(trainer) -> bool:
         recorder = Recorder(config.temperature or 1.0, banned)
         out = generate(*args, generation_config=config, logits_processor=LogitsProcessorList([recorder]), **kwargs)
         prompts, mask = kwargs["input_ids"], kwargs["attention_mask"]
+        grid = kwargs.get("image_grid_thw")
+        images = _fingerprints(kwargs.get("pixel_values"), grid, _images_per_row(model, prompts, grid))
         logps = recorder.finish(out[:, -1]).to(out.device)
         step = trainer.state.global_step
         if sampled.get("step") != step:  # one step's generations at a time (dynamic sampling makes several)
@@ -77,7 +112,7 @@ def watch(trainer) -> bool:
         for row in range(len(out)):
             completion = out[row, prompts.size(1):].tolist()
             end = next((i + 1 for i, t in enumerate(completion) if t in eos), len(completion))
-            sampled[_key(prompts[row], mask[row], completion[:end])] = logps[row, :end]
+            sampled[_key(prompts[row], mask[row], completion[:end], images[row])] = logps[row, :end]
         return out
 
     def compute_loss_and_compare(model_, inputs):
@@ -102,10 +137,12 @@ def watch(trainer) -> bool:
 def _compare(trainer, sampled: dict, inputs: dict, logps: torch.Tensor) -> None:
     """Mean and max |sampled - scored| over the completion tokens of `inputs`, into TRL's metrics of the step."""
     gaps = []
+    images = _fingerprints(inputs.get("pixel_values"), inputs.get("image_grid_thw"),
+                           inputs.get("num_images") or [0] * len(logps))
     for row in range(len(logps)):
         length = int(inputs["completion_mask"][row].sum())
         key = _key(inputs["prompt_ids"][row], inputs["prompt_mask"][row],
-                   inputs["completion_ids"][row, :length].tolist())
+                   inputs["completion_ids"][row, :length].tolist(), images[row])
         if key in sampled and length:
             gaps.append((logps[row, :length].float() - sampled[key].float()).abs())
     if not gaps:
