@@ -127,6 +127,8 @@ INVALID: dict[str, tuple[list[str], list[str]]] = {
     "grpo.max_completion_length": (["0", "-512"], []),
     "grpo.max_pixels": (["0", "3135", "100000000"], []),
     "grpo.freeze_vision": (BOOL, []),
+    "grpo.dynamic_sampling": (BOOL, []),
+    "grpo.dynamic_sampling_draws": (["0", "33", "-1"], ["grpo.dynamic_sampling=true"]),
     "grpo.rewards": (["[nope]", "[accuracyy,format]"], []),
     "grpo.reward_weights": (["[1,.nan]", "[.inf,1]", "[1]"], []),
     "grpo.gradient_checkpointing": (BOOL, []),
