@@ -128,7 +128,7 @@ def test_two_scenes_with_the_same_question_and_answer_are_told_apart(trainer):
     images = [Image.new("RGB", (56, 56), "red"), Image.new("RGB", (56, 56), "blue"), Image.new("RGB", (112, 56), "red")]
     batch, _ = _batch(processor, ["How many?"] * 3, images, [[5, 6]] * 3)
     prompts, grid = batch["input_ids"][:, :-2], batch["image_grid_thw"]
-    per_row = invariants._images_per_row(trainer.model, prompts, grid)
+    per_row = invariants._images_per_row(trainer.model, prompts)
     assert per_row == [1, 1, 1]
     prints = invariants._fingerprints(batch["pixel_values"], grid, per_row)
     assert len(set(prints)) == 3 and prints == invariants._fingerprints(batch["pixel_values"], grid, batch["num_images"])

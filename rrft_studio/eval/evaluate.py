@@ -114,15 +114,15 @@ def summarize(checkpoint: str, cfg: Config, rows: list[dict], predictions: list[
 def consistency(predictions: list[dict]) -> dict:
     """Does the reasoning lead to the answer (tasks.consistent): the share of all predictions whose reasoning does,
     and of the right ones (a right answer after reasoning that does not reach it was not reasoned out)."""
-    def agree(rows: list[dict], key: str = "consistent") -> float | None:
-        return sum(p.get(key) is True for p in rows) / len(rows) if rows else None
+    def agree(rows: list[dict]) -> float | None:
+        return sum(p.get("consistent") is True for p in rows) / len(rows) if rows else None
 
     right = [p for p in predictions if p["correct"] >= 1]
     checked = [p for p in right if p.get("claims_true") is not None]  # records whose reasoning states the scene
-    grounded = [{"grounded": p.get("consistent") is True and p["claims_true"]} for p in checked]
-    return {"consistency": agree(predictions), "consistency_right": agree(right),
-            # of the right answers: reasoned out (leads to the answer) from counts true of the scene
-            "grounded_right": agree(grounded, "grounded") if checked else None}
+    # of the right answers: reasoned out (leads to the answer) from counts true of the scene
+    grounded = (sum(p.get("consistent") is True and p["claims_true"] for p in checked) / len(checked)
+                if checked else None)
+    return {"consistency": agree(predictions), "consistency_right": agree(right), "grounded_right": grounded}
 
 
 def evaluate_sharded(checkpoint: str, cfg: Config, rows: list[dict], label: str, split_name: str,

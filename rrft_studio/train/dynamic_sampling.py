@@ -66,7 +66,7 @@ def install(trainer, seed: int, draws: int) -> None:
                 break
         picked = _pick(spread, n // G)  # (draw, group) pairs, in the order they train
         rows = [(d, g * G + i) for d, g in picked for i in range(G)]
-        merged = merge([batches[d] for d in range(len(batches))], rows, trainer)
+        merged = merge(batches, rows, trainer)
         merged["num_items_in_batch"] = acc.gather(_loss_tokens(merged).sum()).sum()
         _restore_logs(trainer, logs, rows, n)
         kept = sum(spread[d][g] for d, g in picked)
@@ -85,9 +85,9 @@ def install(trainer, seed: int, draws: int) -> None:
 def _draw(dataset, prompts: int, G: int, seed: int, step: int, draw: int, rank: int) -> list[dict]:
     """`prompts` records of the dataset, each G times in a row, from a generator fixed by (seed, step, draw, rank)."""
     gen = torch.Generator().manual_seed(((seed * 1_000_003 + step) * 1_009 + draw) * 1_013 + rank)
-    picks = torch.randperm(len(dataset), generator=gen)[:prompts].tolist()
-    picks += picks[:prompts - len(picks)] * (prompts // max(len(picks), 1) + 1)  # fewer records than prompts
-    return [dataset[i] for i in picks[:prompts] for _ in range(G)]
+    order = torch.randperm(len(dataset), generator=gen).tolist()
+    picks = [order[i % len(order)] for i in range(prompts)]  # round again when there are fewer records than prompts
+    return [dataset[i] for i in picks for _ in range(G)]
 
 
 def _spread(trainer, rewards_per_func: torch.Tensor, n: int, G: int) -> list[bool]:
@@ -121,7 +121,7 @@ def merge(batches: list[dict], rows: list[tuple[int, int]], trainer=None) -> dic
     C = max(batches[d]["completion_ids"].size(1) for d, _ in rows)
     out = {}
     for key in keys:
-        values = [batches[d][key] for d in range(len(batches))]
+        values = [batch[key] for batch in batches]
         if any(v is None for v in values):
             out[key] = None
             continue

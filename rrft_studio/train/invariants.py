@@ -68,21 +68,9 @@ def _fingerprints(pixel_values: torch.Tensor | None, grid: torch.Tensor | None, 
     return out
 
 
-def _images_per_row(model, input_ids: torch.Tensor, grid: torch.Tensor | None) -> list[int]:
-    """How many images each row of a generation batch holds: its image tokens, matched against the images' sizes
-    in order (Qwen's image placeholder token, merge_size x merge_size patches a token)."""
-    if grid is None:
-        return [0] * len(input_ids)
-    config = model.config
-    merge = getattr(getattr(config, "vision_config", None), "spatial_merge_size", 2) ** 2
-    tokens = [int(t) // merge for t in grid.prod(-1).tolist()]
-    out, at = [], 0
-    for row in (input_ids == config.image_token_id).sum(-1).tolist():
-        n = 0
-        while row > 0 and at < len(tokens):
-            row, at, n = row - tokens[at], at + 1, n + 1
-        out.append(n)
-    return out
+def _images_per_row(model, input_ids: torch.Tensor) -> list[int]:
+    """How many images each row of a generation batch holds: Qwen opens each image with a vision-start token."""
+    return (input_ids == model.config.vision_start_token_id).sum(-1).tolist()
 
 
 def watch(trainer) -> bool:
@@ -91,6 +79,7 @@ def watch(trainer) -> bool:
     if getattr(trainer, "use_vllm", False) or not hasattr(trainer, "_compute_loss"):
         return False
     sampled: dict[tuple, torch.Tensor] = {}
+    sampled_at = [None]  # the step whose generations `sampled` holds
     eos = set(trainer.eos_token_ids)
     model = trainer.accelerator.unwrap_model(trainer.model)
     generate, compute_loss, score = model.generate, trainer._compute_loss, trainer._get_per_token_logps_and_entropies
@@ -103,12 +92,12 @@ def watch(trainer) -> bool:
         out = generate(*args, generation_config=config, logits_processor=LogitsProcessorList([recorder]), **kwargs)
         prompts, mask = kwargs["input_ids"], kwargs["attention_mask"]
         grid = kwargs.get("image_grid_thw")
-        images = _fingerprints(kwargs.get("pixel_values"), grid, _images_per_row(model, prompts, grid))
+        images = _fingerprints(kwargs.get("pixel_values"), grid, _images_per_row(model, prompts))
         logps = recorder.finish(out[:, -1]).to(out.device)
-        step = trainer.state.global_step
-        if sampled.get("step") != step:  # one step's generations at a time (dynamic sampling makes several)
+        # one step's generations at a time (dynamic sampling makes several a step)
+        if sampled_at[0] != trainer.state.global_step:
             sampled.clear()
-            sampled["step"] = step
+            sampled_at[0] = trainer.state.global_step
         for row in range(len(out)):
             completion = out[row, prompts.size(1):].tolist()
             end = next((i + 1 for i, t in enumerate(completion) if t in eos), len(completion))
