@@ -1,4 +1,4 @@
-"""Launch the studio: train, monitor, browse rollouts, compare checkpoints and chat, in a browser.
+"""Launch the studio: train, monitor, browse rollouts, compare checkpoints, chat, export and serve, in a browser.
 
     python app.py                                  # http://127.0.0.1:7860, runs in ./runs
     python app.py --runs-dir runs --port 7861
@@ -6,12 +6,13 @@
     python app.py --host 0.0.0.0 --auth alice:...  # reachable from other machines: a password is required
     python app.py --models-dir /models --rewards-dir my_rewards   # local checkpoints; module:function rewards
     python app.py --data-dir data                  # data files read and generated in ./data (default: ~/.cache/...)
+    python app.py --exports-dir /models/exports    # where the Export tab writes (default: exports/ in the runs folder)
 
 Safe by default: it listens on 127.0.0.1 only (another address needs --auth, or --insecure-no-auth), makes
 no public share link unless --share, and before a login serves nothing but the login form. Every path a form
-field names (run name, data files, cache, checkpoints, the Data tab's output) must lie in the studio's
-folders: runs, presets, data (by default ~/.cache/rrft-studio/data, so generated datasets never land in a
-checkout), cache and models (studio/folders.py). It imports no user code (module:function
+field names (run name, data files, cache, checkpoints, the Data tab's output, the Export tab's folder) must lie
+in the studio's folders: runs, presets, data (by default ~/.cache/rrft-studio/data, so generated datasets never
+land in a checkout), cache, models and exports (studio/folders.py). It imports no user code (module:function
 rewards only from --rewards-dir, and only in the training process), serves files of the runs folder inline
 only for the kinds it shows (studio/guard.py), runs only the project's own CLI (never a shell), loads YAML
 safely, caps each upload request (--max-upload-mb), and trusts no remote model code unless told so per model.
@@ -60,6 +61,8 @@ def arguments(argv: list[str] | None = None) -> argparse.Namespace:
                                                         "(default: %(default)s, outside the checkout)")
     p.add_argument("--cache-dir", default=None, help="the folder run.cache_dir may name (default: the config's, "
                                                      "~/.cache/rrft-studio)")
+    p.add_argument("--exports-dir", default=None, help="where the Export tab writes its folders (default: exports/ in "
+                                                       "the runs folder)")
     p.add_argument("--models-dir", default=None, help="local checkpoints that Chat, Compare and model.name may load "
                                                       "(runs' checkpoints and hub ids are always allowed)")
     p.add_argument("--rewards-dir", default=None, help="reward modules that grpo.rewards may name as module:function "
@@ -89,14 +92,17 @@ def main(argv: list[str] | None = None) -> int:
     from rrft_studio.studio.ui import CSS, JS, build
 
     folders = Folders.create(args.runs_dir, args.presets_dir, args.data_dir, args.cache_dir, args.models_dir,
-                             args.rewards_dir)
+                             args.rewards_dir, exports=args.exports_dir)
     folders.runs.mkdir(parents=True, exist_ok=True)
-    demo, pool = build(folders.runs, folders.presets, device=args.device, max_loaded=args.max_loaded, folders=folders)
+    demo, pool, servers = build(folders.runs, folders.presets, device=args.device, max_loaded=args.max_loaded,
+                                folders=folders)
     guard = Middleware(Guard, max_body=int(args.max_upload_mb * 2**20), login=auth is not None)
     gc.freeze()  # the app's objects live as long as it: out of the collector's full scans, which reading logs triggers
     # A process started in the background of a script inherits SIGINT ignored, and Python then leaves it ignored:
     # the studio would outlive `kill -INT` (and a test's or a service manager's polite stop) until killed.
     signal.signal(signal.SIGINT, signal.default_int_handler)
+    # SIGTERM (a service manager's stop) closes it the same way, so the API servers it started end with it.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         demo.queue(default_concurrency_limit=8).launch(
             server_name=args.host, server_port=args.port, share=args.share, auth=auth,
@@ -105,7 +111,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:  # while launch() was still starting (once started, Gradio catches it and closes)
         print("Keyboard interruption while starting... stopped.", file=sys.stderr)
     finally:
-        pool.unload()  # model workers die with the studio; training runs do not
+        servers.close()  # API servers and model workers die with the studio; training runs do not
+        pool.unload()
     return 0
 
 

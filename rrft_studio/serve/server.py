@@ -361,15 +361,20 @@ def snippet(checkpoint: str, port: int = 8000) -> str:
     """Markdown: the command that serves a checkpoint, and a curl and a Python call to it (the studio's Chat tab)."""
     if not checkpoint:
         return "Pick a checkpoint to see how to call it from an application."
-    served = model_id(checkpoint)
-    url = f"http://127.0.0.1:{port}/v1"
     return f"""Serve this checkpoint behind an OpenAI-compatible API:
 
 ```bash
 rrft-studio serve {checkpoint} --port {port}
 ```
 
-```bash
+{calls(model_id(checkpoint), port)}"""
+
+
+def calls(served: str, port: int) -> str:
+    """Markdown: a curl and an `openai` client call to the model `served` at 127.0.0.1:port (Chat's snippet, and
+    the Export & serve tab's for a server it started)."""
+    url = f"http://127.0.0.1:{port}/v1"
+    return f"""```bash
 curl {url}/chat/completions -H 'Content-Type: application/json' -d '{{
   "model": "{served}",
   "messages": [{{"role": "user", "content": [

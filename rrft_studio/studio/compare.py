@@ -2,7 +2,8 @@
 answer the same image and question side by side: reasoning and answer apart, each scored by the task's
 rewards, with lengths. Batch mode runs N samples of a run's eval split through each and reports accuracy,
 a progress bar following the samples answered. The results table puts runs and sweeps (a sweep as one entry:
-mean ± standard deviation over its seeds) in the paper's layout, as `rrft-studio eval --compare` does.
+mean ± standard deviation over its seeds) in the paper's layout, as `rrft-studio eval --compare` does; beside it,
+two runs' configs show the keys they differ in (config_diff.py).
 
 Each checkpoint answers in its own worker process (inference.Pool), all at once.
 """
@@ -21,7 +22,7 @@ from ..answers import split_think
 from ..config import ConfigError
 from ..eval import report
 from ..serve.inference import Pool, Settings, Turn, WorkerError
-from . import catalog
+from . import catalog, config_diff
 from .chat import loaded_markdown, short_name
 from .rollouts import REASONING
 from .folders import Folders
@@ -225,6 +226,8 @@ def build(runs_dir: Path, pool: Pool, tab: gr.Tab, folders: Folders | None = Non
         targets = gr.Dropdown([], multiselect=True, label="Runs and sweeps (a sweep is one entry: mean ± sd over "
                               "its runs)", elem_id="compare-results-targets")
         results = gr.Markdown(elem_id="compare-results-table")
+    with gr.Tab("Configs: what differs"):
+        config_diff.build(runs_dir, folders, tab)
     loaded = gr.Markdown(loaded_markdown(pool))
 
     def confined(values):

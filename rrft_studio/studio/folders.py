@@ -1,13 +1,14 @@
 """The folders the studio reads and writes on a user's behalf, and the checks that keep every path a form field
 can name inside them.
 
-The operator names the folders when starting the studio (app.py): runs, presets, data, models, cache, and
-optionally a folder of reward modules. A path typed in the Train tab (`data.train_file`, `data.eval_files`,
-`data.image_root`, `data.eval_image_root`, `data.root`, `run.cache_dir`, `run.runs_dir`, `model.name` when it is a folder), the Data tab's output
-folder, and the checkpoint Chat or Compare loads are resolved as the CLI would read them (relative to the
-studio's working directory, `~` expanded, links followed) and refused, in one line, unless they land in the
-folder meant for them. The check comes before anything touches the path, so a refusal says nothing about
-what lies outside.
+The operator names the folders when starting the studio (app.py): runs, presets, data, models, cache, exports
+(by default `exports/` inside the runs folder), and optionally a folder of reward modules. A path typed in the
+Train tab (`data.train_file`, `data.eval_files`, `data.image_root`, `data.eval_image_root`, `data.root`,
+`run.cache_dir`, `run.runs_dir`, `model.name` when it is a folder), the Data tab's output folder, the Export
+tab's new folder, and the checkpoint Chat, Compare, Export or Serve loads are resolved as the CLI would read them
+(relative to the studio's working directory, `~` expanded, links followed) and refused, in one line, unless they
+land in the folder meant for them. The check comes before anything touches the path, so a refusal says nothing
+about what lies outside.
 
 Custom `module:function` rewards are checked without importing anything: the module must be a file in the
 rewards folder, bind that name at its top level, and not share its name with an installed module (the
@@ -40,6 +41,7 @@ HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*(/[A-Za-z0-9][A-Za-z0-9_.-]*)?$
 MODULE = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
 BASE_PREFIX = "base:"
 DATA_DIR = "~/.cache/rrft-studio/data"  # the data folder by default: outside any checkout the studio runs in
+EXPORTS = "exports"  # the exports folder by default: this folder of the runs folder
 
 
 @dataclass(frozen=True)
@@ -51,18 +53,21 @@ class Folders:
     models: Path | None = None
     rewards: Path | None = None
     cwd: Path = Path(".")
+    exports: Path | None = None
 
     @classmethod
     def create(cls, runs, presets="presets", data=DATA_DIR, cache=None, models=None, rewards=None,
-               cwd=None) -> Folders:
-        """Every folder resolved (relative ones against cwd, the studio's working directory)."""
+               cwd=None, exports=None) -> Folders:
+        """Every folder resolved (relative ones against cwd, the studio's working directory). Exports go to
+        `exports/` in the runs folder unless named: beside the runs they come from, where the operator already
+        gave the studio room for weights, and never a run themselves (no config.yaml)."""
         cwd = Path(cwd or Path.cwd()).resolve()
 
         def absolute(p):
             return None if p is None else (cwd / Path(p).expanduser()).resolve()
 
         return cls(absolute(runs), absolute(presets), absolute(data), absolute(cache or config.Run().cache_dir),
-                   absolute(models), absolute(rewards), cwd)
+                   absolute(models), absolute(rewards), cwd, absolute(exports) or absolute(runs) / EXPORTS)
 
     def resolve(self, value: str) -> Path:
         """A path as the CLI, started in the studio's working directory, would read it."""

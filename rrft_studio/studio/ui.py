@@ -1,4 +1,4 @@
-"""The studio's page: the header, the seven tabs, the timer that polls runs only while the monitor shows, and
+"""The studio's page: the header, the eight tabs, the timer that polls runs only while the monitor shows, and
 the links between tabs: a run launched from Train is followed by the monitor, and a click on a point of a
 GRPO plot opens Rollouts at that step."""
 
@@ -9,10 +9,11 @@ from pathlib import Path
 import gradio as gr
 
 from ..serve.inference import Pool
-from . import chat, compare, data, monitor, rewards_tab, rollouts, train
+from . import chat, compare, data, export_tab, monitor, rewards_tab, rollouts, train
 from .charts import LINK
 from .folders import Folders
 from .launcher import Launcher
+from .serving import Servers
 
 CSS = """
 .rrft-bad { color: #b91c1c; font-weight: 600; }
@@ -68,7 +69,7 @@ JS = """() => {
   });
 }""" % LINK
 
-TABS = ("train", "monitor", "rollouts", "compare", "chat", "rewards", "data")
+TABS = ("train", "monitor", "rollouts", "compare", "chat", "export", "rewards", "data")
 
 
 def header(runs_dir: Path) -> str:
@@ -86,12 +87,14 @@ def jump_target(text: str) -> tuple[str, float] | None:
 
 
 def build(runs_dir: Path, presets_dir: Path, device: str = "auto", max_loaded: int = 4,
-          folders: Folders | None = None) -> tuple[gr.Blocks, Pool]:
-    """The app and the pool of model workers it uses (close the pool when the app stops). folders: what form
-    fields may name (default: runs and presets as given, data, cache and no models folder)."""
+          folders: Folders | None = None) -> tuple[gr.Blocks, Pool, Servers]:
+    """The app, the pool of model workers it uses and the API servers it starts (unload the pool and close the
+    servers when the app stops). folders: what form fields may name (default: runs and presets as given, data,
+    cache, exports in the runs folder and no models folder)."""
     runs_dir, presets_dir = Path(runs_dir).resolve(), Path(presets_dir).resolve()
     folders = folders or Folders.create(runs_dir, presets_dir)
     launcher, pool = Launcher(runs_dir, folders), Pool(max_loaded=max_loaded, device=device)
+    servers = Servers(launcher, device)
     with gr.Blocks(title="rrft-studio") as demo:
         gr.Markdown(header(runs_dir), elem_id="rrft-header")
         jump_box = gr.Textbox(visible="hidden", elem_id="rrft-jump")
@@ -120,6 +123,8 @@ def build(runs_dir: Path, presets_dir: Path, device: str = "auto", max_loaded: i
                 compare.build(runs_dir, pool, tabs["compare"], folders)
             with tab("Chat", "chat"):
                 chat.build(runs_dir, pool, tabs["chat"], folders)
+            with tab("Export & serve", "export"):
+                export_tab.build(launcher, servers, tabs["export"])
             with tab("Rewards", "rewards"):
                 rewards_tab.build(launcher, presets_dir, picked)
             with tab("Data", "data"):
@@ -133,4 +138,4 @@ def build(runs_dir: Path, presets_dir: Path, device: str = "auto", max_loaded: i
 
         # .change: a script's edit of a textbox is a change to Gradio, not an input
         jump_box.change(to_rollouts, [jump_box, *at_step["settings"]], [tab_set, monitor_timer, *at_step["outputs"]])
-    return demo, pool
+    return demo, pool, servers

@@ -4,7 +4,7 @@ The app runs as `python app.py` in a subprocess on a free port, over a temporary
 holds one finished micro run, and a presets folder with the micro preset (plus a longer, SFT-only variant
 to stop and resume, and a copy named demo.yaml, the preset the Train tab offers first where there is no GPU);
 tests/data is its rewards folder, so the demo copy's own reward is allowed. Screenshots of each tab go to
-test-artifacts/screenshots/<tab>.png.
+test-artifacts/screenshots/<tab>.png (or the folder RRFT_STUDIO_SCREENSHOTS names).
 
 Without /usr/bin/chromium (or RRFT_STUDIO_CHROMIUM) these tests are skipped and the terminal summary says
 so loudly; with RRFT_STUDIO_REQUIRE_BROWSER=1 (CI) a missing browser stops the run instead.
@@ -31,7 +31,7 @@ REWARDS = ROOT / "tests" / "data"  # the studio's --rewards-dir: rewards.py, a u
 CHROMIUM = Path(os.environ.get("RRFT_STUDIO_CHROMIUM", "/usr/bin/chromium"))  # Debian's package
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
-SCREENSHOTS = ROOT / "test-artifacts" / "screenshots"
+SCREENSHOTS = Path(os.environ.get("RRFT_STUDIO_SCREENSHOTS") or ROOT / "test-artifacts" / "screenshots")
 INSTALL_HINT = (f"no Chromium at {CHROMIUM}: the studio's browser tests did NOT run. Install it with "
                 "`apt-get install -y chromium` (as root; or point RRFT_STUDIO_CHROMIUM at one), then run `make test` again")
 _skipped: list[str] = []
@@ -202,7 +202,7 @@ def page(browser, studio):
 
 @pytest.fixture
 def shot(page):
-    """shot(tab): a full-page screenshot kept as a test artifact, test-artifacts/screenshots/<tab>.png."""
+    """shot(tab): a full-page screenshot kept as a test artifact, SCREENSHOTS/<tab>.png."""
     def take(tab: str) -> Path:
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         path = SCREENSHOTS / f"{tab}.png"
