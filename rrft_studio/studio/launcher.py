@@ -26,12 +26,16 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import yaml
+
 from .. import config, runs, settings
 from ..config import ConfigError
 from .folders import Folders
 
 CLI = [sys.executable, "-m", "rrft_studio.cli"]
 NAME_OK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+# A problem of one key alone (config.py's words for an unknown key, a wrong type, a value out of range)
+ONE_KEY = re.compile(r"^(unknown config key |[a-z_]+(\.[a-z_0-9]+)+(=\S*)? (must be|is not allowed))")
 
 
 @dataclass
@@ -82,6 +86,48 @@ class Launcher:
     def validate(self, name: str, text: str, overrides: list[str] = ()) -> config.Config:
         """Parse and validate an edited preset as the CLI will, its paths and rewards checked first against the
         studio's folders, without importing user code; ConfigError (one line) otherwise."""
+        try:
+            return self._validate(name, text, overrides)
+        except ConfigError as e:
+            raise ConfigError(_placed_in(str(e), text, overrides)) from None
+
+    def problems(self, name: str, text: str, overrides: list[str] = (), most: int = 10) -> list[str]:
+        """Every problem of an edited preset, not only the first: after each one that names a key the preset or
+        an override sets, that key is set aside (its default stands in) and the rest checked again. A problem of
+        one key alone (unknown, wrong type, out of range) is always its own; after the first problem of a
+        combination (rewards and their weights, paths and folders), only those are listed, as a combination
+        met later may be the default standing in for a key set aside. Each is placed as validate() places it:
+        a line of the preset, or the overrides."""
+        found: list[str] = []
+        rest = list(overrides)
+        try:
+            tree = yaml.safe_load(text) or {}
+        except yaml.YAMLError:
+            tree = None  # the parser's own error (with its line) is the only one to give
+        current, combined = text, False
+        while len(found) < most:
+            try:
+                self._validate(name, current, rest)
+                break
+            except ConfigError as e:
+                alone = bool(ONE_KEY.match(str(e)))
+                if combined and not alone:
+                    break
+                combined = combined or not alone
+                found.append(_placed_in(str(e), text, overrides))
+                key = _key_named(str(e))
+                if not key or not isinstance(tree, dict):
+                    break
+                kept = [o for o in rest if o.partition("=")[0].strip() != key]
+                if len(kept) < len(rest):
+                    rest = kept
+                elif _drop(tree, key):
+                    current = yaml.safe_dump(tree, sort_keys=False)
+                else:  # a combination whose key neither sets: the first problem is the one to fix
+                    break
+        return found
+
+    def _validate(self, name: str, text: str, overrides: list[str]) -> config.Config:
         if not NAME_OK.match(name or ""):
             raise ConfigError(f"run name {name!r}: use letters, digits, '-', '_' or '.' (at most 64)")
         with tempfile.TemporaryDirectory() as tmp:
@@ -92,8 +138,7 @@ class Launcher:
                 return settings.load(path, list(overrides) + self._placed(path, overrides), import_rewards=False)
             except ConfigError as e:
                 message = re.sub(rf"preset '{re.escape(str(path))}' line (\d+)", r"line \1 of the preset", str(e))
-                message = message.replace(f"'{path}'", "the preset")
-                raise ConfigError(_with_line(message, text)) from None
+                raise ConfigError(message.replace(f"'{path}'", "the preset")) from None
 
     def save_preset(self, name: str, text: str) -> Path:
         folder = self.studio_dir / "presets"
@@ -224,13 +269,38 @@ def with_processes(text: str, processes: float | None, strategy: str) -> str:
     return "\n".join(keep)
 
 
-def _with_line(message: str, text: str) -> str:
-    """Prefix 'line N:' when the message names a config key found in the text."""
+def _key_named(message: str) -> str | None:
+    """The dotted config key an error is about (its first word, or the key of 'unknown config key ...')."""
+    match = re.search(r"(?:key '|^)([a-z_]+(?:\.[a-z_0-9]+)+)", message)
+    return match.group(1) if match else None
+
+
+def _placed_in(message: str, text: str, overrides: list[str] = ()) -> str:
+    """Where the user wrote what an error is about: 'in the overrides:' when an override sets its key (the
+    preset may set it too: the override is what counts), else 'line N:' of the preset where the key is."""
     if re.search(r"\bline \d+", message):
         return message
-    match = re.search(r"(?:key '|^)([a-z_]+(?:\.[a-z_0-9]+)+)", message)
-    number = line_of(text, match.group(1)) if match else None
+    key = _key_named(message)
+    if key and any(o.partition("=")[0].strip() == key for o in overrides):
+        return f"in the overrides: {message}"
+    number = line_of(text, key) if key else None
     return f"line {number}: {message}" if number else message
+
+
+def _drop(tree: dict, key: str) -> bool:
+    """Remove a dotted key from a preset's tree (a section given as a bare name, like model: tiny, counts as its
+    name); whether it was there."""
+    *parents, last = key.split(".")
+    node = tree
+    for part in parents:
+        if isinstance(node, dict) and isinstance(node.get(part), str) and last == "name":
+            del node[part]
+            return True
+        node = node.get(part) if isinstance(node, dict) else None
+    if isinstance(node, dict) and last in node:
+        del node[last]
+        return True
+    return False
 
 
 def tail(path: Path | None, lines: int = 40) -> str:

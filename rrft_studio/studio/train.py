@@ -1,7 +1,9 @@
-"""The Train tab: pick a preset (the demo first on a machine without a GPU), edit its YAML (validated as you
-type, one line per error, field docs beside it, the memory preflight's verdict for this machine below),
-choose how many processes (GPUs of this machine) and how they share the model, show the equivalent command,
-launch it as a detached CLI process (see launcher.py).
+"""The Train tab: pick a preset (the demo first on a machine without a GPU) or upload one, change the settings
+people change most in a form (each change is an override line, as the CLI takes it), or edit the YAML itself
+(validated as you type, every problem on its own line and placed at its line or in the overrides, field docs
+beside it, the memory preflight's verdict for this machine below), choose how many processes (GPUs of this
+machine) and how they share the model, show the equivalent command, launch it as a detached CLI process (see
+launcher.py); the page then shows the run in the monitor.
 """
 
 from __future__ import annotations
@@ -16,8 +18,9 @@ import yaml
 
 from .. import config, runs
 from ..config import ConfigError
+from ..rewards import REWARDS
 from . import catalog, memory
-from .launcher import Launcher, command_text, tail, with_processes
+from .launcher import NAME_OK, Launcher, command_text, tail, with_processes
 
 
 def field_rows(query: str = "") -> list[list[str]]:
@@ -47,20 +50,106 @@ def overrides_of(text: str) -> list[str]:
     return [line.strip() for line in (text or "").splitlines() if line.strip() and not line.strip().startswith("#")]
 
 
+# The settings people change most, as a form. Each field is a config key: changing it writes (or replaces) its
+# key=value line in the overrides, and a value equal to the preset's own removes the line again.
+MODELS = ["tiny", "Qwen/Qwen2-VL-2B-Instruct", "Qwen/Qwen2-VL-7B-Instruct", "Qwen/Qwen2.5-VL-3B-Instruct",
+          "Qwen/Qwen2.5-VL-7B-Instruct"]
+FORM = ["model.name", "method", "data.task", "model.finetune", "sft.lr", "sft.max_steps", "grpo.lr",
+        "grpo.max_steps", "grpo.num_generations", "grpo.temperature", "grpo.rewards"]
+
+
+def override_value(value: object) -> str:
+    """A value as an override line writes it (read back by YAML: lists in flow style, floats that stay floats)."""
+    if isinstance(value, list):
+        return "[" + ",".join(map(str, value)) + "]"
+    return repr(value) if isinstance(value, float) else str(value)
+
+
+def with_setting(text: str, key: str, value: object, preset_value: object) -> str:
+    """The overrides text with KEY set to VALUE (its line replaced), or without a line for KEY where VALUE is
+    what the preset says already. An empty field leaves the overrides as they are."""
+    if value is None or value == "" or value == []:
+        return text or ""
+    keep = [line for line in (text or "").splitlines() if line.split("=", 1)[0].strip() != key]
+    if isinstance(preset_value, float) and isinstance(value, (int, float)):
+        value = float(value)
+    if value != preset_value:
+        keep.append(f"{key}={override_value(value)}")
+    return "\n".join(keep)
+
+
+def form_values(launcher: Launcher, name: str, text: str, overrides: str) -> list:
+    """Each form field's value for the editor's preset with its overrides (skipped, field by field, where the
+    preset does not validate: the form keeps what it shows)."""
+    try:
+        cfg = launcher.validate(name, text, overrides_of(overrides))
+    except ConfigError:
+        return [gr.skip()] * len(FORM)
+    return [config.get(cfg, key) for key in FORM]
+
+
+def preset_value(launcher: Launcher, name: str, text: str, key: str) -> object:
+    """What the preset itself (no overrides) gives KEY; None where it does not validate."""
+    try:
+        return config.get(launcher.validate(name, text), key)
+    except ConfigError:
+        return None
+
+
+def form_field(key: str, value: object = None) -> gr.components.Component:
+    """The field for a config key: a choice for a Literal, numbers for numbers, a list of rewards."""
+    hint, doc = config.all_keys()[key]
+    shown = {"value": value} if value is not None else {}
+    info = doc.split(";")[0]  # its first clause: the whole doc is in the field reference
+    label, info = key, info if len(info) < 64 else info[:61].rsplit(" ", 1)[0] + "…"
+    elem_id = "train-form-" + key.replace(".", "-").replace("_", "-")
+    if key == "model.name":
+        return gr.Dropdown(MODELS, label=label, info="tiny, a hub id or a local checkpoint folder",
+                           allow_custom_value=True, elem_id=elem_id, **shown)
+    if key == "grpo.rewards":
+        return gr.Dropdown(sorted(REWARDS), multiselect=True, allow_custom_value=True, label=label,
+                           info="each a name, or package.module:function", elem_id=elem_id, **shown)
+    if typing.get_origin(hint) is typing.Literal:
+        return gr.Dropdown([str(c) for c in typing.get_args(hint)], label=label, info=info, elem_id=elem_id,
+                           **shown)
+    if hint in (int, float):
+        return gr.Number(label=label, info=info, precision=0 if hint is int else None, elem_id=elem_id,
+                         **shown)
+    return gr.Textbox(label=label, info=info, elem_id=elem_id, **shown)
+
+
+def read_upload(path: str | None) -> tuple:
+    """(YAML text, run name) of an uploaded preset file; a file that is not UTF-8 text is refused in one line."""
+    if not path:
+        return gr.skip(), gr.skip()
+    try:
+        text = Path(path).read_bytes().decode("utf-8")
+    except UnicodeDecodeError:
+        raise gr.Error(f"{Path(path).name} is not UTF-8 text: upload the preset's .yaml file") from None
+    stem = Path(path).stem
+    return text, stem if NAME_OK.match(stem) else "preset"
+
+
 def _escaped(error: Exception) -> str:
     """An error inside HTML: a '<stream end>' or '</answer>' it quotes stays text."""
     return html.escape(str(error), quote=False)
 
 
-def check(launcher: Launcher, name: str, text: str, overrides: str) -> tuple[str, str]:
-    """(validation message, resolved config with docs) for the editor's current text."""
-    try:
-        cfg = launcher.validate(name, text, overrides_of(overrides))
-    except ConfigError as e:
-        return f"<span class='rrft-bad'>✗ {_escaped(e)}</span>", ""
+def check(launcher: Launcher, name: str, text: str, overrides: str, gpu: bool | None = None) -> tuple[str, str]:
+    """(validation message, resolved config with docs) for the editor's current text: every problem found, one
+    line each, or the summary of a valid preset with what it will not do on this machine."""
+    problems = launcher.problems(name, text, overrides_of(overrides))
+    if problems:
+        head = "" if len(problems) == 1 else f"{len(problems)} problems:<br>"
+        return "<span class='rrft-bad'>" + head + "<br>".join(f"✗ {_escaped(p)}" for p in problems) + "</span>", ""
+    cfg = launcher.validate(name, text, overrides_of(overrides))
     stages = " → ".join(cfg.run.stages)
     summary = (f"<span class='rrft-ok'>✓ valid</span> · stages {stages} · model `{cfg.model.name}` "
                f"({cfg.model.finetune}) · task {cfg.data.task}")
+    if cfg.model.name != "tiny" and not (catalog.has_gpu() if gpu is None else gpu):
+        summary += (f"<br><span class='rrft-warn'>⚠ no CUDA GPU on this machine: `{cfg.model.name}` will not train "
+                    "here in any useful time (a step takes minutes on a CPU). Launch it where a GPU is, or start "
+                    "with the demo preset (the tiny model)</span>")
     if cfg.run.processes > 1:
         from ..ranks import split
 
@@ -158,14 +247,24 @@ def build(launcher: Launcher, presets_dir: Path, tab: gr.Tab, page: gr.Blocks | 
     choices = catalog.presets(presets_dir, launcher.runs_dir)  # the demo first where there is no GPU
     first = choices[0][1] if choices else None
     text0, name0 = load_preset(first)
+    initial = [None if isinstance(v, dict) else v for v in form_values(launcher, name0, text0, "")] if text0 \
+        else [None] * len(FORM)
     if text0:  # its estimate is ready when the first page asks
         threading.Thread(target=lambda: preflight(launcher, name0, text0, ""), daemon=True).start()
     with gr.Row(equal_height=False):
         with gr.Column(scale=3):
-            with gr.Row():
-                preset = gr.Dropdown(choices, value=first, label="Preset", scale=2, elem_id="train-preset")
-                name = gr.Textbox(name0, label="Run name", info="the run folder is NAME-<time>", scale=1,
+            with gr.Row(equal_height=True):
+                preset = gr.Dropdown(choices, value=first, label="Preset", scale=3, elem_id="train-preset")
+                upload = gr.UploadButton("Upload a preset (.yaml)", file_types=[".yaml", ".yml"], size="md",
+                                         scale=1, min_width=150, elem_id="train-upload")
+                name = gr.Textbox(name0, label="Run name", info="the run folder is NAME-<time>", scale=2,
                                   elem_id="train-name")
+            with gr.Accordion("Common settings: a change here is an override line below", open=True):
+                fields_form = []
+                for start in range(0, len(FORM), 4):
+                    with gr.Row():
+                        fields_form += [form_field(key, value) for key, value in
+                                        zip(FORM[start:start + 4], initial[start:start + 4])]
             editor = gr.Code(text0, language="yaml", label="Preset (YAML): only what differs from the defaults",
                              lines=18, max_lines=30, interactive=True, wrap_lines=True, elem_id="train-editor")
             verdict = gr.Markdown(check(launcher, name0, text0, "")[0] if text0 else "", elem_id="train-validation")
@@ -208,15 +307,33 @@ def build(launcher: Launcher, presets_dir: Path, tab: gr.Tab, page: gr.Blocks | 
         return found
 
     inputs = [name, editor, overrides]
+
+    def set_field(key):
+        def setter(value, name_, text, more):
+            # Nothing to write is no answer: a dropdown also reports its value when it loses the focus, and
+            # an answer built from the overrides as they were then would undo what the user typed since.
+            updated = with_setting(more, key, value, preset_value(launcher, name_, text, key))
+            return gr.skip() if updated == (more or "") else updated
+        return setter
+
+    for key, field in zip(FORM, fields_form):
+        # a number is written when the user leaves the field or presses Enter, not at each keystroke
+        for trigger in ((field.blur, field.submit) if isinstance(field, gr.Number) else (field.input,)):
+            trigger(set_field(key), [field, *inputs], overrides, show_progress="hidden")
+    upload.upload(read_upload, upload, [editor, name])
     tab.select(lambda current: gr.Dropdown(choices=catalog.presets(presets_dir, launcher.runs_dir), value=current),
                preset, preset)  # presets edited and saved since the page was built
-    preset.input(load_preset, preset, [editor, name])
+    # the preflight line is the previous preset's until the new one's estimate comes: say so at once. On a pick
+    # (select), not on input, which the dropdown also sends when it loses the focus: typed edits were replaced
+    # by the preset's text again.
+    preset.select(lambda p: (*load_preset(p), "**Memory preflight:** estimating…"), preset, [editor, name, memory_line])
     # One queue for the three: checks run in the order of the edits, so a slow earlier check (the first one
     # imports the config machinery) cannot land after a later one and show a stale verdict. Then the memory
     # preflight of the newest valid one.
     for source in (editor, name, overrides):
         source.change(checked, inputs, [verdict, resolved], trigger_mode="always_last", show_progress="hidden",
                       concurrency_id="train-check", concurrency_limit=1).then(
+            lambda *a: form_values(launcher, *a), inputs, fields_form, show_progress="hidden").then(
             estimated, inputs, memory_line, show_progress="minimal", concurrency_id="train-preflight",
             concurrency_limit=1)
     if page is not None:

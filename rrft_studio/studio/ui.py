@@ -1,5 +1,5 @@
 """The studio's page: the header, the eight tabs, the timer that polls runs only while the monitor shows, and
-the links between tabs: a run launched from Train is followed by the monitor, and a click on a point of a
+the links between tabs: a run launched from Train is shown in the monitor, and a click on a point of a
 GRPO plot opens Rollouts at that step."""
 
 from __future__ import annotations
@@ -129,6 +129,10 @@ def build(runs_dir: Path, presets_dir: Path, device: str = "auto", max_loaded: i
                 rewards_tab.build(launcher, presets_dir, picked)
             with tab("Data", "data"):
                 data.build(launcher, presets_dir)
+
+        # A launch shows its run: the monitor follows the launched pid and selects the run once it exists.
+        launched.change(lambda p: (gr.Tabs(selected="monitor"), gr.Timer(active=True)) if p else (gr.skip(),) * 2,
+                        launched, [tab_set, monitor_timer])
 
         def to_rollouts(text, *settings):
             target = jump_target(text)

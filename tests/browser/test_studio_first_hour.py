@@ -10,6 +10,7 @@ import re
 import shutil
 import time
 
+from .conftest import ROOT
 from .test_studio_browser import choose, open_tab
 
 # Points where a plot's line is drawn (saturated pixels of its canvas, one per 3-pixel column, from the top).
@@ -84,6 +85,47 @@ def test_train_offers_the_demo_and_says_what_will_go_wrong(page, shot, studio):
     page.wait_for_selector("#train-validation:has-text('line 2 of the preset is not valid YAML')")
     assert "preset the preset" not in page.inner_text("#train-validation")
     shot("train_first_hour")
+
+
+def test_train_form_upload_and_every_problem(page, shot, studio, tmp_path):
+    """The form writes override lines (and removes one set back to the preset's value); every problem is listed,
+    an override's at the overrides, a preset line's at its line; an uploaded 2B preset is valid but said not to
+    train on this machine without a GPU."""
+    field = "#train-form-grpo-num-generations input"
+    page.wait_for_selector(field)
+    page.wait_for_function(f"document.querySelector('{field}').value === '4'")  # the micro preset's G
+    page.fill(field, "1")
+    page.keyboard.press("Tab")
+    page.wait_for_function("document.querySelector('#train-overrides textarea').value === 'grpo.num_generations=1'")
+    page.wait_for_selector("#train-validation:has-text('in the overrides: grpo.num_generations=1 must be at least 2')")
+    assert "line " not in page.inner_text("#train-validation")  # not blamed on the preset's own line
+    page.fill(field, "4")
+    page.keyboard.press("Tab")
+    page.wait_for_function("document.querySelector('#train-overrides textarea').value === ''")
+    choose(page, "train-form-model-finetune", "lora")
+    page.wait_for_function("document.querySelector('#train-overrides textarea').value === 'model.finetune=lora'")
+    page.fill("#train-overrides textarea", "sft.lrr=1")
+
+    text = page.inner_text("#train-editor .cm-content")
+    editor_text(page, text.replace("lr: 1.0e-3", "lr: fast").replace("max_completion_length: 16",
+                                                                   "max_completion_length: 0"))
+    page.wait_for_function("document.querySelector('#train-validation').innerText.includes('3 problems')")
+    verdict = page.inner_text("#train-validation")
+    assert re.search(r"line \d+: sft.lr must be float", verdict), verdict
+    assert re.search(r"line \d+: grpo.max_completion_length=0 must be", verdict), verdict
+    assert "in the overrides: unknown config key 'sft.lrr'" in verdict, verdict
+    page.fill("#train-overrides textarea", "")
+
+    preset = tmp_path / "counting_2b.yaml"
+    shutil.copy(ROOT / "presets" / "counting_2b.yaml", preset)
+    with page.expect_file_chooser() as chooser:
+        page.click("#train-upload")
+    chooser.value.set_files(str(preset))
+    page.wait_for_function("document.querySelector('#train-name input, #train-name textarea').value === 'counting_2b'")
+    page.wait_for_selector("#train-validation:has-text('valid')")
+    page.wait_for_selector("#train-validation:has-text('no CUDA GPU on this machine')")
+    page.wait_for_function("document.querySelector('#train-form-model-name input').value === 'Qwen/Qwen2-VL-2B-Instruct'")
+    shot("train_form")
 
 
 def _click_a_point(page, slot: int, tries: int = 4) -> str:
