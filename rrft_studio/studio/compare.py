@@ -16,7 +16,7 @@ from pathlib import Path
 
 import gradio as gr
 
-from .. import data, rewards, runs, tasks
+from .. import config, data, rewards, runs, tasks
 from ..answers import answer_text as answers_text
 from ..answers import split_think
 from ..config import ConfigError
@@ -65,14 +65,51 @@ def run_settings(checkpoint: str) -> tuple[list[str], str | None]:
     return (list(cfg.grpo.rewards), cfg.data.task) if cfg else (["format", "accuracy"], None)
 
 
-def eval_sample(checkpoints: list[str], index: int):
-    """(image, problem, truth) of eval record `index` of the first chosen checkpoint's run."""
+def split_records(checkpoints: list[str], split: str | None = None) -> tuple[config.Config, list[dict], str]:
+    """(config, records, split) of an evaluation split of the first chosen checkpoint's run (its first by
+    default); gr.Error for no run or a split the run's task does not have."""
     cfg = catalog.first_config(checkpoints)
     if cfg is None:
         raise gr.Error("Pick a checkpoint of a run first: its eval split is used.")
-    rows = catalog.eval_records(cfg)
-    record = rows[int(index) % len(rows)]
+    split = split or (cfg.eval.splits or ["id"])[0]
+    if split not in eval_splits(checkpoints):
+        raise gr.Error(f"the run's task has no split {split!r}: pick one of {', '.join(eval_splits(checkpoints))}")
+    return cfg, data.records(cfg, split), split
+
+
+def eval_splits(checkpoints: list[str] | None) -> list[str]:
+    """The evaluation splits the first chosen checkpoint's run can be compared on: its eval.splits, then the
+    task's other benchmarks that have data (all of a synthetic task's)."""
+    cfg = catalog.first_config(checkpoints or [])
+    if cfg is None:
+        return ["id"]
+    task = data.task_of(cfg)
+    others = [s for s in task.benchmarks if task.generate is not None or data.source(cfg, s)[0]]
+    return list(dict.fromkeys([*(cfg.eval.splits or []), *others])) or ["id"]
+
+
+def _shown(record: dict):
     return catalog.open_image(data.images_of(record)[0]), record["problem"], record["answer"]
+
+
+def eval_sample(checkpoints: list[str], index: int, split: str | None = None):
+    """(image, problem, truth) of eval record `index` of the first chosen checkpoint's run."""
+    _, rows, _ = split_records(checkpoints, split)
+    return _shown(rows[int(index) % len(rows)])
+
+
+def sample_by_id(checkpoints: list[str], split: str | None, sample_id: str):
+    """(image, problem, truth, its index) of the record with this id in the split: a batch row opened."""
+    _, rows, _ = split_records(checkpoints, split)
+    for i, record in enumerate(rows):
+        if record["id"] == sample_id:
+            return (*_shown(record), i)
+    raise gr.Error(f"no record {sample_id!r} in the split")
+
+
+def disagreeing(rows: list[list[str]]) -> list[list[str]]:
+    """The batch rows where the checkpoints' answers differ (the ✓/✗ mark and the answer text after the truth)."""
+    return [r for r in rows if len({cell.split(" ", 1)[-1] for cell in r[2:]}) > 1 or len({c[:1] for c in r[2:]}) > 1]
 
 
 def _slot(value: str | None, state: dict | None, truth: str) -> list:
@@ -140,13 +177,12 @@ def _all_slots(chosen: list[str], states: dict, truth: str) -> list:
 BATCH = 8  # prompts per request to a worker, as it batches them: the progress bar moves by this much
 
 
-def run_batch(pool: Pool, checkpoints: list[str], n: int, settings: Settings, trust: bool, progress=None):
-    """Accuracy, format and mean length per checkpoint on the first n eval records of the first run; progress
-    (a gr.Progress) follows the samples answered."""
-    cfg = catalog.first_config(checkpoints)
-    if cfg is None:
-        raise gr.Error("Pick at least one checkpoint of a run: its eval split is used.")
-    task, rows, split = data.task_of(cfg), catalog.eval_records(cfg)[: int(n)], (cfg.eval.splits or ["id"])[0]
+def run_batch(pool: Pool, checkpoints: list[str], n: int, settings: Settings, trust: bool, progress=None,
+              split: str | None = None):
+    """Accuracy, format and mean length per checkpoint on the first n records of an eval split of the first run
+    (all of them where n is more); progress (a gr.Progress) follows the samples answered."""
+    cfg, rows, split = split_records(checkpoints, split)
+    task, rows = data.task_of(cfg), rows[: int(n)]
     prompts = [(data.prompt_of(task, r, cfg.eval.style, cfg, split), data.images_of(r)) for r in rows]
     check = tasks.checker(task.checker_names(getattr(cfg.data, task.name))[1][cfg.eval.scorer])
     summary, answers = [], {r["id"]: [r["id"], r["answer"]] for r in rows}
@@ -165,7 +201,7 @@ def run_batch(pool: Pool, checkpoints: list[str], n: int, settings: Settings, tr
         for o, r, ok in zip(outputs, rows, correct):
             answers[r["id"]].append(f"{'✓' if ok >= 1 else '✗'} {answers_text(o['text'])[:40]}")
     headers = ["sample", "truth", *(short_name(v) for v in checkpoints)]
-    return summary, gr.Dataframe(value=list(answers.values()), headers=headers), loaded_markdown(pool)
+    return summary, headers, list(answers.values()), loaded_markdown(pool)
 
 
 def refresh(runs_dir: Path, pool: Pool, current: list[str] | None):
@@ -195,39 +231,48 @@ def build(runs_dir: Path, pool: Pool, tab: gr.Tab, folders: Folders | None = Non
         max_new = gr.Slider(8, 2048, value=128, step=8, label="Max new tokens")
         temperature = gr.Slider(0, 2, value=0.0, step=0.05, label="Temperature (0 = greedy, comparable)",
                                 elem_id="compare-temperature")
-    with gr.Tab("One image, side by side"):
-        with gr.Row(equal_height=False):
-            with gr.Column(scale=1, min_width=300):
-                image = gr.Image(type="filepath", label="Image", height=220, sources=["upload"], elem_id="compare-image")
-                question = gr.Textbox(label="Question", lines=2, elem_id="compare-question")
-                truth = gr.Textbox(label="Truth (optional: scores accuracy)", elem_id="compare-truth")
-                instruction = gr.Checkbox(True, label="Append the task's think/answer instruction (as in training)")
-                with gr.Row():
-                    index = gr.Number(0, label="Eval sample #", precision=0, min_width=80, scale=1)
-                    load = gr.Button("Load eval sample", size="sm", min_width=80, scale=1, elem_id="compare-load")
-                go = gr.Button("Compare", variant="primary", elem_id="compare-go")
-            with gr.Column(scale=4):
-                with gr.Row(equal_height=True):
-                    slots = []
-                    for i in range(SLOTS):
-                        with gr.Column(visible=False, elem_id=f"compare-slot-{i}", min_width=200) as column:
-                            head = gr.Markdown()
-                            think = gr.Textbox(label="Reasoning", lines=7, max_lines=14, interactive=False)
-                            answer = gr.Textbox(label="Answer", interactive=False, elem_classes=["rrft-answer"])
-                            scores = gr.Markdown(elem_classes=["rrft-scores"])
-                        slots += [column, head, think, answer, scores]
-    with gr.Tab("Batch over the eval split"):
-        with gr.Row():
-            n = gr.Slider(1, 200, value=8, step=1, label="Samples (the first N of the first run's eval split)")
-            batch = gr.Button("Run batch", variant="primary", scale=0, min_width=140)
-        summary = gr.Dataframe(headers=["checkpoint", "accuracy", "format", "mean tokens"], interactive=False)
-        per_sample = gr.Dataframe(interactive=False, max_height=360, label="Answers per sample")
-    with gr.Tab("Results: runs and sweeps"):
-        targets = gr.Dropdown([], multiselect=True, label="Runs and sweeps (a sweep is one entry: mean ± sd over "
-                              "its runs)", elem_id="compare-results-targets")
-        results = gr.Markdown(elem_id="compare-results-table")
-    with gr.Tab("Configs: what differs"):
-        config_diff.build(runs_dir, folders, tab)
+        split = gr.Dropdown(["id"], value="id", label="Eval split (of the first checkpoint's run)",
+                            elem_id="compare-split")
+    with gr.Tabs(elem_id="compare-views") as views:
+        with gr.Tab("One image, side by side", id="side"):
+            with gr.Row(equal_height=False):
+                with gr.Column(scale=1, min_width=300):
+                    image = gr.Image(type="filepath", label="Image", height=220, sources=["upload"], elem_id="compare-image")
+                    question = gr.Textbox(label="Question", lines=2, elem_id="compare-question")
+                    truth = gr.Textbox(label="Truth (optional: scores accuracy)", elem_id="compare-truth")
+                    instruction = gr.Checkbox(True, label="Append the task's think/answer instruction (as in training)")
+                    with gr.Row():
+                        index = gr.Number(0, label="Eval sample #", precision=0, min_width=80, scale=1,
+                                          elem_id="compare-index")
+                        load = gr.Button("Load eval sample", size="sm", min_width=80, scale=1, elem_id="compare-load")
+                    go = gr.Button("Compare", variant="primary", elem_id="compare-go")
+                with gr.Column(scale=4):
+                    with gr.Row(equal_height=True):
+                        slots = []
+                        for i in range(SLOTS):
+                            with gr.Column(visible=False, elem_id=f"compare-slot-{i}", min_width=200) as column:
+                                head = gr.Markdown()
+                                think = gr.Textbox(label="Reasoning", lines=7, max_lines=14, interactive=False)
+                                answer = gr.Textbox(label="Answer", interactive=False, elem_classes=["rrft-answer"])
+                                scores = gr.Markdown(elem_classes=["rrft-scores"])
+                            slots += [column, head, think, answer, scores]
+        with gr.Tab("Batch over the eval split", id="batch"):
+            with gr.Row():
+                n = gr.Slider(1, 1000, value=8, step=1, elem_id="compare-n",
+                              label="Samples (the first N of the split; more than it holds: all of it)")
+                batch = gr.Button("Run batch", variant="primary", scale=0, min_width=140)
+            summary = gr.Dataframe(headers=["checkpoint", "accuracy", "format", "mean tokens"], interactive=False)
+            only_different = gr.Checkbox(False, label="Only the samples where the answers differ",
+                                         elem_id="compare-only-different")
+            per_sample = gr.Dataframe(interactive=False, max_height=360, elem_id="compare-per-sample",
+                                      label="Answers per sample (click a row to open it side by side)")
+            batch_rows, batch_headers = gr.State([]), gr.State([])
+        with gr.Tab("Results: runs and sweeps"):
+            targets = gr.Dropdown([], multiselect=True, label="Runs and sweeps (a sweep is one entry: mean ± sd over "
+                                  "its runs)", elem_id="compare-results-targets")
+            results = gr.Markdown(elem_id="compare-results-table")
+        with gr.Tab("Configs: what differs"):
+            config_diff.build(runs_dir, folders, tab)
     loaded = gr.Markdown(loaded_markdown(pool))
 
     def confined(values):
@@ -258,12 +303,32 @@ def build(runs_dir: Path, pool: Pool, tab: gr.Tab, folders: Folders | None = Non
     tab.select(refresh_results, targets, [targets, results])
     targets.input(results_table, targets, results)
     checkpoints.input(placeholders, checkpoints, slots)
-    load.click(eval_sample, [checkpoints, index], [image, question, truth])
+    load.click(eval_sample, [checkpoints, index, split], [image, question, truth])
+    for event in (tab.select, checkpoints.input):  # the splits of the first checkpoint's run
+        event(lambda c, s: gr.Dropdown(choices=eval_splits(c), value=s if s in eval_splits(c) else eval_splits(c)[0]),
+              [checkpoints, split], split)
     # Each column says itself that it is loading or generating: Gradio's own progress borders are left out, so
     # none of them outlives the generation.
     go.click(side_by_side, [checkpoints, image, question, truth, instruction, max_new, temperature, trust],
              slots, api_name="compare", show_progress="hidden").then(lambda: loaded_markdown(pool), None, loaded)
-    def batched(values, k, tokens, temp, trusted, progress=gr.Progress()):
-        return run_batch(pool, confined(values), k, Settings(int(tokens), float(temp)), trusted, progress)
+    def batched(values, k, which, tokens, temp, trusted, only, progress=gr.Progress()):
+        table, headers, rows, loaded_now = run_batch(pool, confined(values), k, Settings(int(tokens), float(temp)),
+                                                     trusted, progress, which)
+        return table, rows, headers, shown_rows(rows, headers, only), loaded_now
 
-    batch.click(batched, [checkpoints, n, max_new, temperature, trust], [summary, per_sample, loaded])
+    def shown_rows(rows, headers, only):
+        return gr.Dataframe(value=disagreeing(rows) if only else rows, headers=headers or None)
+
+    def opened(values, which, rows, only, evt: gr.SelectData):
+        """A clicked row of the batch table, opened in the side-by-side view with its image, question and truth."""
+        chosen = disagreeing(rows) if only else rows
+        row = evt.index[0] if isinstance(evt.index, (list, tuple)) else evt.index
+        if not chosen or row is None or row >= len(chosen):
+            return [gr.skip()] * 5
+        return (*sample_by_id(values, which, chosen[row][0]), gr.Tabs(selected="side"))
+
+    batch.click(batched, [checkpoints, n, split, max_new, temperature, trust, only_different],
+                [summary, batch_rows, batch_headers, per_sample, loaded])
+    only_different.change(shown_rows, [batch_rows, batch_headers, only_different], per_sample)
+    per_sample.select(opened, [checkpoints, split, batch_rows, only_different],
+                      [image, question, truth, index, views])

@@ -90,7 +90,7 @@ def test_compare_batch_accuracy_table_and_csv(page, shot, think_run):
     choose(page, "compare-checkpoints", base)
     choose(page, "compare-checkpoints", sft)
     page.keyboard.press("Escape")
-    set_slider(page, "Samples (the first N of the first run's eval split)", 4)
+    set_slider(page, "Samples (the first N of the split; more than it holds: all of it)", 4)
     set_slider(page, "Temperature (0 = greedy, comparable)", 0)
     page.get_by_role("button", name="Run batch").click()
 
@@ -117,3 +117,27 @@ def test_compare_batch_accuracy_table_and_csv(page, shot, think_run):
     copied = page.evaluate("navigator.clipboard.readText()")
     assert list(csv.reader(io.StringIO(copied))) == rows[1:]  # Gradio copies the rows, without the header
     shot("compare_batch")
+
+    # The whole split (more samples asked than it holds), then only the samples where the two answers differ.
+    set_slider(page, "Samples (the first N of the split; more than it holds: all of it)", 1000)
+    page.get_by_role("button", name="Run batch").click()
+    per_sample.locator("[role=gridcell]:has-text('counting-id-000007')").wait_for(timeout=120_000)
+    everything = grid_rows(page, per_sample)[1:]
+    assert len(everything) == 8, everything  # the micro run's eval split: 8 records
+    page.click("#compare-only-different input")
+    different = [r for r in everything if r[2] != r[3]]
+    page.wait_for_function("n => document.querySelectorAll('#compare-per-sample [role=row]').length - 1 === n",
+                           arg=len(different))
+    if different:
+        assert grid_rows(page, per_sample)[1:] == different
+    page.click("#compare-only-different input")
+    page.wait_for_function("n => document.querySelectorAll('#compare-per-sample [role=row]').length - 1 === n", arg=8)
+
+    # A row clicked opens that sample side by side: its question and truth filled in.
+    row = grid_rows(page, per_sample)[3]
+    per_sample.locator(f"[role=gridcell]:has-text('{row[0]}')").click()
+    page.wait_for_selector("#compare-question textarea:visible")
+    page.wait_for_function("t => document.querySelector('#compare-truth textarea, #compare-truth input').value === t",
+                           arg=row[1])
+    assert page.input_value("#compare-question textarea")
+    shot("compare_batch_opened")
