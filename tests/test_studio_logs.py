@@ -210,6 +210,7 @@ def test_overlaid_runs_eval_bars_stand_side_by_side(tmp_path):
             path.write_text(json.dumps({"accuracy": accuracy if label == "sft" else 0.0, "n": 10, "predictions": []}))
         dirs.append(tmp_path / name)
     frame = monitor.eval_frame(dirs)
-    assert list(frame["evaluated"]) == ["base · id · a", "base · id · b", "sft · id · a", "sft · id · b"]
+    assert list(frame["evaluated"]) == ["base · id · a (0%)", "base · id · b (0%)", "sft · id · a (70%)",
+                                        "sft · id · b (60%)"]  # a 0% bar has no height: its label says it
     assert list(frame["accuracy"]) == [0.0, 0.0, 0.7, 0.6]
-    assert list(monitor.eval_frame(dirs[:1])["evaluated"]) == ["base · id", "sft · id"]  # one run: no run names
+    assert list(monitor.eval_frame(dirs[:1])["evaluated"]) == ["base · id (0%)", "sft · id (70%)"]  # one run: no run names

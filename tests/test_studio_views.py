@@ -236,6 +236,20 @@ def test_the_x_axis_is_the_step_the_time_or_the_tokens(tmp_path):
     assert spec["layer"][0]["params"][0]["bind"] == "scales"  # zoom and pan on the x axis
 
 
+def test_a_series_of_one_point_is_drawn_as_a_dot(tmp_path):
+    """A line of one point draws nothing (a stage's first logged step looked like an empty plot): the chart has a
+    dot layer for the series that have one point only, and the series of more points keep their line alone."""
+    dirs = _overlay_runs(tmp_path)[:1]
+    _write_jsonl(dirs[0] / "metrics.jsonl", [{"stage": "grpo", "step": 1, "time": 1000.0, "reward": 1.0, "kl": 0.1}])
+    spec = json.loads(monitor._plot(dirs, "grpo", ("Reward", ["reward"], "reward"), 0.0, [], 1)["value"].plot)
+    dots = [layer for layer in spec["layer"] if layer.get("mark", {}).get("type") == "point"
+            and any(t.get("filter") == "datum.points <= 1" for t in layer.get("transform", []))]
+    assert len(dots) == 1 and dots[0]["encoding"]["y"]["field"] == "value"
+    count = dots[0]["transform"][0]["joinaggregate"][0]
+    assert count["op"] == "count" and dots[0]["transform"][0]["groupby"] == ["series", "run", "role"]
+    assert [v["step"] for v in spec["data"]["values"]] == [[1]]
+
+
 def test_reasoning_badge_in_rollouts_and_compare(run_dir):
     """A rollout whose reasoning was checked against its answer (samples.jsonl's `consistent`) carries a badge in the
     group view, a flag in the table when it does not lead there, and a line in the detail; Compare checks each

@@ -412,6 +412,11 @@ def chart(title: str, y_title: str, parts: list[Part], rules: list[dict] = (), l
                       "axis": {"format": ",~r"}},  # no trailing zeros (a constant series read 2.000000), no 1e+2
                 **encoding, "opacity": opacity, "detail": {"field": "role"},
             },
+        }, {  # a series of one point draws no line: a dot instead (a stage's first logged step, a short run)
+            "transform": [{"joinaggregate": [{"op": "count", "as": "points"}], "groupby": ["series", "run", "role"]},
+                          {"filter": "datum.points <= 1"}],
+            "mark": {"type": "point", "filled": True, "size": 40, "clip": True},
+            "encoding": {"x": x, "y": {"field": "value", "type": "quantitative"}, **encoding},
         }, *_rules(list(rules)), *_links(links, x)],
     }
     return AltairPlotData(chart="line", plot=orjson.dumps(spec, option=orjson.OPT_SERIALIZE_NUMPY).decode())

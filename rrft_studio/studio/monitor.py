@@ -76,12 +76,14 @@ def current_stage(run_dir: Path) -> str:
 
 def eval_frame(run_dirs: list[Path]) -> pd.DataFrame:
     """One bar per evaluation and run: with several runs each bar's label names its run, and the bars of one
-    evaluation stand side by side (one x value shared by several runs would stack their accuracies)."""
+    evaluation stand side by side (one x value shared by several runs would stack their accuracies). Each label
+    ends with its accuracy: a bar of 0% (the untrained base model's) has no height to see."""
     found = [(label.replace("/", " · "), result["accuracy"], run_dir.name) for run_dir in run_dirs
              for label, result in catalog.eval_results(run_dir).items()]
     labels = list(dict.fromkeys(label for label, _, _ in found))  # base, then each stage, as the runs made them
     found.sort(key=lambda row: labels.index(row[0]))  # stable: the runs in their order within an evaluation
     rows = [(f"{label} · {run}" if len(run_dirs) > 1 else label, accuracy, run) for label, accuracy, run in found]
+    rows = [(f"{label} ({100 * accuracy:.0f}%)", accuracy, run) for label, accuracy, run in rows]
     return pd.DataFrame(rows, columns=["evaluated", "accuracy", "run"])
 
 

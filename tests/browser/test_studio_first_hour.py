@@ -309,3 +309,24 @@ def test_plots_drawn_while_rollouts_showed_get_their_width_back(page, shot, stud
                            timeout=15_000)
     assert page.evaluate(LINE_PIXELS, "#monitor-plot-0"), "plot 0 has no line drawn"
     shot("monitor_back_from_rollouts")
+
+
+def test_a_run_of_one_logged_step_shows_a_dot_and_a_zero_bar_its_label(page, shot, studio):
+    """A run whose stage logged one step shows that point (a line of one point drew nothing: the plot looked
+    empty), and the untrained model's 0% evaluation is named on its bar's label (a bar of no height)."""
+    run = studio["runs_dir"] / "one-point"
+    (run / "eval" / "base").mkdir(parents=True)
+    (run / "config.yaml").write_text("run: {stages: [grpo]}\n")
+    (run / "status.json").write_text(json.dumps({"state": "finished", "stage": None, "step": 1}))
+    (run / "metrics.jsonl").write_text(json.dumps({"stage": "grpo", "step": 1, "time": 1000.0, "reward": 1.25}) + "\n")
+    (run / "eval" / "base" / "id.json").write_text(json.dumps({"accuracy": 0.0, "n": 10, "predictions": []}))
+    try:
+        open_tab(page, "Runs / monitor")
+        choose(page, "monitor-run", "one-point")
+        page.wait_for_selector("#monitor-summary:has-text('one-point')")
+        page.wait_for_selector("#monitor-plot-0 canvas")
+        page.wait_for_function(f"({LINE_PIXELS})('#monitor-plot-0').length > 0", timeout=15_000)
+        page.wait_for_selector("#monitor-eval:has-text('base · id (0%)')")
+        shot("monitor_one_point")
+    finally:
+        shutil.rmtree(run)
