@@ -77,7 +77,26 @@ def files(path: Path, task: str | None) -> list[tuple[Path, str, str]]:
             known = {p.name for p, _, _ in out}
             out += [(p, "custom", "train") for p in sorted((path / "train_jsons").glob("*.json")) if p.name not in known]
         return out
-    return [(path, task or "custom", "train")]
+    if path.is_dir() and not (path / "dataset_info.json").is_file() and any(path.glob("*.json")):
+        # a folder `data generate` wrote: one <split>.json per split beside its images
+        return [item for file in sorted(path.glob("*.json")) for item in files(file, task)]
+    return [(path, *(([task, "train"]) if task else generated(path) or ("custom", "train")))]
+
+
+def generated(path: Path) -> tuple[str, str] | None:
+    """(task, split) of a file the synthetic generators wrote (`rrft-studio data generate`), read from its first
+    record's id (<task>-<split>-<number>); None for any other file."""
+    if path.suffix != ".json" or not path.is_file():
+        return None
+    try:
+        with open(path, encoding="utf-8") as f:
+            head = f.read(4096)
+    except (OSError, UnicodeDecodeError):
+        return None
+    match = re.search(r'"id"\s*:\s*"([a-z_]+)-([a-z]+)-\d+"', head)
+    if not match or match.group(1) not in tasks.SYNTHETIC:
+        return None
+    return match.group(1), match.group(2)
 
 
 def _tokenizer(cfg: Config, corpus: list[str]):

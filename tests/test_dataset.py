@@ -160,6 +160,25 @@ def test_data_check_on_the_whole_dataset(dataset):
     assert "answers: function calls 4" in out and "image sizes: smallest 56x56" in out
 
 
+def test_data_check_knows_what_data_generate_wrote(tmp_path):
+    """A file `data generate` wrote is checked as its task's (its ids say which; it was "custom"), and so is its
+    folder (one <split>.json beside the images; it was refused as not a saved datasets folder)."""
+    from rrft_studio import datacheck
+
+    out = tmp_path / "mine"
+    done = cli("data", "generate", "counting", "--n", "3", "--out", str(out))
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert datacheck.generated(out / "train.json") == ("counting", "train")
+    assert datacheck.files(out, None) == [(out / "train.json", "counting", "train")]
+    assert datacheck.files(out / "train.json", "custom") == [(out / "train.json", "custom", "train")]  # as asked
+    mine = tmp_path / "mine.json"
+    mine.write_text(json.dumps([{"id": "q1", "image": "a.png", "problem": "p", "answer": "1"}]))
+    assert datacheck.generated(mine) is None and datacheck.files(mine, None) == [(mine, "custom", "train")]
+    done = cli("data", "check", str(out), "--no-tokens")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "train.json (counting, train): 3 records" in done.stdout
+
+
 def test_data_check_counts_tokens_with_the_model_tokenizer(dataset, cache_dir):
     done = cli("data", "check", str(dataset / "train_jsons" / spatial.DATASET["train"]), "--task", "spatial",
                str(MICRO), f"run.cache_dir={cache_dir}", "sft.max_length=600")

@@ -60,10 +60,23 @@ def preview(preset: str, split: str, n: int):
     return gr.Gallery(value=pictures, height=ROW_PX * max(rows_of_pictures, 1) + 40), line, table
 
 
+def in_data_folder(launcher: Launcher, text: str, output: bool = False) -> str:
+    """A path typed in the tab: a relative one names a place in the data folder (the only folder the tab reads
+    and writes), unless it is an existing path from the studio's working directory that lies in it anyway."""
+    value = (text or "").strip()
+    if not value or Path(value).expanduser().is_absolute():
+        return value
+    inside = launcher.folders.data / value
+    if output or inside.exists() or not (launcher.cwd / value).exists():
+        return str(inside)
+    return str(launcher.cwd / value)
+
+
 def generate(launcher: Launcher, task: str, n: int, seed: int, split: str, out: str) -> str:
     """Run `rrft-studio data generate` into the studio's data folder and return the command with its output."""
     try:
-        folder = launcher.folders.confine(out.strip() or str(launcher.folders.data / task), "Output folder", ("data",))
+        folder = launcher.folders.confine(in_data_folder(launcher, out, output=True) or str(launcher.folders.data / task),
+                                          "Output folder", ("data",))
     except ConfigError as e:
         return f"✗ {e}"
     args = ["data", "generate", task, "--n", str(int(n)), "--out", str(folder), "--seed", str(int(seed)), "--split", split]
@@ -74,7 +87,8 @@ def generate(launcher: Launcher, task: str, n: int, seed: int, split: str, out: 
 def check(launcher: Launcher, path: str, task: str, preset: str | None) -> tuple[str, str]:
     """Run `rrft-studio data check` on a file or the dataset's folder in the data folder: (verdict, report)."""
     try:
-        target = launcher.folders.confine(path.strip() or str(launcher.folders.data), "Data path", ("data",))
+        target = launcher.folders.confine(in_data_folder(launcher, path) or str(launcher.folders.data), "Data path",
+                                          ("data",))
     except ConfigError as e:
         return f"✗ {e}", ""
     args = ["data", "check", str(target), *(["--task", task] if task != "auto" else []), *([preset] if preset else [])]
@@ -106,7 +120,7 @@ def build(launcher: Launcher, presets_dir: Path) -> None:
                     "dataset folder as training would: records, missing or unreadable images, answer kinds, image "
                     "sizes, and token lengths with the preset's model against its limits.")
         with gr.Row():
-            check_path = gr.Textbox(label="File or dataset folder (in the data folder)", scale=3,
+            check_path = gr.Textbox(label="File or dataset folder (in the data folder; a relative path is taken there)", scale=3,
                                     placeholder=str(launcher.folders.data / "Reason-RFT-CoT-Dataset"),
                                     elem_id="check-path")
             check_task = gr.Dropdown(["auto", *tasks.TASKS], value="auto", label="Task", scale=1,
@@ -121,14 +135,15 @@ def build(launcher: Launcher, presets_dir: Path) -> None:
                     "with the generator's default settings; point `data.train_file` (or `data.eval_files`) at it.")
         with gr.Row():
             task = gr.Dropdown(list(tasks.SYNTHETIC), value=tasks.SYNTHETIC[0], label="Task")
-            count = gr.Number(500, label="Records", precision=0, minimum=1)
+            count = gr.Number(500, label="Records", precision=0, minimum=1, elem_id="generate-count")
             seed = gr.Number(0, label="Seed", precision=0)
             gen_split = gr.Dropdown(["train", *tasks.get(tasks.SYNTHETIC[0]).benchmarks], value="train",
                                     label="Split", info="train, or an evaluation split of the task")
             out = gr.Textbox(str(launcher.folders.data / tasks.SYNTHETIC[0]), label="Output folder",
-                             info=f"in the studio's data folder ({launcher.folders.data})", elem_id="generate-out")
-        go = gr.Button("Generate", variant="primary")
-        result = gr.Code(language="shell", label="Output", interactive=False, lines=4)
+                             info=f"in the studio's data folder ({launcher.folders.data}; a relative path is taken there)",
+                             elem_id="generate-out")
+        go = gr.Button("Generate", variant="primary", elem_id="generate-go")
+        result = gr.Code(language="shell", label="Output", interactive=False, lines=4, elem_id="generate-result")
     preset.change(lambda p: gr.Radio(choices=splits(p), value="train"), preset, split)
     task.change(lambda t: gr.Dropdown(choices=["train", *tasks.get(t).benchmarks], value="train"), task, gen_split)
     task.input(lambda t: str(launcher.folders.data / t), task, out)

@@ -218,3 +218,22 @@ def test_data_check_of_the_real_layout(page, shot, studio):
     page.wait_for_selector("#check-verdict:has-text('1 missing image')", timeout=120_000)
     assert "unzip" in page.inner_text("#check-verdict")
     shot("data_check_problem")
+
+    # A dataset the tab generates, named by a path relative to the data folder, is checked as what it is: the
+    # counting task's (it was "custom"), each split file of the folder.
+    page.get_by_role("tab", name="Generate a synthetic dataset").click()
+    page.fill("#generate-out textarea, #generate-out input", "mine")
+    page.fill("#generate-count input", "6")
+    page.click("#generate-go")
+    page.wait_for_function("document.querySelector('#generate-result').innerText.includes('wrote 6 records')",
+                           timeout=120_000)
+    assert (studio["data_dir"] / "mine" / "train.json").is_file()
+    page.get_by_role("tab", name="Check a data file").click()
+    for typed in ("mine/train.json", "mine"):
+        page.fill("#check-path textarea, #check-path input", typed)
+        page.click("#check-go")
+        command = f"data check {studio['data_dir'] / typed}\n"  # the report opens with the command it ran
+        page.wait_for_function("t => document.querySelector('#check-report textarea').value.includes(t)",
+                               arg=command, timeout=120_000)
+        assert "train.json (counting, train): 6 records" in page.input_value("#check-report textarea")
+        page.wait_for_selector("#check-verdict:has-text('no problems found')")
