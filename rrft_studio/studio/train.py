@@ -104,8 +104,8 @@ def form_field(key: str, value: object = None) -> gr.components.Component:
     label, info = key, info if len(info) < 64 else info[:61].rsplit(" ", 1)[0] + "…"
     elem_id = "train-form-" + key.replace(".", "-").replace("_", "-")
     if key == "model.name":
-        return gr.Dropdown(MODELS, label=label, info="tiny, a hub id or a local checkpoint folder",
-                           allow_custom_value=True, elem_id=elem_id, **shown)
+        return gr.Dropdown(MODELS, label=label, info="tiny, a hub id or a local checkpoint folder", scale=2,
+                           allow_custom_value=True, elem_id=elem_id, **shown)  # wide enough for a hub id
     if key == "grpo.rewards":
         return gr.Dropdown(sorted(REWARDS), multiselect=True, allow_custom_value=True, label=label,
                            info="each a name, or package.module:function", elem_id=elem_id, **shown)
