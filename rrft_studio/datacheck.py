@@ -80,7 +80,8 @@ def files(path: Path, task: str | None) -> list[tuple[Path, str, str]]:
     if path.is_dir() and not (path / "dataset_info.json").is_file() and any(path.glob("*.json")):
         # a folder `data generate` wrote: one <split>.json per split beside its images
         return [item for file in sorted(path.glob("*.json")) for item in files(file, task)]
-    return [(path, *(([task, "train"]) if task else generated(path) or ("custom", "train")))]
+    task_split = (task, "train") if task else generated(path) or ("custom", "train")
+    return [(path, *task_split)]
 
 
 def generated(path: Path) -> tuple[str, str] | None:

@@ -190,9 +190,11 @@ def prompt_text(question: str, instruction: bool, checkpoints: list[str]) -> str
 
 # ---------------------------------------------------------------- presets and images
 
-def eval_records(cfg: config.Config) -> list[dict]:
-    """The records of the run's first evaluation split (the in-distribution one unless configured otherwise)."""
-    return data.records(cfg, cfg.eval.splits[0] if cfg.eval.splits else "id")
+def benchmarks_with_data(cfg: config.Config) -> list[str]:
+    """The config's task's evaluation splits that have data: all of a synthetic task's, those a file is given
+    for otherwise."""
+    task = data.task_of(cfg)
+    return [s for s in task.benchmarks if task.generate is not None or data.source(cfg, s)[0]]
 
 
 FIRST_WITHOUT_GPU = "demo"  # the preset offered first where there is no GPU: the others want one

@@ -71,21 +71,24 @@ def split_records(checkpoints: list[str], split: str | None = None) -> tuple[con
     cfg = catalog.first_config(checkpoints)
     if cfg is None:
         raise gr.Error("Pick a checkpoint of a run first: its eval split is used.")
-    split = split or (cfg.eval.splits or ["id"])[0]
-    if split not in eval_splits(checkpoints):
-        raise gr.Error(f"the run's task has no split {split!r}: pick one of {', '.join(eval_splits(checkpoints))}")
+    split, known = split or (cfg.eval.splits or ["id"])[0], eval_splits(cfg)
+    if split not in known:
+        raise gr.Error(f"the run's task has no split {split!r}: pick one of {', '.join(known)}")
     return cfg, data.records(cfg, split), split
 
 
-def eval_splits(checkpoints: list[str] | None) -> list[str]:
-    """The evaluation splits the first chosen checkpoint's run can be compared on: its eval.splits, then the
-    task's other benchmarks that have data (all of a synthetic task's)."""
-    cfg = catalog.first_config(checkpoints or [])
+def eval_splits(cfg: config.Config | None) -> list[str]:
+    """The evaluation splits a run can be compared on: its eval.splits, then its task's other benchmarks that
+    have data."""
     if cfg is None:
         return ["id"]
-    task = data.task_of(cfg)
-    others = [s for s in task.benchmarks if task.generate is not None or data.source(cfg, s)[0]]
-    return list(dict.fromkeys([*(cfg.eval.splits or []), *others])) or ["id"]
+    return list(dict.fromkeys([*(cfg.eval.splits or []), *catalog.benchmarks_with_data(cfg)])) or ["id"]
+
+
+def split_picker(checkpoints: list[str] | None, current: str | None) -> gr.Dropdown:
+    """The split dropdown for the first chosen checkpoint's run, the current split kept where it has it."""
+    known = eval_splits(catalog.first_config(checkpoints or []))
+    return gr.Dropdown(choices=known, value=current if current in known else known[0])
 
 
 def _shown(record: dict):
@@ -108,8 +111,8 @@ def sample_by_id(checkpoints: list[str], split: str | None, sample_id: str):
 
 
 def disagreeing(rows: list[list[str]]) -> list[list[str]]:
-    """The batch rows where the checkpoints' answers differ (the ✓/✗ mark and the answer text after the truth)."""
-    return [r for r in rows if len({cell.split(" ", 1)[-1] for cell in r[2:]}) > 1 or len({c[:1] for c in r[2:]}) > 1]
+    """The batch rows where the checkpoints' answers differ (a cell is the ✓/✗ mark and the answer text)."""
+    return [r for r in rows if len(set(r[2:])) > 1]
 
 
 def _slot(value: str | None, state: dict | None, truth: str) -> list:
@@ -305,8 +308,7 @@ def build(runs_dir: Path, pool: Pool, tab: gr.Tab, folders: Folders | None = Non
     checkpoints.input(placeholders, checkpoints, slots)
     load.click(eval_sample, [checkpoints, index, split], [image, question, truth])
     for event in (tab.select, checkpoints.input):  # the splits of the first checkpoint's run
-        event(lambda c, s: gr.Dropdown(choices=eval_splits(c), value=s if s in eval_splits(c) else eval_splits(c)[0]),
-              [checkpoints, split], split)
+        event(split_picker, [checkpoints, split], split)
     # Each column says itself that it is loading or generating: Gradio's own progress borders are left out, so
     # none of them outlives the generation.
     go.click(side_by_side, [checkpoints, image, question, truth, instruction, max_new, temperature, trust],

@@ -30,8 +30,7 @@ def splits(preset: str | None) -> list[str]:
         cfg = None
     if cfg is None:
         return ["train", *tasks.get(tasks.TASKS[0]).benchmarks]
-    task = data.task_of(cfg)
-    return ["train", *(s for s in task.benchmarks if task.generate is not None or data.source(cfg, s)[0])]
+    return ["train", *catalog.benchmarks_with_data(cfg)]
 
 
 def preview_records(preset: str, split: str, n: int) -> tuple[list[dict], str]:

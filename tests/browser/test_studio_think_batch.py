@@ -19,10 +19,8 @@ def first_eval_prompt(run_dir):
     """(image path, question, prompt) of the run's first eval record: the prompt worded as in training (the
     instruction appended)."""
     from rrft_studio import data, runs
-    from rrft_studio.studio import catalog
-
     cfg = runs.load_config(run_dir)
-    record = catalog.eval_records(cfg)[0]
+    record = data.records(cfg, cfg.eval.splits[0])[0]
     prompt = data.task_of(cfg).prompt(record["problem"], cfg.eval.style)
     return str(data.images_of(record)[0]), record["problem"], prompt
 
