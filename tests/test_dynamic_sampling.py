@@ -52,6 +52,10 @@ def test_steps_train_on_groups_with_a_spread(whole):
         # the merged batch (prompts re-padded, pixels re-joined) is the batch that was sampled
         assert r["sampling/sampling_logp_difference/max"] < 1e-4, r
     assert any(r["dynamic_sampling/draws"] > 0 for r in steps)  # some step had to draw: else nothing was tested
+    # the reference scores the chosen rows after the draws: at step 1 the policy is the reference, so the KL of
+    # each row against its own reference log-probabilities is float noise (rows mismatched would not be)
+    assert steps[0]["dynamic_sampling/draws"] > 0 and steps[0]["kl"] < 1e-6, steps[0]
+    assert all(r["kl"] >= 0 for r in steps)
 
 
 def test_a_resumed_run_draws_what_the_whole_run_drew(whole, tmp_path, cache_dir):

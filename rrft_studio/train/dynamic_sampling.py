@@ -12,7 +12,9 @@ groups of its own batch (so the batch keeps its size). Logged each step:
     dynamic_sampling/draws   extra batches drawn
 
 `reward`, `frac_reward_zero_std` and the other reward metrics average over every drawn batch; samples.jsonl
-holds the groups that trained. The extra prompts are drawn from Stage 2's records with a generator seeded by
+holds the groups that trained. With a KL term (grpo.beta > 0) the reference model scores only the rows that train,
+once the step's batch is chosen (TRL would score every drawn row: up to draws + 1 times the work, set aside with
+the groups); on Unsloth's trainer, which computes the reference its own way, TRL's path is left as it is. The extra prompts are drawn from Stage 2's records with a generator seeded by
 (run.seed, step, draw, process), so a resumed run draws what the uninterrupted run would; they do not advance
 the epoch. Works with gradient accumulation (the selection is made on the whole step before TRL splits it) and
 with several processes, each choosing among its own whole groups (so grpo.prompts_per_step must divide among
@@ -35,13 +37,25 @@ ROW = {"advantages", "num_images", "num_tiles", "pixel_values", "image_grid_thw"
 METRICS = ("dynamic_sampling/drawn", "dynamic_sampling/kept", "dynamic_sampling/draws")
 
 
-def install(trainer, seed: int, draws: int) -> None:
-    """Wrap a TRL GRPOTrainer's `_generate_and_score_completions` so that training batches are refilled."""
+def install(trainer, seed: int, draws: int, reference_after: bool = True) -> None:
+    """Wrap a TRL GRPOTrainer's `_generate_and_score_completions` so that training batches are refilled;
+    `reference_after`: the reference model scores the chosen batch only (TRL's own trainer; not Unsloth's)."""
     from trl.trainer.utils import split_pixel_values_by_grid, unsplit_pixel_values_by_grid
 
-    score, calculate = trainer._generate_and_score_completions, trainer._calculate_rewards
+    score_all, calculate = trainer._generate_and_score_completions, trainer._calculate_rewards
     G = trainer.num_generations
     last = {}
+    beta = trainer.beta
+    later = reference_after and beta != 0.0
+
+    def score(rows):
+        if not later:
+            return score_all(rows)
+        trainer.beta = 0.0  # TRL computes the reference's log-probabilities only where beta != 0
+        try:
+            return score_all(rows)
+        finally:
+            trainer.beta = beta
 
     @functools.wraps(calculate)
     def calculate_and_keep(*args, **kwargs):
@@ -51,7 +65,7 @@ def install(trainer, seed: int, draws: int) -> None:
     @functools.wraps(score)
     def score_and_refill(inputs):
         if not trainer.model.training:
-            return score(inputs)
+            return score_all(inputs)
         acc = trainer.accelerator
         n, step = len(inputs), trainer.state.global_step
         batches, spread, logs = [], [], []
@@ -76,10 +90,38 @@ def install(trainer, seed: int, draws: int) -> None:
         metrics[METRICS[0]].append(drawn_all)
         metrics[METRICS[1]].append(kept_all)
         metrics[METRICS[2]].append(float(len(batches) - 1))
-        return unsplit_pixel_values_by_grid(merged)
+        merged = unsplit_pixel_values_by_grid(merged)
+        if later:
+            merged["ref_per_token_logps"] = reference_logps(trainer, merged)
+        return merged
 
     trainer._calculate_rewards = calculate_and_keep
     trainer._generate_and_score_completions = score_and_refill
+
+
+# what TRL's loss passes to the model beside the tokens (GRPOTrainer._compute_loss)
+FORWARD = ("pixel_values", "image_grid_thw", "num_images", "pixel_attention_mask", "spatial_shapes", "num_tiles",
+           "image_sizes", "token_type_ids", "mm_token_type_ids", "image_position_ids")
+
+
+def reference_logps(trainer, batch: dict) -> torch.Tensor:
+    """The reference model's log-probabilities of `batch`'s completion tokens, as TRL computes them while scoring
+    (the reference model, or the policy with its adapter off; no gradient; the trainer's micro-batch size), from the
+    inputs its loss gives the policy."""
+    from trl.models.utils import disable_gradient_checkpointing
+    from trl.trainer.utils import use_adapter
+
+    completion = batch["completion_ids"]
+    args = (torch.cat([batch["prompt_ids"], completion], dim=1),
+            torch.cat([batch["prompt_mask"], batch["completion_mask"]], dim=1), completion.size(1))
+    kwargs = {key: batch.get(key) for key in FORWARD}
+    size = trainer.args.per_device_train_batch_size
+    with torch.no_grad(), disable_gradient_checkpointing(trainer.model, trainer.args.gradient_checkpointing_kwargs):
+        if trainer.ref_model is not None:
+            return trainer._get_per_token_logps_and_entropies(trainer.ref_model, *args, batch_size=size, **kwargs)[0]
+        model = trainer.accelerator.unwrap_model(trainer.model)
+        with use_adapter(model, adapter_name="ref" if "ref" in model.peft_config else None):
+            return trainer._get_per_token_logps_and_entropies(trainer.model, *args, batch_size=size, **kwargs)[0]
 
 
 def _draw(dataset, prompts: int, G: int, seed: int, step: int, draw: int, rank: int) -> list[dict]:

@@ -130,7 +130,8 @@ def run(cfg: Config, run_dir: Path, source: str, backend: str) -> Path | None:
     if backend == "transformers":  # Unsloth's trainer computes its loss its own way: not measured there yet
         invariants.watch(trainer)
     if cfg.grpo.dynamic_sampling:
-        dynamic_sampling.install(trainer, cfg.run.seed, cfg.grpo.dynamic_sampling_draws)
+        dynamic_sampling.install(trainer, cfg.run.seed, cfg.grpo.dynamic_sampling_draws,
+                                reference_after=backend == "transformers")
 
     # train
     if progress.fit(trainer, tracker, resume, cfg.grpo.max_steps):
