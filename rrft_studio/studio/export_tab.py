@@ -16,7 +16,6 @@ it (a curl and an `openai` snippet).
 from __future__ import annotations
 
 import re
-import subprocess
 import threading
 import time
 from pathlib import Path
@@ -156,12 +155,8 @@ def run_export(launcher: Launcher, value: str, fmt: str, dtype: str, name: str, 
         _exporting.add(out)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        log = launcher.studio_dir / "logs" / f"export-{out.name}-{time.strftime('%Y%m%d-%H%M%S')}.log"
-        log.parent.mkdir(parents=True, exist_ok=True)
         started, what = time.time(), f"{fmt}, {dtype if dtype != 'saved' else 'weights as saved'}"
-        with open(log, "ab") as sink:
-            proc = subprocess.Popen([*CLI, *args], cwd=launcher.cwd, stdin=subprocess.DEVNULL, stdout=sink,
-                                    stderr=subprocess.STDOUT)
+        proc, log = launcher.start_logged([*CLI, *args], f"export-{out.name}", session=False)
         try:
             while proc.poll() is None:
                 yield f"Exporting ({what}) into `{out}`… {time.time() - started:.0f} s", "", ""

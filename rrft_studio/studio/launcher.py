@@ -190,14 +190,20 @@ class Launcher:
         os.kill(int(pid), signal.SIGTERM)
         return f"asked {run_dir.name} (pid {pid}) to stop: it saves a checkpoint at the end of this step"
 
-    def _spawn(self, cmd: list[str], label: str, **record) -> Launch:
+    def start_logged(self, cmd: list[str], label: str, session: bool = True) -> tuple[subprocess.Popen, Path]:
+        """Start `cmd` (no shell) in the studio's folder, its output into `.studio/logs/<label>-<time>.log`;
+        `session`: in a session of its own (a run or a server outlives a signal to the studio's group)."""
         logs = self.studio_dir / "logs"
         logs.mkdir(parents=True, exist_ok=True)
         log = logs / f"{label}-{time.strftime('%Y%m%d-%H%M%S')}.log"
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         with open(log, "ab") as out:  # the child keeps its own handle; ours can close
-            proc = subprocess.Popen(cmd, cwd=self.cwd, env=env, stdin=subprocess.DEVNULL, stdout=out,
-                                    stderr=subprocess.STDOUT, start_new_session=True)
+            proc = subprocess.Popen(cmd, cwd=self.cwd, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                                    stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                                    start_new_session=session)
+        return proc, log
+
+    def _spawn(self, cmd: list[str], label: str, **record) -> Launch:
+        proc, log = self.start_logged(cmd, label)
         self.children[proc.pid] = proc
         launch = Launch(proc.pid, log, command_text(cmd))
         runs.append_jsonl(self.studio_dir / "launches.jsonl",

@@ -12,7 +12,6 @@ the process has ended on its own; stopped after Stop.
 from __future__ import annotations
 
 import json
-import os
 import socket
 import subprocess
 import threading
@@ -91,13 +90,7 @@ class Servers:
                                   "stop it first")
             port = free_port()
             cmd = [*self.cli, "serve", checkpoint, "--host", HOST, "--port", str(port), "--device", self.device]
-            logs = self.launcher.studio_dir / "logs"
-            logs.mkdir(parents=True, exist_ok=True)
-            log = logs / f"serve-{model.replace('/', '-')}-{time.strftime('%Y%m%d-%H%M%S')}.log"
-            with open(log, "ab") as out:  # the child keeps its own handle
-                proc = subprocess.Popen(cmd, cwd=self.launcher.cwd, env={**os.environ, "PYTHONUNBUFFERED": "1"},
-                                        stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                                        start_new_session=True)
+            proc, log = self.launcher.start_logged(cmd, f"serve-{model.replace('/', '-')}")
             server = Server(proc, checkpoint, model, port, log, command_text(cmd), time.time())
             self._servers[proc.pid] = server
         return server
@@ -131,10 +124,6 @@ class Servers:
             return "ready", f"answering at {server.url}"
         waited = time.time() - server.started
         return "starting", f"{waited:.0f} s: {tail(server.log, 1) or 'starting Python'}"
-
-    def live(self) -> bool:
-        """Whether a server is still starting (the tab's timer follows it until it is ready or gone)."""
-        return any(self.state(s)[0] == "starting" for s in self.listed())
 
     def stop(self, pid) -> str:
         """End exactly that server: SIGTERM, then SIGKILL after STOP_WAIT_S. Only a process this studio started."""

@@ -96,12 +96,24 @@ def test_rollouts_step_follows_the_keys(page, studio):
     page.wait_for_selector("#rollouts-summary:has-text('step 1 ·')")
 
 
-def test_compare_two_answers_side_by_side(page, shot):
+def test_compare_two_answers_side_by_side(page, shot, studio):
+    from rrft_studio.studio import catalog
+
+    runs_dir = studio["runs_dir"]
+    run = min((p for p in runs_dir.iterdir() if (p / "final" / "grpo").is_dir()), key=lambda p: p.stat().st_mtime)
+    labels = {value: label for label, value in catalog.all_checkpoints(runs_dir)}
     open_tab(page, "Compare")
-    # The finished run's SFT and GRPO outputs side by side: what GRPO added.
-    page.wait_for_selector("#compare-checkpoints:has-text('after grpo')")
-    chosen = page.locator("#compare-checkpoints .token").all_inner_texts()
-    assert [" ".join(c.split()).rsplit(" · ", 1)[-1] for c in chosen] == ["after sft", "after grpo"], chosen
+    # The default pair is the newest finished run's (catalog.default_checkpoints): for a run through both stages,
+    # its SFT and GRPO outputs, what GRPO added. (Other tests of this studio may add newer runs.)
+    page.wait_for_selector("#compare-checkpoints .token")
+    chosen = [" ".join(c.split()) for c in page.locator("#compare-checkpoints .token").all_inner_texts()]
+    assert chosen == [labels[v] for v in catalog.default_checkpoints(runs_dir)], chosen
+    pair = [f"{run.name} · after sft", f"{run.name} · after grpo"]
+    if chosen != pair:  # the studio's micro run, which went through both stages
+        page.click("#compare-checkpoints .remove-all")
+        for label in pair:
+            choose(page, "compare-checkpoints", label)
+        page.keyboard.press("Escape")
     page.click("#compare-load")
     page.wait_for_function("document.querySelector('#compare-question textarea').value.length > 0")
     page.wait_for_selector("#compare-image img")
