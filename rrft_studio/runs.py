@@ -11,6 +11,7 @@
       eval/table.md     the results in the paper's layout
       report.json, rewards.png, length.png, sft_loss.png
       tensorboard/<stage>/  with run.report_to=[tensorboard]
+      notes.json        the user's tags and note (the studio's Runs tab), if any
 
 Resume, listing, chaining SFT into GRPO, evaluation and the studio read this and nothing else, and this module
 is the only code that knows the layout (every path of a run is named below: `config_path`, `final_dir`, ...)
@@ -90,6 +91,11 @@ def report_path(run_dir: Path) -> Path:
 def plot_path(run_dir: Path, name: str) -> Path:
     """<name>.png, one of PLOTS."""
     return Path(run_dir) / f"{name}.png"
+
+
+def notes_path(run_dir: Path) -> Path:
+    """notes.json: the user's tags and note on the run (the studio's Runs tab writes it; training never does)."""
+    return Path(run_dir) / "notes.json"
 
 
 def final_dir(run_dir: Path, stage: str) -> Path:
@@ -443,6 +449,49 @@ def rewind(run_dir: Path, stage: str, step: int) -> None:
     for ckpt in _checkpoints(run_dir, stage):
         if checkpoint_step(ckpt) > step:
             shutil.rmtree(ckpt)  # incomplete (no trainer_state.json), or past the step we go back to
+
+
+# ---------------------------------------------------------------- the user's tags and note
+
+TAG = re.compile(r"^[\w.+-]{1,32}$")
+MAX_TAGS, MAX_NOTE = 16, 4000
+
+
+def read_notes(run_dir: Path) -> dict[str, Any]:
+    """{"tags": [...], "note": "..."}: empty where the run has none (or its file does not read)."""
+    try:
+        found = json.loads(notes_path(run_dir).read_text())
+        tags, note = found.get("tags", []), found.get("note", "")
+        if isinstance(tags, list) and all(isinstance(t, str) for t in tags) and isinstance(note, str):
+            return {"tags": tags, "note": note}
+    except (OSError, ValueError, AttributeError):
+        pass
+    return {"tags": [], "note": ""}
+
+
+def parse_tags(text: str) -> list[str]:
+    """Tags from what a user typed: separated by commas or spaces, each once, in the order typed; a tag that is
+    not letters, digits, '.', '_', '+' or '-' (at most 32), or more than MAX_TAGS of them: ConfigError."""
+    tags = list(dict.fromkeys(t for t in re.split(r"[,\s]+", text or "") if t))
+    bad = next((t for t in tags if not TAG.match(t)), None)
+    if bad is not None:
+        raise config_mod.ConfigError(f"tag {bad[:40]!r}: use letters, digits, '.', '_', '+' or '-' (at most 32), "
+                                     "tags separated by commas or spaces")
+    if len(tags) > MAX_TAGS:
+        raise config_mod.ConfigError(f"{len(tags)} tags: at most {MAX_TAGS} a run; keep the ones you filter by")
+    return tags
+
+
+def write_notes(run_dir: Path, tags: list[str], note: str) -> dict[str, Any]:
+    """Set a run's tags and note (any state: a live run's too; the file is the user's alone), or ConfigError."""
+    note = (note or "").strip()
+    if len(note) > MAX_NOTE:
+        raise config_mod.ConfigError(f"the note has {len(note)} characters: at most {MAX_NOTE}; shorten it")
+    if not is_run(run_dir) or Path(run_dir).is_symlink():
+        raise config_mod.ConfigError(f"'{Path(run_dir).name}' is not a run directory: nothing to note")
+    notes = {"tags": list(tags), "note": note}
+    write_atomic(notes_path(run_dir), json.dumps(notes, ensure_ascii=False, indent=1) + "\n")
+    return notes
 
 
 # ---------------------------------------------------------------- renaming and deleting a run

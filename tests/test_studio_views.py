@@ -81,7 +81,7 @@ def test_checkpoints_offered_for_a_run(run_dir):
     assert catalog.run_of(str(run_dir / "checkpoints/grpo/checkpoint-2")) == run_dir
     assert catalog.default_checkpoints(run_dir.parent) == [f"base:{run_dir}", str(run_dir / "final/sft")]
     (info,) = catalog.list_runs(run_dir.parent)
-    assert monitor.run_row(info)[:4] == [run_dir.name, "finished", "", "2/2"]
+    assert monitor.run_row(info)[:5] == [run_dir.name, "", "finished", "", "2/2"]
 
 
 def test_chat_folds_reasoning_apart_from_the_answer():
@@ -136,6 +136,39 @@ def test_a_run_is_renamed_with_its_own_paths_and_deleted(run_dir):
     (new / "status.json").write_text(json.dumps({"state": "stopped"}))
     runs.delete(new)
     assert not new.exists() and other.exists()
+
+
+def test_a_run_gets_tags_and_a_note_the_table_shows_and_filters(run_dir):
+    from rrft_studio import runs
+    from rrft_studio.config import ConfigError
+    from rrft_studio.studio.launcher import Launcher
+
+    launcher = Launcher(run_dir.parent)
+    info = catalog.list_runs(run_dir.parent)[0]
+    assert monitor.notes_of(launcher, run_dir.name) == ("", "") and monitor.run_row(info)[1] == ""
+    said = monitor.save_notes(launcher, run_dir.name, "baseline, lr-sweep baseline", " lr 1e-3: too high? ")
+    assert said == f"Saved {run_dir.name}'s tags baseline, lr-sweep and its note."
+    assert runs.read_notes(run_dir) == {"tags": ["baseline", "lr-sweep"], "note": "lr 1e-3: too high?"}
+    assert monitor.notes_of(launcher, run_dir.name) == ("baseline lr-sweep", "lr 1e-3: too high?")
+    assert monitor.run_row(info)[1] == "baseline lr-sweep"
+    assert monitor.matches(info, "LR-SWEEP finished") and monitor.matches(info, "too high")
+    assert not monitor.matches(info, "baseline running")
+    # refused in one line, the saved notes kept
+    for tags, note, message in (("a/b", "", "tag 'a/b': use letters"),
+                                (" ".join(f"t{i}" for i in range(17)), "", "17 tags: at most 16"),
+                                ("x", "n" * 4001, "4001 characters: at most 4000")):
+        said = monitor.save_notes(launcher, run_dir.name, tags, note)
+        assert said.startswith("✗ ") and message in said and "\n" not in said, said
+    assert runs.read_notes(run_dir)["tags"] == ["baseline", "lr-sweep"]
+    assert monitor.save_notes(launcher, "../outside", "x", "").startswith("✗ ")
+    assert monitor.save_notes(launcher, None, "x", "") == "Pick a run first."
+    with pytest.raises(ConfigError, match="not a run directory"):
+        runs.write_notes(run_dir.parent, [], "")
+    runs.notes_path(run_dir).write_text("{not json")  # a damaged file reads as none, and is written anew
+    assert runs.read_notes(run_dir) == {"tags": [], "note": ""}
+    assert monitor.save_notes(launcher, run_dir.name, "", "").endswith("no tags and no note.")
+    new = runs.rename(run_dir, "renamed")  # the notes move with the run
+    assert runs.read_notes(new) == {"tags": [], "note": ""} and runs.notes_path(new).is_file()
 
 
 def _component(blocks, elem_id: str):

@@ -88,7 +88,7 @@ def eval_frame(run_dirs: list[Path]) -> pd.DataFrame:
 
 
 def run_row(info: catalog.RunInfo) -> list:
-    """One row of the runs table: run, state, stage, step, ETA, accuracy per evaluation, backend, updated."""
+    """One row of the runs table: run, tags, state, stage, step, ETA, accuracy per evaluation, backend, updated."""
     s = info.status
     step = f"{s.get('step', 0)}/{s['max_steps']}" if s.get("max_steps") else str(s.get("step", ""))
     evals = catalog.eval_results(info.path)
@@ -96,7 +96,8 @@ def run_row(info: catalog.RunInfo) -> list:
     accuracy = " → ".join(f"{k.split('/')[0]} {100 * v['accuracy']:.0f}%" for k, v in evals.items()
                           if k.split("/")[1] == first_split)
     updated = time.strftime("%m-%d %H:%M:%S", time.localtime(s["updated"])) if s.get("updated") else ""
-    return [info.name, info.state, s.get("stage") or "", step, eta_text(info), accuracy, s.get("backend", ""), updated]
+    return [info.name, " ".join(runs.read_notes(info.path)["tags"]), info.state, s.get("stage") or "", step,
+            eta_text(info), accuracy, s.get("backend", ""), updated]
 
 
 def eta_text(info: catalog.RunInfo) -> str:
@@ -107,7 +108,7 @@ def eta_text(info: catalog.RunInfo) -> str:
     return estimate.text() if estimate else ""
 
 
-RUN_HEADERS = ["run", "state", "stage", "step", "ETA", "accuracy", "backend", "updated"]
+RUN_HEADERS = ["run", "tags", "state", "stage", "step", "ETA", "accuracy", "backend", "updated"]
 
 
 def summary(run_dir: Path | None) -> str:
@@ -281,10 +282,38 @@ def _follow(infos: list[catalog.RunInfo], name: str | None, pid: int | None, sen
 
 
 def matches(info: catalog.RunInfo, text: str) -> bool:
-    """Whether a run passes the table's filter: every word in its name, state or stage."""
+    """Whether a run passes the table's filter: every word in its name, state, stage, tags or note."""
     words = (text or "").lower().split()
-    hay = f"{info.name} {info.state} {info.status.get('stage') or ''}".lower()
+    if not words:
+        return True
+    notes = runs.read_notes(info.path)
+    hay = f"{info.name} {info.state} {info.status.get('stage') or ''} {' '.join(notes['tags'])} {notes['note']}".lower()
     return all(w in hay for w in words)
+
+
+def notes_of(launcher: Launcher, name: str | None) -> tuple[str, str]:
+    """The selected run's tags (as typed: space-separated) and note, for the boxes that edit them."""
+    if not name:
+        return "", ""
+    try:
+        notes = runs.read_notes(launcher.inside(launcher.runs_dir / name))
+    except ConfigError:
+        return "", ""
+    return " ".join(notes["tags"]), notes["note"]
+
+
+def save_notes(launcher: Launcher, name: str | None, tags: str, note: str) -> str:
+    """Write the selected run's tags and note; the line that says so, or what is wrong (nothing written)."""
+    if not name:
+        return "Pick a run first."
+    try:
+        saved = runs.write_notes(launcher.inside(launcher.runs_dir / name), runs.parse_tags(tags), note)
+    except ConfigError as e:
+        return f"✗ {e}"
+    except OSError as e:
+        return f"✗ could not write {name}'s notes: {e}"
+    tagged = f"tags {', '.join(saved['tags'])}" if saved["tags"] else "no tags"
+    return f"Saved {name}'s {tagged} and {'its note' if saved['note'] else 'no note'}."
 
 
 def refresh_table(launcher: Launcher, name: str | None, chosen: list[str] | None, sent: dict | None,
@@ -407,8 +436,8 @@ def build(launcher: Launcher, tab: gr.Tab, timer: gr.Timer, follow: gr.State | N
     note = gr.Markdown(elem_id="monitor-note")
     status_line = gr.Markdown(summary(None), elem_id="monitor-summary")
     with gr.Row(equal_height=True):
-        filter_text = gr.Textbox(label="Filter runs", placeholder="words of the name, state or stage", scale=3,
-                                 elem_id="monitor-filter")
+        filter_text = gr.Textbox(label="Filter runs", placeholder="words of the name, state, stage, tags or note",
+                                 scale=3, elem_id="monitor-filter")
         new_name = gr.Textbox(label="New name for the selected run", scale=3, elem_id="monitor-new-name")
         with gr.Column(scale=1, min_width=150):
             rename = gr.Button("Rename", size="md", elem_id="monitor-rename")
@@ -418,6 +447,13 @@ def build(launcher: Launcher, tab: gr.Tab, timer: gr.Timer, follow: gr.State | N
         yes = gr.Button("Yes, do it", variant="stop", scale=0, min_width=120, elem_id="monitor-yes")
         cancel = gr.Button("Cancel", scale=0, min_width=100, elem_id="monitor-cancel")
     table = gr.Dataframe(headers=RUN_HEADERS, interactive=False, max_height=220, elem_id="monitor-runs")
+    with gr.Accordion("Tags and note of the selected run", open=False, elem_id="monitor-notes"):
+        with gr.Row(equal_height=True):
+            tags = gr.Textbox(label="Tags", placeholder="e.g. baseline lr-sweep (commas or spaces between)", scale=2,
+                              elem_id="monitor-tags")
+            note_text = gr.Textbox(label="Note", placeholder="what this run tried, what it showed", lines=2, scale=4,
+                                   max_length=runs.MAX_NOTE, elem_id="monitor-note-text")
+            save = gr.Button("Save", size="md", scale=0, min_width=100, elem_id="monitor-notes-save")
     with gr.Row():
         overlay = gr.Dropdown([], multiselect=True, label="Plot these runs (overlay)", scale=4,
                               elem_id="monitor-overlay")
@@ -473,4 +509,6 @@ def build(launcher: Launcher, tab: gr.Tab, timer: gr.Timer, follow: gr.State | N
     yes.click(lambda p: confirmed(launcher, p), pending, [confirm_row, note, run, overlay, table_sent]).then(
         **plots_io).then(**table_io)
     export.click(lambda names: gr.File(value=export_csv(launcher, names), visible=True), overlay, exported)
+    run.change(lambda n: notes_of(launcher, n), run, [tags, note_text], show_progress="hidden")
+    save.click(lambda n, t, x: save_notes(launcher, n, t, x), [run, tags, note_text], note).then(**table_io)
     return run

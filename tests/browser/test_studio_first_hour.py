@@ -186,6 +186,21 @@ def test_runs_are_filtered_renamed_and_deleted(page, shot, studio):
     page.fill("#monitor-filter textarea, #monitor-filter input", "copy finished")
     page.wait_for_function("document.querySelector('#monitor-runs [role=grid]').getAttribute('aria-rowcount') === '2'")
     choose(page, "monitor-run", "copy-of-micro")
+    # tags and a note: saved in the run, shown in the table, found by the filter; a bad tag refused in one line
+    page.click("#monitor-notes button:has-text('Tags and note')")
+    page.fill("#monitor-tags textarea, #monitor-tags input", "a/b")
+    page.click("#monitor-notes-save")
+    page.wait_for_selector("#monitor-note:has-text(\"tag 'a/b': use letters\")")
+    page.fill("#monitor-tags textarea, #monitor-tags input", "baseline, lr-sweep")
+    page.fill("#monitor-note-text textarea", "the copy, to rename")
+    page.click("#monitor-notes-save")
+    page.wait_for_selector("#monitor-note:has-text(\"Saved copy-of-micro's tags baseline, lr-sweep and its note\")")
+    assert json.loads((copy / "notes.json").read_text()) == {"tags": ["baseline", "lr-sweep"],
+                                                             "note": "the copy, to rename"}
+    page.fill("#monitor-filter textarea, #monitor-filter input", "lr-sweep")
+    page.wait_for_selector("#monitor-runs [role=gridcell]:has-text('baseline lr-sweep')")
+    page.wait_for_function("document.querySelector('#monitor-runs [role=grid]').getAttribute('aria-rowcount') === '2'")
+    shot("monitor_tags")
     page.fill("#monitor-new-name textarea, #monitor-new-name input", "renamed-micro")
     page.click("#monitor-rename")
     page.wait_for_selector("#monitor-question:has-text('Rename copy-of-micro to renamed-micro?')")
@@ -197,6 +212,7 @@ def test_runs_are_filtered_renamed_and_deleted(page, shot, studio):
     assert result["checkpoint"] == str(renamed / "final" / "sft")  # its own paths followed it
     page.fill("#monitor-filter textarea, #monitor-filter input", "renamed")
     page.wait_for_selector("#monitor-runs [role=gridcell]:has-text('renamed-micro')")
+    assert page.input_value("#monitor-tags textarea, #monitor-tags input") == "baseline lr-sweep"  # moved with it
     shot("monitor_rename")
 
     page.click("#monitor-delete")
