@@ -243,14 +243,7 @@ def test_chat_loads_only_the_studio_checkpoints(open_studio, checkpoint):
 
 def _model_workers(pid: int) -> list[str]:
     """Command lines of the studio's child processes that load models (multiprocessing spawns them)."""
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
-                found.append((stat.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode())
-        except (OSError, IndexError, ValueError):
-            continue
-    return [c for c in found if "spawn_main" in c]
+    return [c for c in _children(pid) if "spawn_main" in c]
 
 
 def test_compare_loads_only_the_studio_checkpoints(open_studio):
@@ -259,6 +252,42 @@ def test_compare_loads_only_the_studio_checkpoints(open_studio):
     assert event == "error" and not _model_workers(open_studio.proc.pid), message
     # Refused before the studio's own check: the picker takes only the checkpoints it lists (none, to this client).
     assert message["error"] == "Value: '/etc' (type: <class 'str'>) is not in the list of choices: []", message
+
+
+@pytest.mark.parametrize("api, data", [
+    ("export", ["/etc", "merged", "saved", "../../evil"]),  # a source outside, a folder name that climbs out
+    ("export", ["base:/tmp", "merged", "saved", "x"]),
+    ("serve", ["/etc"]),
+    ("serve", ["~/.ssh"]),
+    ("serve_stop", ["1"]),  # a pid this studio did not start
+    ("compared", ["/etc", "/tmp"]),  # the config diff
+    ("save_notes", ["../outside", "evil", "note"]),
+])
+def test_export_serve_config_diff_and_notes_take_only_what_the_studio_lists(open_studio, api, data):
+    """The Export & serve tab, the config diff and the run notes over HTTP: a value the studio did not list is
+    refused (the pickers take only their choices, none to this client), and nothing is written, started or
+    signalled."""
+    before = sorted(p.relative_to(open_studio.folders["runs"].parent) for p in open_studio.folders["runs"].parent.rglob("*"))
+    with httpx.Client() as client:
+        event, message = call(client, open_studio.url, api, *data)
+    assert event == "error", (event, message)
+    assert "is not in the list of choices: []" in message["error"], message
+    after = sorted(p.relative_to(open_studio.folders["runs"].parent) for p in open_studio.folders["runs"].parent.rglob("*"))
+    assert after == before  # no export folder, no notes.json, no log of a started server
+    assert not (ROOT / "evil").exists()
+    assert not [c for c in _children(open_studio.proc.pid) if " serve " in c or " export " in c]
+
+
+def _children(pid: int) -> list[str]:
+    """Command lines of the studio's child processes."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                found.append((stat.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode())
+        except (OSError, IndexError, ValueError):
+            continue
+    return found
 
 
 def _confined(tmp_path: Path) -> Folders:

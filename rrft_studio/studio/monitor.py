@@ -510,5 +510,6 @@ def build(launcher: Launcher, tab: gr.Tab, timer: gr.Timer, follow: gr.State | N
         **plots_io).then(**table_io)
     export.click(lambda names: gr.File(value=export_csv(launcher, names), visible=True), overlay, exported)
     run.change(lambda n: notes_of(launcher, n), run, [tags, note_text], show_progress="hidden")
-    save.click(lambda n, t, x: save_notes(launcher, n, t, x), [run, tags, note_text], note).then(**table_io)
+    save.click(lambda n, t, x: save_notes(launcher, n, t, x), [run, tags, note_text], note, api_name="save_notes").then(
+        **table_io)
     return run
