@@ -18,7 +18,28 @@ from ..config import ConfigError
 from . import catalog
 from .launcher import Launcher
 
-COLUMNS, ROW_PX = 8, 165  # gallery thumbnails per row, and a row's height on a wide screen
+COLUMNS, ROW_PX = 8, 150  # gallery thumbnails per row, and a row's height on a wide screen (1440 pixels)
+THUMB_PX, BAND_PX = 224, 26  # a thumbnail's scene (longer side), and the band under it that holds its caption
+
+
+def thumbnail(image, caption: str):
+    """The whole scene, scaled to THUMB_PX on its longer side (a small synthetic scene in whole pixels, so its
+    edges stay sharp), with `caption` in a band beneath it: Gradio lays a gallery's captions over the picture, where
+    they hid the objects at its bottom edge (a record answering 2 showed one object)."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    image = image.convert("RGB")
+    scale = THUMB_PX / max(image.size)
+    size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+    small = scale >= 1 and float(scale).is_integer()
+    image = image.resize(size, Image.Resampling.NEAREST if small else Image.Resampling.LANCZOS)
+    out = Image.new("RGB", (image.width, image.height + BAND_PX), "white")
+    out.paste(image, (0, 0))
+    draw = ImageDraw.Draw(out)
+    font = ImageFont.load_default(size=15)
+    width = draw.textlength(caption, font=font)
+    draw.text(((out.width - width) / 2, image.height + 4), caption, fill=(40, 40, 40), font=font)
+    return out
 
 
 def splits(preset: str | None) -> list[str]:
@@ -53,10 +74,10 @@ def preview(preset: str, split: str, n: int):
     for r in rows:
         image = catalog.open_image(data.images_of(r)[0])
         if image is not None:
-            pictures.append((image, f"{r['id'].rsplit('-', 1)[-1]} · answer {r['answer']}"))
+            pictures.append(thumbnail(image, f"{r['id'].rsplit('-', 1)[-1]} · answer {r['answer']}"))
     table = [[r["id"], r["problem"], r["answer"], r.get("cot", "")] for r in rows]
-    rows_of_pictures = -(-len(pictures) // COLUMNS)
-    return gr.Gallery(value=pictures, height=ROW_PX * max(rows_of_pictures, 1) + 40), line, table
+    height = ROW_PX * max(-(-len(pictures) // COLUMNS), 1) + 20  # Gradio's own leaves a blank half
+    return gr.Gallery(value=pictures, height=height), f"{line} Under each image: its record number and answer.", table
 
 
 def in_data_folder(launcher: Launcher, text: str, output: bool = False) -> str:
@@ -110,8 +131,9 @@ def build(launcher: Launcher, presets_dir: Path) -> None:
             n = gr.Slider(1, 48, value=12, step=1, label="Samples", scale=2)
             show = gr.Button("Preview", variant="primary", scale=1, elem_id="data-preview")
         line = gr.Markdown(elem_id="data-summary")
-        gallery = gr.Gallery(label="Images (caption: record number · answer)", columns=COLUMNS, height=ROW_PX + 40,
-                             object_fit="contain", elem_id="data-gallery")
+        # no label drawn: Gradio lays it over the first row's top edge
+        gallery = gr.Gallery(label="Images", show_label=False, columns=COLUMNS, height=ROW_PX + 20, object_fit="contain",
+                             elem_id="data-gallery")
         table = gr.Dataframe(headers=["id", "problem", "answer", "cot"], wrap=True, interactive=False,
                              max_height=380, column_widths=["16%", "34%", "8%", "42%"], elem_id="data-table")
     with gr.Tab("Check a data file"):

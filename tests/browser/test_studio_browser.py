@@ -200,6 +200,14 @@ def test_data_preview(page, shot, studio):
     page.wait_for_selector("#data-gallery img")
     page.wait_for_selector("#data-summary:has-text('first 12')")
     assert page.get_attribute("#data-table [role=grid]", "aria-rowcount") == "13"  # a header and 12 records
+    # Each thumbnail is the whole scene with its caption in a band beneath it, not laid over the picture (where it
+    # hid the objects at the bottom edge), and shown whole (contained, not cropped).
+    page.wait_for_function("() => { const imgs = document.querySelectorAll('#data-gallery img');"
+                           " return imgs.length === 12 && Array.from(imgs).every((i) => i.complete && i.naturalWidth > 0); }")
+    shown = page.eval_on_selector_all("#data-gallery img", "(imgs) => imgs.map((i) => [i.naturalWidth, i.naturalHeight,"
+                                      " getComputedStyle(i).objectFit])")
+    assert shown == [[224, 250, "contain"]] * 12, shown  # 112-pixel scenes at twice their size, and the band
+    assert page.locator("#data-gallery .caption-label").count() == 0
     shot("data")
     page.get_by_role("tab", name="Generate a synthetic dataset").click()  # into the data folder, not the checkout
     out = page.input_value("#generate-out textarea, #generate-out input")
