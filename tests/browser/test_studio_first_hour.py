@@ -346,3 +346,51 @@ def test_a_run_of_one_logged_step_shows_a_dot_and_a_zero_bar_its_label(page, sho
         shot("monitor_one_point")
     finally:
         shutil.rmtree(run)
+
+
+# Per colour (r, g, b), how many canvas pixels have it (each channel within 12), and the horizontal extent (CSS
+# pixels) of the dark text in the canvas's bottom `rows` pixels (where the runs' legend is).
+CANVAS_READING = """([sel, colours, rows]) => { const c = document.querySelector(sel + ' canvas');
+  const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data, sx = c.width / c.getBoundingClientRect().width;
+  const counts = colours.map(() => 0); let left = Infinity, right = -Infinity;
+  const bottom = c.height - Math.round(rows * sx);
+  for (let y = 0; y < c.height; y++) for (let x = 0; x < c.width; x++) {
+    const i = (y * c.width + x) * 4; if (d[i + 3] < 200) continue;
+    colours.forEach(([r, g, b], k) => { if (Math.abs(d[i] - r) < 12 && Math.abs(d[i + 1] - g) < 12 && Math.abs(d[i + 2] - b) < 12) counts[k]++; });
+    const grey = Math.max(d[i], d[i + 1], d[i + 2]) - Math.min(d[i], d[i + 1], d[i + 2]) < 20;
+    if (y >= bottom && grey && d[i] < 110) { left = Math.min(left, x); right = Math.max(right, x); } }
+  return {counts, text: (right - left) / sx}; }"""
+
+
+def test_overlaid_runs_draw_a_colour_each_and_their_whole_names(page, shot, studio):
+    """Two runs overlaid: each run its own colour (the metrics a dash each, not more colours of the same palette)
+    and its whole name in the legend under the plot (Vega cuts a label at 160 pixels by default)."""
+    from rrft_studio.studio.charts import LEGEND_ROW, PALETTE
+
+    runs_dir = studio["runs_dir"]
+    original = next(p for p in runs_dir.iterdir() if p.name.startswith("micro-") and (p / "final" / "sft").is_dir())
+    long_name = "overlaid-copy-whose-name-is-long-enough-to-be-cut-short"
+    copy = runs_dir / long_name
+    shutil.copytree(original, copy)
+    rows = [json.loads(line) for line in (copy / "metrics.jsonl").read_text().splitlines()]
+    for row in rows:  # its own values, so that both lines show
+        for key in ("reward", "kl"):
+            if isinstance(row.get(key), (int, float)):
+                row[key] = row[key] * 0.5 + 0.1
+    (copy / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    rgb = [[int(c[i:i + 2], 16) for i in (1, 3, 5)] for c in PALETTE]
+    try:
+        open_tab(page, "Runs / monitor")
+        choose(page, "monitor-run", original.name)
+        page.wait_for_selector(f"#monitor-summary:has-text('{original.name}')")
+        choose(page, "monitor-overlay", long_name)
+        page.keyboard.press("Escape")
+        reading = f"({CANVAS_READING})(['#monitor-plot-0', {rgb}, {2 * LEGEND_ROW}])"
+        page.wait_for_function(f"{reading}.counts.filter((n) => n > 20).length >= 2", timeout=30_000)
+        reading = page.evaluate(CANVAS_READING, ["#monitor-plot-0", rgb, 2 * LEGEND_ROW])
+        shot("monitor_overlay")
+        # plot 0 draws four metrics of each run: two colours, one a run (the metrics told apart by their dashes)
+        assert len([n for n in reading["counts"] if n > 20]) == 2, reading
+        assert reading["text"] > 200, reading  # the long name's whole width, not 160 pixels of it
+    finally:
+        shutil.rmtree(copy)
