@@ -58,6 +58,18 @@ def test_steps_train_on_groups_with_a_spread(whole):
     assert all(r["kl"] >= 0 for r in steps)
 
 
+def test_with_lora_the_reference_is_the_policy_with_its_adapter_off(tmp_path, cache_dir):
+    """A LoRA run has no reference model: the reference is the policy with its adapter off, scored for the
+    chosen rows after the draws. At step 1 the adapter is still zero, so each row's KL is float noise."""
+    done, run_dir = start("none", tmp_path, cache_dir, *ON, "model.finetune=lora", "grpo.max_steps=2")
+    assert done.returncode == 0, done.stderr[-3000:]
+    steps = _steps(run_dir)
+    assert [r["step"] for r in steps] == [1, 2]
+    assert steps[0]["dynamic_sampling/draws"] > 0 and steps[0]["kl"] < 1e-6, steps[0]
+    # after an update the policy has moved from the adapter-off reference (the adapter left on: KL 0 again)
+    assert steps[1]["kl"] > 1e-7, steps[1]  # 2.6e-6 here; 0.0 with the adapter left on
+
+
 def test_a_resumed_run_draws_what_the_whole_run_drew(whole, tmp_path, cache_dir):
     done, cut = start("kill-step:grpo:3", tmp_path, cache_dir, *ON)  # checkpoint-2 saved, step 3 lost
     assert done.returncode == -9

@@ -12,13 +12,14 @@ groups of its own batch (so the batch keeps its size). Logged each step:
     dynamic_sampling/draws   extra batches drawn
 
 `reward`, `frac_reward_zero_std` and the other reward metrics average over every drawn batch; samples.jsonl
-holds the groups that trained. With a KL term (grpo.beta > 0) the reference model scores only the rows that train,
-once the step's batch is chosen (TRL would score every drawn row: up to draws + 1 times the work, set aside with
-the groups); on Unsloth's trainer, which computes the reference its own way, TRL's path is left as it is. The extra prompts are drawn from Stage 2's records with a generator seeded by
-(run.seed, step, draw, process), so a resumed run draws what the uninterrupted run would; they do not advance
-the epoch. Works with gradient accumulation (the selection is made on the whole step before TRL splits it) and
-with several processes, each choosing among its own whole groups (so grpo.prompts_per_step must divide among
-them); every process takes part in each extra draw while any of them is short. Off in the paper presets.
+holds the groups that trained. With a KL term (grpo.beta > 0) the reference model scores only the rows that
+train, once the step's batch is chosen (TRL would score every drawn row: up to draws + 1 times the work, most of
+it set aside with the groups); on Unsloth's trainer, which computes the reference its own way, TRL's path is
+left as it is. The extra prompts are drawn from Stage 2's records with a generator seeded by (run.seed, step,
+draw, process), so a resumed run draws what the uninterrupted run would; they do not advance the epoch. Works
+with gradient accumulation (the selection is made on the whole step before TRL splits it) and with several
+processes, each choosing among its own whole groups (so grpo.prompts_per_step must divide among them); every
+process takes part in each extra draw while any of them is short. Off in the paper presets.
 """
 
 from __future__ import annotations
@@ -62,7 +63,7 @@ def install(trainer, seed: int, draws: int, reference_after: bool = True) -> Non
         last["rewards"] = out = calculate(*args, **kwargs)  # (all processes' rows, reward functions)
         return out
 
-    @functools.wraps(score)
+    @functools.wraps(score_all)
     def score_and_refill(inputs):
         if not trainer.model.training:
             return score_all(inputs)
