@@ -118,7 +118,7 @@ class Launcher:
                 key = _key_named(str(e))
                 if not key or not isinstance(tree, dict):
                     break
-                kept = [o for o in rest if o.partition("=")[0].strip() != key]
+                kept = [o for o in rest if override_key(o) != key]
                 if len(kept) < len(rest):
                     rest = kept
                 elif _drop(tree, key):
@@ -265,10 +265,19 @@ def launch_flags(overrides: list[str]) -> tuple[list[str], list[str]]:
     return flags, rest
 
 
+def override_key(line: str) -> str:
+    """The key an override line sets (`grpo.lr=1e-5` -> `grpo.lr`)."""
+    return line.partition("=")[0].strip()
+
+
+def without(text: str, keys: tuple[str, ...]) -> list[str]:
+    """The lines of an overrides text that set none of these keys."""
+    return [line for line in (text or "").splitlines() if override_key(line) not in keys]
+
+
 def with_processes(text: str, processes: float | None, strategy: str) -> str:
     """The overrides text with the Processes field's run.processes / run.accelerate_config lines (none for 1)."""
-    keep = [line for line in (text or "").splitlines()
-            if line.split("=", 1)[0].strip() not in ("run.processes", "run.accelerate_config")]
+    keep = without(text, ("run.processes", "run.accelerate_config"))
     n = int(processes or 1)
     if n > 1:
         keep += [f"run.processes={n}", f"run.accelerate_config={strategy or 'ddp'}"]
@@ -287,7 +296,7 @@ def _placed_in(message: str, text: str, overrides: list[str] = ()) -> str:
     if re.search(r"\bline \d+", message):
         return message
     key = _key_named(message)
-    if key and any(o.partition("=")[0].strip() == key for o in overrides):
+    if key and any(override_key(o) == key for o in overrides):
         return f"in the overrides: {message}"
     number = line_of(text, key) if key else None
     return f"line {number}: {message}" if number else message

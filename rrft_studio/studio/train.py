@@ -20,7 +20,7 @@ from .. import config, runs
 from ..config import ConfigError
 from ..rewards import REWARDS
 from . import catalog, memory
-from .launcher import NAME_OK, Launcher, command_text, tail, with_processes
+from .launcher import NAME_OK, Launcher, command_text, tail, with_processes, without
 
 
 def field_rows(query: str = "") -> list[list[str]]:
@@ -70,7 +70,7 @@ def with_setting(text: str, key: str, value: object, preset_value: object) -> st
     what the preset says already. An empty field leaves the overrides as they are."""
     if value is None or value == "" or value == []:
         return text or ""
-    keep = [line for line in (text or "").splitlines() if line.split("=", 1)[0].strip() != key]
+    keep = without(text, (key,))
     if isinstance(preset_value, float) and isinstance(value, (int, float)):
         value = float(value)
     if value != preset_value:
