@@ -263,12 +263,14 @@ def test_preflight_gives_one_gpu_of_the_strategy():
 
 
 def test_the_train_tab_turns_processes_into_the_cli_flags(tmp_path):
-    from rrft_studio.studio.launcher import Launcher, command_text, with_processes
-    from rrft_studio.studio.train import overrides_of
+    from rrft_studio.studio.launcher import Launcher, command_text
+    from rrft_studio.studio.train import overrides_of, processes_edit
 
-    text = with_processes("sft.lr=1e-4", 2, "zero3")
-    assert text.splitlines() == ["sft.lr=1e-4", "run.processes=2", "run.accelerate_config=zero3"]
-    assert with_processes(text, 1, "zero3") == "sft.lr=1e-4"
+    # the page merges the edit into the overrides (the Train form's browser test): these lines, or none for 1
+    assert json.loads(processes_edit(2, "zero3")) == {"keys": ["run.processes", "run.accelerate_config"],
+                                                      "lines": ["run.processes=2", "run.accelerate_config=zero3"]}
+    assert json.loads(processes_edit(1, "zero3"))["lines"] == []
+    text = "sft.lr=1e-4\nrun.processes=2\nrun.accelerate_config=zero3"
     launcher = Launcher(tmp_path / "runs")
     (tmp_path / "p.yaml").write_text("model: tiny\n")
     command = command_text(launcher.train_command(tmp_path / "p.yaml", overrides_of(text)))

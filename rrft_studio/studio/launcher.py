@@ -270,20 +270,6 @@ def override_key(line: str) -> str:
     return line.partition("=")[0].strip()
 
 
-def without(text: str, keys: tuple[str, ...]) -> list[str]:
-    """The lines of an overrides text that set none of these keys."""
-    return [line for line in (text or "").splitlines() if override_key(line) not in keys]
-
-
-def with_processes(text: str, processes: float | None, strategy: str) -> str:
-    """The overrides text with the Processes field's run.processes / run.accelerate_config lines (none for 1)."""
-    keep = without(text, ("run.processes", "run.accelerate_config"))
-    n = int(processes or 1)
-    if n > 1:
-        keep += [f"run.processes={n}", f"run.accelerate_config={strategy or 'ddp'}"]
-    return "\n".join(keep)
-
-
 def _key_named(message: str) -> str | None:
     """The dotted config key an error is about (its first word, or the key of 'unknown config key ...')."""
     match = re.search(r"(?:key '|^)([a-z_]+(?:\.[a-z_0-9]+)+)", message)

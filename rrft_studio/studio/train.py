@@ -9,6 +9,7 @@ launcher.py); the page then shows the run in the monitor.
 from __future__ import annotations
 
 import html
+import json
 import threading
 import typing
 from pathlib import Path
@@ -20,7 +21,7 @@ from .. import config, runs
 from ..config import ConfigError
 from ..rewards import REWARDS
 from . import catalog, memory
-from .launcher import NAME_OK, Launcher, command_text, tail, with_processes, without
+from .launcher import NAME_OK, Launcher, command_text, tail
 
 
 def field_rows(query: str = "") -> list[list[str]]:
@@ -65,17 +66,42 @@ def override_value(value: object) -> str:
     return repr(value) if isinstance(value, float) else str(value)
 
 
-def with_setting(text: str, key: str, value: object, preset_value: object) -> str:
-    """The overrides text with KEY set to VALUE (its line replaced), or without a line for KEY where VALUE is
-    what the preset says already. An empty field leaves the overrides as they are."""
+def edit(keys: tuple[str, ...], lines: list[str]) -> str:
+    """A change to the overrides, for the page to make (MERGE) in the text as it is when the answer lands: every
+    line of these keys replaced by these lines. Made from a field's value alone, never from the overrides text
+    the event carried: an answer landing after the user typed there would undo what they typed."""
+    return json.dumps({"keys": list(keys), "lines": lines})
+
+
+def setting_edit(key: str, value: object, preset_value: object) -> str:
+    """The edit that sets KEY to VALUE, or removes its line where VALUE is what the preset says already; '' (no
+    change) for an empty field."""
     if value is None or value == "" or value == []:
-        return text or ""
-    keep = without(text, (key,))
+        return ""
     if isinstance(preset_value, float) and isinstance(value, (int, float)):
         value = float(value)
-    if value != preset_value:
-        keep.append(f"{key}={override_value(value)}")
-    return "\n".join(keep)
+    return edit((key,), [f"{key}={override_value(value)}"] if value != preset_value else [])
+
+
+def processes_edit(processes: float | None, strategy: str) -> str:
+    """The Processes and Sharding fields' edit: run.processes / run.accelerate_config lines, none for 1."""
+    n = int(processes or 1)
+    return edit(("run.processes", "run.accelerate_config"),
+                [f"run.processes={n}", f"run.accelerate_config={strategy or 'ddp'}"] if n > 1 else [])
+
+
+# The page's half of an edit (inputs: the edit, the overrides; outputs: the overrides, the edit emptied): each
+# line of the edit's keys gives way to the edit's line for that key (in its place), the rest go at the end.
+MERGE = """(change, text) => {
+  if (!change) return [text, ""];
+  const {keys, lines} = JSON.parse(change), key = (line) => line.split("=")[0].trim(), left = [...lines], out = [];
+  for (const line of (text || "").split("\\n").filter((l) => l.trim())) {
+    if (!keys.includes(key(line))) { out.push(line); continue; }
+    const i = left.findIndex((l) => key(l) === key(line));
+    if (i >= 0) out.push(left.splice(i, 1)[0]);
+  }
+  return [[...out, ...left].join("\\n"), ""];
+}"""
 
 
 def form_values(launcher: Launcher, name: str, text: str, overrides: str) -> list:
@@ -284,6 +310,7 @@ def build(launcher: Launcher, presets_dir: Path, tab: gr.Tab, page: gr.Blocks | 
             command = gr.Textbox(label="Command", interactive=False, buttons=["copy"], elem_id="train-command")
             message = gr.Markdown(elem_id="train-message")
             progress = gr.Markdown(elem_id="train-progress")
+            changes = [gr.Textbox(visible=False) for _ in range(len(FORM) + 1)]  # the form's edits; the last: Processes
         with gr.Column(scale=2):
             with gr.Accordion("Field reference: every key, its type, default and meaning", open=True):
                 search = gr.Textbox(placeholder="filter, e.g. lr or reward", show_label=False,
@@ -309,17 +336,15 @@ def build(launcher: Launcher, presets_dir: Path, tab: gr.Tab, page: gr.Blocks | 
     inputs = [name, editor, overrides]
 
     def set_field(key):
-        def setter(value, name_, text, more):
-            # Nothing to write is no answer: a dropdown also reports its value when it loses the focus, and
-            # an answer built from the overrides as they were then would undo what the user typed since.
-            updated = with_setting(more, key, value, preset_value(launcher, name_, text, key))
-            return gr.skip() if updated == (more or "") else updated
-        return setter
+        return lambda value, name_, text: setting_edit(key, value, preset_value(launcher, name_, text, key))
 
-    for key, field in zip(FORM, fields_form):
+    # Each field's edit travels through its own hidden box, so two fields answering at once cannot take each
+    # other's place (a dropdown reports its value twice on a pick: on the pick, and when it loses the focus).
+    for key, field, change in zip(FORM, fields_form, changes):
         # a number is written when the user leaves the field or presses Enter, not at each keystroke
         for trigger in ((field.blur, field.submit) if isinstance(field, gr.Number) else (field.input,)):
-            trigger(set_field(key), [field, *inputs], overrides, show_progress="hidden")
+            trigger(set_field(key), [field, name, editor], change, show_progress="hidden").then(
+                None, [change, overrides], [overrides, change], js=MERGE, show_progress="hidden")
     upload.upload(read_upload, upload, [editor, name])
     tab.select(lambda current: gr.Dropdown(choices=catalog.presets(presets_dir, launcher.runs_dir), value=current),
                preset, preset)  # presets edited and saved since the page was built
@@ -339,7 +364,8 @@ def build(launcher: Launcher, presets_dir: Path, tab: gr.Tab, page: gr.Blocks | 
     if page is not None:
         page.load(estimated, inputs, memory_line, show_progress="minimal")
     for field in (processes, strategy):  # the two fields are the overrides' run.processes / run.accelerate_config
-        field.change(with_processes, [overrides, processes, strategy], overrides, show_progress="hidden")
+        field.change(processes_edit, [processes, strategy], changes[-1], show_progress="hidden").then(
+            None, [changes[-1], overrides], [overrides, changes[-1]], js=MERGE, show_progress="hidden")
     search.change(field_rows, search, fields, show_progress="hidden")
     show.click(lambda *a: show_command(launcher, *a), [preset, *inputs], [command, message], api_name="show_command")
     go.click(lambda *a: launch(launcher, *a), inputs, [command, message, pid], api_name="launch").then(

@@ -21,6 +21,10 @@ LINE_PIXELS = """(sel) => { const c = document.querySelector(sel + ' canvas'); c
     if (d[i + 3] > 200 && Math.max(d[i], d[i + 1], d[i + 2]) - Math.min(d[i], d[i + 1], d[i + 2]) > 30) {
       out.push([r.left + x / sx, r.top + y * r.height / c.height]); break; } }
   return out; }"""
+# Every event's request held 1.5 s on its way to the server (window.__fetch: the page's own fetch)
+SLOW_EVENTS = """() => { const f = window.__fetch = window.fetch;
+  window.fetch = (url, options) => String(url).includes('/queue/join')
+    ? new Promise((done) => setTimeout(done, 1500)).then(() => f(url, options)) : f(url, options); }"""
 TOOLTIP = "() => { const t = document.querySelector('#vg-tooltip-element'); return t && t.classList.contains('visible') ? t.innerText : ''; }"
 
 
@@ -104,12 +108,31 @@ def test_train_form_upload_and_every_problem(page, shot, studio, tmp_path):
     page.wait_for_function("document.querySelector('#train-overrides textarea').value === ''")
     choose(page, "train-form-model-finetune", "lora")
     page.wait_for_function("document.querySelector('#train-overrides textarea').value === 'model.finetune=lora'")
+    choose(page, "train-form-model-finetune", "full")
+    page.wait_for_function("document.querySelector('#train-overrides textarea').value === ''")
+    # A slow server: the form's answer lands after the user typed in the overrides, and keeps what they typed
+    page.evaluate(SLOW_EVENTS)
+    choose(page, "train-form-model-finetune", "lora")
     page.fill("#train-overrides textarea", "sft.lrr=1")
+    page.wait_for_function("document.querySelector('#train-overrides textarea').value === 'sft.lrr=1\\nmodel.finetune=lora'")
+    page.evaluate("() => { window.fetch = window.__fetch; }")
+    page.fill("#train-processes input", "2")
+    page.keyboard.press("Tab")
+    choose(page, "train-strategy", "zero3")
+    page.wait_for_function("document.querySelector('#train-overrides textarea').value === "
+                           "'sft.lrr=1\\nmodel.finetune=lora\\nrun.processes=2\\nrun.accelerate_config=zero3'")
+    page.fill("#train-processes input", "1")
+    page.keyboard.press("Tab")
+    page.wait_for_function("document.querySelector('#train-overrides textarea').value === 'sft.lrr=1\\nmodel.finetune=lora'")
 
     text = page.inner_text("#train-editor .cm-content")
     editor_text(page, text.replace("lr: 1.0e-3", "lr: fast").replace("max_completion_length: 16",
                                                                    "max_completion_length: 0"))
-    page.wait_for_function("document.querySelector('#train-validation').innerText.includes('3 problems')")
+    try:
+        page.wait_for_function("document.querySelector('#train-validation').innerText.includes('3 problems')")
+    except Exception:
+        raise AssertionError(f"the verdict: {page.inner_text('#train-validation')!r}; the overrides: "
+                             f"{page.input_value('#train-overrides textarea')!r}") from None
     verdict = page.inner_text("#train-validation")
     assert re.search(r"line \d+: sft.lr must be float", verdict), verdict
     assert re.search(r"line \d+: grpo.max_completion_length=0 must be", verdict), verdict
