@@ -104,14 +104,10 @@ MERGE = """(change, text) => {
 }"""
 
 
-def form_values(launcher: Launcher, name: str, text: str, overrides: str) -> list:
-    """Each form field's value for the editor's preset with its overrides (skipped, field by field, where the
-    preset does not validate: the form keeps what it shows)."""
-    try:
-        cfg = launcher.validate(name, text, overrides_of(overrides))
-    except ConfigError:
-        return [gr.skip()] * len(FORM)
-    return [config.get(cfg, key) for key in FORM]
+def form_values(cfg: config.Config | None) -> list:
+    """Each form field's value in a validated config; None each where there is none (the preset does not
+    validate: the form keeps what it shows)."""
+    return [config.get(cfg, key) for key in FORM] if cfg else [None] * len(FORM)
 
 
 def preset_value(launcher: Launcher, name: str, text: str, key: str) -> object:
@@ -161,14 +157,18 @@ def _escaped(error: Exception) -> str:
     return html.escape(str(error), quote=False)
 
 
-def check(launcher: Launcher, name: str, text: str, overrides: str, gpu: bool | None = None) -> tuple[str, str]:
-    """(validation message, resolved config with docs) for the editor's current text: every problem found, one
-    line each, or the summary of a valid preset with what it will not do on this machine."""
-    problems = launcher.problems(name, text, overrides_of(overrides))
-    if problems:
+def check(launcher: Launcher, name: str, text: str, overrides: str,
+          gpu: bool | None = None) -> tuple[str, str, config.Config | None]:
+    """(validation message, resolved config with docs, the config) for the editor's current text: every problem
+    found, one line each (and no config), or the summary of a valid preset with what it will not do on this
+    machine. One validation for a valid preset; the search for every problem only where it is not."""
+    try:
+        cfg = launcher.validate(name, text, overrides_of(overrides))
+    except ConfigError:
+        problems = launcher.problems(name, text, overrides_of(overrides))
         head = "" if len(problems) == 1 else f"{len(problems)} problems:<br>"
-        return "<span class='rrft-bad'>" + head + "<br>".join(f"✗ {_escaped(p)}" for p in problems) + "</span>", ""
-    cfg = launcher.validate(name, text, overrides_of(overrides))
+        return ("<span class='rrft-bad'>" + head + "<br>".join(f"✗ {_escaped(p)}" for p in problems) + "</span>",
+                "", None)
     stages = " → ".join(cfg.run.stages)
     summary = (f"<span class='rrft-ok'>✓ valid</span> · stages {stages} · model `{cfg.model.name}` "
                f"({cfg.model.finetune}) · task {cfg.data.task}")
@@ -183,7 +183,7 @@ def check(launcher: Launcher, name: str, text: str, overrides: str, gpu: bool | 
                            for stage, b in ((st, split(cfg, st)) for st in cfg.run.stages))
         summary += f" · {cfg.run.processes} processes ({cfg.run.accelerate_config or 'ddp'}): batch {shares}"
     summary += "".join(f"<br><span class='rrft-warn'>⚠ {w}</span>" for w in logging_warnings(cfg))
-    return summary, config.describe(cfg)
+    return summary, config.describe(cfg), cfg
 
 
 def logging_warnings(cfg: config.Config) -> list[str]:
@@ -273,8 +273,8 @@ def build(launcher: Launcher, presets_dir: Path, tab: gr.Tab, page: gr.Blocks | 
     choices = catalog.presets(presets_dir, launcher.runs_dir)  # the demo first where there is no GPU
     first = choices[0][1] if choices else None
     text0, name0 = load_preset(first)
-    initial = [None if isinstance(v, dict) else v for v in form_values(launcher, name0, text0, "")] if text0 \
-        else [None] * len(FORM)
+    verdict0, _, cfg0 = check(launcher, name0, text0, "") if text0 else ("", "", None)
+    initial = form_values(cfg0)
     if text0:  # its estimate is ready when the first page asks
         threading.Thread(target=lambda: preflight(launcher, name0, text0, ""), daemon=True).start()
     with gr.Row(equal_height=False):
@@ -293,7 +293,7 @@ def build(launcher: Launcher, presets_dir: Path, tab: gr.Tab, page: gr.Blocks | 
                                         zip(FORM[start:start + 4], initial[start:start + 4])]
             editor = gr.Code(text0, language="yaml", label="Preset (YAML): only what differs from the defaults",
                              lines=18, max_lines=30, interactive=True, wrap_lines=True, elem_id="train-editor")
-            verdict = gr.Markdown(check(launcher, name0, text0, "")[0] if text0 else "", elem_id="train-validation")
+            verdict = gr.Markdown(verdict0, elem_id="train-validation")
             memory_line = gr.Markdown(elem_id="train-preflight")
             overrides = gr.Textbox(label="Overrides, one key=value per line (like the CLI's)", lines=2,
                                    placeholder="sft.lr=5e-4", elem_id="train-overrides")
@@ -328,10 +328,12 @@ def build(launcher: Launcher, presets_dir: Path, tab: gr.Tab, page: gr.Blocks | 
         return preflight(launcher, name_, text, more, request)
 
     def checked(name_, text, more, request: gr.Request):
-        found = check(launcher, name_, text, more)
-        if found[1]:  # valid: this page's newest preset, whose preflight follows
-            memory.note(request.session_hash, text, overrides_of(more))
-        return found
+        """The verdict, the resolved config and, for a valid preset, the form's values (one validation)."""
+        message, described, cfg = check(launcher, name_, text, more)
+        if cfg is None:
+            return message, described, *[gr.skip()] * len(FORM)
+        memory.note(request.session_hash, text, overrides_of(more))  # this page's newest preset: its preflight follows
+        return message, described, *form_values(cfg)
 
     inputs = [name, editor, overrides]
 
@@ -356,9 +358,8 @@ def build(launcher: Launcher, presets_dir: Path, tab: gr.Tab, page: gr.Blocks | 
     # imports the config machinery) cannot land after a later one and show a stale verdict. Then the memory
     # preflight of the newest valid one.
     for source in (editor, name, overrides):
-        source.change(checked, inputs, [verdict, resolved], trigger_mode="always_last", show_progress="hidden",
-                      concurrency_id="train-check", concurrency_limit=1).then(
-            lambda *a: form_values(launcher, *a), inputs, fields_form, show_progress="hidden").then(
+        source.change(checked, inputs, [verdict, resolved, *fields_form], trigger_mode="always_last",
+                      show_progress="hidden", concurrency_id="train-check", concurrency_limit=1).then(
             estimated, inputs, memory_line, show_progress="minimal", concurrency_id="train-preflight",
             concurrency_limit=1)
     if page is not None:
