@@ -288,9 +288,13 @@ def bands(run_dirs: list[Path], stage: str, axis: str = "step") -> list[dict]:
     out = []
     for run_dir in run_dirs:
         run = logs.CACHE.get(run_dir)
-        rows = [{"run": run_dir.name, "step": row["step"],
+        memo = run.memo.get(("bands", stage))
+        if memo is None or memo[0] != run.spread.version:
+            memo = run.memo[("bands", stage)] = (run.spread.version, [
+                {"run": run_dir.name, "step": row["step"],
                  **{k: round(row[k], 4) for k in ("mean", "q10", "q25", "q50", "q75", "q90")}}
-                for row in run.spread.think_answer(stage, SERIES_POINTS) if "q50" in row]
+                for row in run.spread.think_answer(stage, SERIES_POINTS) if "q50" in row])
+        rows = memo[1]
         if rows and axis != "step":
             x = on_axis(run, stage, axis, np.array([r["step"] for r in rows], dtype=float))
             rows = [{**r, "x": float(v)} for r, v in zip(rows, x)] if x is not None else []

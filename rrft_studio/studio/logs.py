@@ -517,6 +517,7 @@ class Cache:
         self.runs: OrderedDict[Path, RunLogs] = OrderedDict()
         self.lock = threading.Lock()
         self._janitor: threading.Thread | None = None
+        self._sized = frozenset()  # what the runs held when their bytes were last added up
 
     def get(self, run_dir: Path, metrics: bool = True, samples: bool = False) -> RunLogs:
         """The run's logs brought up to date (only what was appended is read): the metrics and the spread of
@@ -540,6 +541,8 @@ class Cache:
     def _trim(self, keep: Path) -> None:
         dropped = False
         with self.lock:
+            if self._held() == self._sized:  # adding up the bytes walks every column: only after a read (the
+                return                        # memos, a few kB a plot, bounded in number, are counted then too)
             while len(self.runs) > 1 and (len(self.runs) > self.max_runs or
                                           sum(r.nbytes for r in self.runs.values()) > self.max_bytes):
                 oldest = next(iter(self.runs))
@@ -547,8 +550,13 @@ class Cache:
                     break
                 del self.runs[oldest]
                 dropped = True
+            self._sized = self._held()
         if dropped:
             _give_back_memory()
+
+    def _held(self) -> frozenset:
+        """What each run has read (not in the order of use, which each get changes)."""
+        return frozenset((id(r), r.metrics.version, r.spread.version, r.samples.version) for r in self.runs.values())
 
     def release_idle(self) -> None:
         now = time.monotonic()
