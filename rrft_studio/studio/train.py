@@ -141,15 +141,16 @@ def form_field(key: str, value: object = None) -> gr.components.Component:
 
 
 def read_upload(path: str | None) -> tuple:
-    """(YAML text, run name) of an uploaded preset file; a file that is not UTF-8 text is refused in one line."""
+    """(YAML text, run name, no preset picked) of an uploaded preset file: the Preset list no longer names the
+    one it replaced. A file that is not UTF-8 text is refused in one line."""
     if not path:
-        return gr.skip(), gr.skip()
+        return gr.skip(), gr.skip(), gr.skip()
     try:
         text = Path(path).read_bytes().decode("utf-8")
     except UnicodeDecodeError:
         raise gr.Error(f"{Path(path).name} is not UTF-8 text: upload the preset's .yaml file") from None
     stem = Path(path).stem
-    return text, stem if NAME_OK.match(stem) else "preset"
+    return text, stem if NAME_OK.match(stem) else "preset", None
 
 
 def _escaped(error: Exception) -> str:
@@ -347,7 +348,7 @@ def build(launcher: Launcher, presets_dir: Path, tab: gr.Tab, page: gr.Blocks | 
         for trigger in ((field.blur, field.submit) if isinstance(field, gr.Number) else (field.input,)):
             trigger(set_field(key), [field, name, editor], change, show_progress="hidden").then(
                 None, [change, overrides], [overrides, change], js=MERGE, show_progress="hidden")
-    upload.upload(read_upload, upload, [editor, name])
+    upload.upload(read_upload, upload, [editor, name, preset])
     tab.select(lambda current: gr.Dropdown(choices=catalog.presets(presets_dir, launcher.runs_dir), value=current),
                preset, preset)  # presets edited and saved since the page was built
     # the preflight line is the previous preset's until the new one's estimate comes: say so at once. On a pick

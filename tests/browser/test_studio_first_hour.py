@@ -145,6 +145,7 @@ def test_train_form_upload_and_every_problem(page, shot, studio, tmp_path):
         page.click("#train-upload")
     chooser.value.set_files(str(preset))
     page.wait_for_function("document.querySelector('#train-name input, #train-name textarea').value === 'counting_2b'")
+    assert page.input_value("#train-preset input") == ""  # not the preset the upload replaced
     page.wait_for_selector("#train-validation:has-text('valid')")
     page.wait_for_selector("#train-validation:has-text('no CUDA GPU on this machine')")
     page.wait_for_function("document.querySelector('#train-form-model-name input').value === 'Qwen/Qwen2-VL-2B-Instruct'")
