@@ -510,6 +510,10 @@ def build(launcher: Launcher, tab: gr.Tab, timer: gr.Timer, follow: gr.State | N
         **plots_io).then(**table_io)
     export.click(lambda names: gr.File(value=export_csv(launcher, names), visible=True), overlay, exported)
     run.change(lambda n: notes_of(launcher, n), run, [tags, note_text], show_progress="hidden")
-    save.click(lambda n, t, x: save_notes(launcher, n, t, x), [run, tags, note_text], note, api_name="save_notes").then(
-        **table_io)
+    def saved(name, typed_tags, typed_note):
+        """The line that says what was saved and, once saved, the boxes as saved (the tags as parsed)."""
+        said = save_notes(launcher, name, typed_tags, typed_note)
+        return said, *(notes_of(launcher, name) if said.startswith("Saved ") else (gr.skip(), gr.skip()))
+
+    save.click(saved, [run, tags, note_text], [note, tags, note_text], api_name="save_notes").then(**table_io)
     return run

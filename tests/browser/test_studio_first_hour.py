@@ -221,6 +221,8 @@ def test_runs_are_filtered_renamed_and_deleted(page, shot, studio):
     page.wait_for_selector("#monitor-note:has-text(\"Saved copy-of-micro's tags baseline, lr-sweep and its note\")")
     assert json.loads((copy / "notes.json").read_text()) == {"tags": ["baseline", "lr-sweep"],
                                                              "note": "the copy, to rename"}
+    tags_shown = "document.querySelector('#monitor-tags textarea, #monitor-tags input').value === 'baseline lr-sweep'"
+    page.wait_for_function(tags_shown)  # the box shows the tags as saved
     page.fill("#monitor-filter textarea, #monitor-filter input", "lr-sweep")
     page.wait_for_selector("#monitor-runs [role=gridcell]:has-text('baseline lr-sweep')")
     page.wait_for_function("document.querySelector('#monitor-runs [role=grid]').getAttribute('aria-rowcount') === '2'")
@@ -236,7 +238,9 @@ def test_runs_are_filtered_renamed_and_deleted(page, shot, studio):
     assert result["checkpoint"] == str(renamed / "final" / "sft")  # its own paths followed it
     page.fill("#monitor-filter textarea, #monitor-filter input", "renamed")
     page.wait_for_selector("#monitor-runs [role=gridcell]:has-text('renamed-micro')")
-    assert page.input_value("#monitor-tags textarea, #monitor-tags input") == "baseline lr-sweep"  # moved with it
+    assert json.loads((renamed / "notes.json").read_text())["tags"] == ["baseline", "lr-sweep"]  # moved with it
+    page.wait_for_selector("#monitor-runs [role=gridcell]:has-text('baseline lr-sweep')")
+    page.wait_for_function(tags_shown)
     shot("monitor_rename")
 
     page.click("#monitor-delete")
